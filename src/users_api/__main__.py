@@ -1,0 +1,3 @@
+from users_api.cli import main
+
+main()

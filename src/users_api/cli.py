@@ -1,0 +1,113 @@
+"""The `users-api` command: serve, migrate."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+
+from users_api.config import Settings, describe_error
+from users_api.db import migrations
+from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+
+cli = typer.Typer(
+    name="users-api",
+    help="An async user-management REST service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(stderr=True, highlight=False)
+# A placeholder for `migrate --sql` with no database: offline mode only needs the dialect.
+_OFFLINE_URL = "postgresql+asyncpg://offline/users_api"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    out.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(describe_error(exc), code=2)
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """Yield the URL of the configured database, or start the embedded one for the block."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.data_dir)
+    try:
+        url = embedded.start().render_as_string(hide_password=False)
+    except EmbeddedDatabaseError as exc:
+        fail(str(exc))
+    out.print(f"[green]users-api:[/] {embedded.describe()}", soft_wrap=True)
+    try:
+        yield url
+    finally:
+        embedded.stop()
+        out.print("[green]users-api:[/] embedded PostgreSQL stopped")
+
+
+def apply_migrations(url: str, revision: str = "head") -> None:
+    try:
+        migrations.upgrade(url, revision)
+    except Exception as exc:  # a CLI reports any failure as one line
+        fail(f"migrations failed: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Apply pending migrations, then serve the API."""
+    settings = load_settings()
+    with database(settings) as url:
+        apply_migrations(url)
+        # Workers (and the reloader) build their own app from the environment.
+        os.environ["DATABASE_URL"] = url
+        out.print(f"[green]users-api:[/] serving on http://{host}:{port} (docs at /docs)")
+        uvicorn.run(
+            "users_api.app:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            timeout_graceful_shutdown=10,
+            log_level="info",
+        )
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+    ] = False,
+) -> None:
+    """Upgrade the database schema (Alembic) to REVISION."""
+    settings = load_settings()
+    if sql:
+        migrations.upgrade(settings.database_url or _OFFLINE_URL, revision, sql=True)
+        return
+    with database(settings) as url:
+        apply_migrations(url, revision)
+        out.print(f"[green]users-api:[/] database at revision {revision}")
+
+
+def main() -> None:
+    cli()

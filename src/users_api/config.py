@@ -1,0 +1,95 @@
+"""Settings: one pydantic-settings class, read once at start-up and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+_ASYNC_DRIVER = "postgresql+asyncpg"
+_ACCEPTED_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
+
+
+def normalize_database_url(raw: str) -> str:
+    """Accept the common spellings of a PostgreSQL URL and pin the asyncpg driver."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise ValueError("is not a valid database URL") from exc
+    if url.drivername not in _ACCEPTED_SCHEMES:
+        raise ValueError(f"must be a postgresql+asyncpg:// URL, not {url.drivername}://")
+    if not url.database:
+        raise ValueError("must name a database")
+    return url.set(drivername=_ASYNC_DRIVER).render_as_string(hide_password=False)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; environment variables win over `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    data_dir: Path = Path(".data")
+
+    access_token_ttl_seconds: Annotated[int, Field(ge=30, le=86_400)] = 900
+    refresh_token_ttl_seconds: Annotated[int, Field(ge=60, le=31_536_000)] = 1_209_600
+    allow_registration: bool = True
+    password_min_length: Annotated[int, Field(ge=12, le=128)] = 12
+
+    first_admin_email: str | None = None
+    first_admin_username: str | None = None
+    first_admin_password: SecretStr | None = None
+
+    db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 20
+    db_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 10
+    db_pool_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
+    db_pool_recycle: Annotated[int, Field(ge=-1)] = 1800
+    db_pool_pre_ping: bool = True
+    db_echo: bool = False
+    db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 15_000
+    db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _validate_database_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return normalize_database_url(value.strip())
+
+    @field_validator("secret_key", mode="after")
+    @classmethod
+    def _validate_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes long")
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        if self.database_url is None:
+            raise RuntimeError("no DATABASE_URL: start the embedded database first")
+        return make_url(self.database_url)
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line per broken setting, naming the environment variable."""
+    lines = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"invalid setting {name}: {message}")
+    return "; ".join(lines)

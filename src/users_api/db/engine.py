@@ -1,0 +1,35 @@
+"""The one place that creates an engine."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from users_api.config import Settings
+
+APPLICATION_NAME = "users-api"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An asyncpg engine sized by settings.
+
+    `statement_timeout` is set per connection so one runaway query cannot hold a pooled
+    connection forever; `application_name` makes our backends easy to find in
+    `pg_stat_activity`.
+    """
+    server_settings = {
+        "application_name": APPLICATION_NAME,
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+    }
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        echo=settings.db_echo,
+        connect_args={
+            "server_settings": server_settings,
+            "timeout": settings.db_connect_timeout,
+        },
+    )

@@ -1,0 +1,267 @@
+"""Domain errors, and the one place where any error becomes an RFC 9457 problem.
+
+Services raise the `DomainError` subclasses below; they carry no HTTP. The handlers
+registered by `install_error_handlers` turn those, framework errors (404 route, 405,
+422, 413) and database faults into `application/problem+json`, and a 500 that leaks
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:users-api:problem:"
+RETRY_AFTER_SECONDS = 2
+
+log = logging.getLogger(__name__)
+
+
+# --- domain errors ---------------------------------------------------------------
+
+
+class DomainError(Exception):
+    """A rule of the service was broken; `code` is stable and machine-readable."""
+
+    code = "error"
+    detail = "The request could not be completed."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.detail)
+        if detail is not None:
+            self.detail = detail
+
+    def extra(self) -> dict[str, Any]:
+        return {}
+
+
+class NotFound(DomainError):
+    code = "not-found"
+    detail = "No such resource."
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    detail = "The request conflicts with the current state."
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+    def extra(self) -> dict[str, Any]:
+        return {"field": self.field} if self.field else {}
+
+
+class PreconditionFailed(DomainError):
+    code = "precondition-failed"
+    detail = "The resource has changed since the given ETag (If-Match)."
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    detail = "You may not do that."
+
+
+class InvalidCursor(DomainError):
+    code = "invalid-cursor"
+    detail = "The cursor is malformed or does not belong to this query."
+
+
+class InvalidInput(DomainError):
+    """A value passed the schema but breaks a rule the service checks (422)."""
+
+    code = "validation"
+    detail = "The request is not valid."
+
+    def __init__(self, *, loc: Sequence[str | int], msg: str) -> None:
+        super().__init__()
+        self.errors = [{"loc": list(loc), "msg": msg, "type": "value_error"}]
+
+    def extra(self) -> dict[str, Any]:
+        return {"errors": self.errors}
+
+
+class DatabaseUnavailable(DomainError):
+    code = "database-unavailable"
+    detail = "The database is unavailable; try again shortly."
+
+
+_DOMAIN_STATUS: Mapping[type[DomainError], HTTPStatus] = {
+    NotFound: HTTPStatus.NOT_FOUND,
+    Conflict: HTTPStatus.CONFLICT,
+    PreconditionFailed: HTTPStatus.PRECONDITION_FAILED,
+    Forbidden: HTTPStatus.FORBIDDEN,
+    InvalidCursor: HTTPStatus.BAD_REQUEST,
+    InvalidInput: HTTPStatus.UNPROCESSABLE_ENTITY,
+    DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
+def status_of(exc: DomainError) -> HTTPStatus:
+    for cls in type(exc).__mro__:
+        if cls in _DOMAIN_STATUS:
+            return _DOMAIN_STATUS[cls]
+    return HTTPStatus.BAD_REQUEST
+
+
+# --- documentation ---------------------------------------------------------------
+
+
+class ValidationItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of this service is sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    errors: list[ValidationItem] | None = None
+
+
+_DESCRIPTIONS = {
+    304: "Not modified: `If-None-Match` matched the current ETag.",
+    400: "Bad request, such as a malformed or foreign cursor.",
+    401: "Missing, malformed, forged, expired or revoked credentials.",
+    403: "Forbidden.",
+    404: "Not found.",
+    409: "Conflict: `field` names the taken email or username.",
+    412: "Precondition failed: `If-Match` is stale.",
+    413: "The request body is over 64 KiB.",
+    422: "Validation failed: `errors` lists each problem.",
+    429: "Too many requests: see `Retry-After`.",
+    503: "The database is unavailable: see `Retry-After`.",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries whose body is a problem document."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in (*statuses, 413, 422, 500, 503):
+        entry: dict[str, Any] = {
+            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
+        }
+        if status != 304:
+            entry["content"] = {PROBLEM_MEDIA_TYPE: {"schema": Problem.model_json_schema()}}
+        documented[status] = entry
+    return documented
+
+
+# --- rendering -------------------------------------------------------------------
+
+
+def problem(
+    status: int,
+    *,
+    detail: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """An `application/problem+json` response."""
+    http_status = HTTPStatus(status)
+    body: dict[str, Any] = {
+        "type": f"{PROBLEM_TYPE_PREFIX}{code}" if code else "about:blank",
+        "title": http_status.phrase,
+        "status": status,
+        "detail": detail or http_status.description or http_status.phrase,
+        **extra,
+    }
+    return Response(
+        content=orjson.dumps(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Keep loc, msg and type only: the raw input may be huge or hold a password."""
+    return [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        for err in errors
+    ]
+
+
+# --- handlers --------------------------------------------------------------------
+
+
+async def _domain_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    status = status_of(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status >= 500 else None
+    return problem(status, detail=exc.detail, code=exc.code, headers=headers, **exc.extra())
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
+        detail = "No route matches this path."
+    return problem(exc.status_code, detail=detail, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        detail="The request is not valid.",
+        code="validation",
+        errors=_validation_errors(exc.errors()),
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc))
+    return await _domain_error(request, DatabaseUnavailable())
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        HTTPStatus.INTERNAL_SERVER_ERROR, detail="An unexpected error occurred.", code="internal"
+    )
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for faults that mean 'the database is not reachable right now'."""
+    if isinstance(exc, PoolTimeoutError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError)
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> Response:
+    if is_connection_error(exc):
+        return await _database_error(request, exc)
+    return await _unexpected_error(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(OSError, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)

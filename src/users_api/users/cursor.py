@@ -1,0 +1,70 @@
+"""Opaque keyset cursors: the last row's sort key and id, base64url-encoded JSON.
+
+A cursor is bound to the sort it was made for; anything that does not decode to exactly
+that shape is an `InvalidCursor` (400), never a server error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from users_api.errors import InvalidCursor
+from users_api.users.schemas import UserSort
+
+KeyValue = uuid.UUID | datetime | str
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the previous page ended: its last row's sort key and id."""
+
+    sort: UserSort
+    key: KeyValue
+    id: uuid.UUID
+
+
+def encode(position: Position) -> str:
+    key = position.key
+    raw = key.isoformat() if isinstance(key, datetime) else str(key)
+    payload = orjson.dumps({"s": position.sort.value, "k": raw, "i": str(position.id)})
+    return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
+
+
+def decode(cursor: str, sort: UserSort) -> Position:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not isinstance(data, dict) or set(data) != {"s", "k", "i"}:
+            raise InvalidCursor
+        if data["s"] != sort.value:
+            raise InvalidCursor("The cursor was made for another sort order.")
+        row_id = uuid.UUID(data["i"])
+        key = _parse_key(sort, data["k"], row_id)
+    except InvalidCursor:
+        raise
+    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError, orjson.JSONDecodeError):
+        raise InvalidCursor from None
+    return Position(sort=sort, key=key, id=row_id)
+
+
+def _parse_key(sort: UserSort, raw: object, row_id: uuid.UUID) -> KeyValue:
+    if not isinstance(raw, str) or "\x00" in raw:
+        raise InvalidCursor
+    if sort.key == "id":
+        if uuid.UUID(raw) != row_id:
+            raise InvalidCursor
+        return row_id
+    if sort.key == "created_at":
+        moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is None:
+            raise InvalidCursor
+        return moment
+    if len(raw) > 320:
+        raise InvalidCursor
+    return raw

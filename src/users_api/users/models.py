@@ -1,0 +1,46 @@
+"""The `users` table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, String, Uuid, func
+from sqlalchemy.orm import Mapped, mapped_column
+from uuid_utils.compat import uuid7
+
+from users_api.db.base import Base
+
+# Names the service reads back from an IntegrityError to say which field conflicts.
+EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
+USERNAME_UNIQUE_INDEX = "uq_users_username_lower"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    # UUIDv7, made by the service: time-ordered, so the primary-key index stays compact.
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    email: Mapped[str] = mapped_column(String(320))
+    username: Mapped[str] = mapped_column(String(32))
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    __table_args__ = (
+        # Uniqueness is the database's job: a check-then-insert alone is a race.
+        Index(EMAIL_UNIQUE_INDEX, func.lower(email), unique=True),
+        Index(USERNAME_UNIQUE_INDEX, func.lower(username), unique=True),
+        # Keyset paging by creation time walks this index.
+        Index("ix_users_created_at_id", "created_at", "id"),
+        CheckConstraint("version >= 1", name="version_positive"),
+    )
+    # The ORM bumps `version` on every UPDATE and adds `WHERE version = :old`, so a
+    # concurrent change can never be silently overwritten.
+    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}  # noqa: RUF012

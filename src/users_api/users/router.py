@@ -1,0 +1,102 @@
+"""HTTP for users: parse, call one service method, shape status and headers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from users_api.deps import UserServiceDep
+from users_api.errors import problem_responses
+from users_api.etags import format_etag, if_none_match_hits, parse_if_match
+from users_api.users.schemas import UserCreate, UserListQuery, UserOut, UserPage, UserUpdate
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+IfMatch = Annotated[str | None, Header(description="Only act if the user's ETag still matches.")]
+
+
+def _user_response(response: Response, user: UserOut) -> UserOut:
+    response.headers["ETag"] = format_etag(user.version)
+    return user
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(403, 409),
+    summary="Register a user",
+)
+async def create_user(
+    body: UserCreate, request: Request, response: Response, service: UserServiceDep
+) -> UserOut:
+    user = UserOut.model_validate(await service.create(body))
+    response.headers["Location"] = str(request.url_for("get_user", user_id=user.id).path)
+    return _user_response(response, user)
+
+
+@router.get("", responses=problem_responses(400, 401, 403), summary="List users")
+async def list_users(
+    query: Annotated[UserListQuery, Query()],
+    request: Request,
+    response: Response,
+    service: UserServiceDep,
+) -> UserPage:
+    page = await service.list(query)
+    if page.next_cursor is not None:
+        next_url = request.url.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return UserPage(
+        items=[UserOut.model_validate(user) for user in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "/{user_id}",
+    response_model=UserOut,
+    responses=problem_responses(304, 401, 404),
+    summary="Get a user",
+    name="get_user",
+)
+async def get_user(
+    user_id: uuid.UUID,
+    response: Response,
+    service: UserServiceDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> UserOut | Response:
+    user = UserOut.model_validate(await service.get(user_id))
+    if if_none_match_hits(if_none_match, user.version):
+        return Response(
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": format_etag(user.version)}
+        )
+    return _user_response(response, user)
+
+
+@router.patch(
+    "/{user_id}",
+    responses=problem_responses(401, 403, 404, 409, 412),
+    summary="Change a user (JSON merge patch)",
+)
+async def update_user(
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    response: Response,
+    service: UserServiceDep,
+    if_match: IfMatch = None,
+) -> UserOut:
+    user = await service.update(user_id, body, if_match=parse_if_match(if_match))
+    return _user_response(response, UserOut.model_validate(user))
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 409, 412),
+    summary="Delete a user",
+)
+async def delete_user(
+    user_id: uuid.UUID, service: UserServiceDep, if_match: IfMatch = None
+) -> None:
+    await service.delete(user_id, if_match=parse_if_match(if_match))

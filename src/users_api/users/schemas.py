@@ -1,0 +1,147 @@
+"""Request and response bodies of the Users endpoints (input and output kept apart)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+
+def _normalize_email(value: str) -> str:
+    """Syntax check only (no DNS); the domain is lower-cased, the local part kept."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_normalize_email)]
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
+FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
+# Kept exactly as given: no stripping, no truncation. Further rules live in the service.
+Password = Annotated[str, StringConstraints(min_length=12, max_length=128, strip_whitespace=False)]
+
+
+class _Input(BaseModel):
+    # Unknown fields are an error, never silently dropped: no mass assignment.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class UserCreate(_Input):
+    email: Email
+    username: Username
+    password: Password
+    full_name: FullName | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+
+
+_NOT_NULLABLE = ("email", "username", "password", "is_active", "is_admin", "current_password")
+
+
+class UserUpdate(_Input):
+    """A JSON merge patch: absent fields stay, `"full_name": null` clears the name."""
+
+    email: Email | None = None
+    username: Username | None = None
+    full_name: FullName | None = None
+    password: Password | None = None
+    current_password: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+
+    @field_validator(*_NOT_NULLABLE, mode="before")
+    @classmethod
+    def _reject_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, and only those."""
+        return self.model_dump(include=self.model_fields_set - {"current_password"})
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    username: str
+    full_name: str | None
+    is_active: bool
+    is_admin: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class UserSort(StrEnum):
+    ID = "id"
+    ID_DESC = "-id"
+    CREATED_AT = "created_at"
+    CREATED_AT_DESC = "-created_at"
+    USERNAME = "username"
+    USERNAME_DESC = "-username"
+    EMAIL = "email"
+    EMAIL_DESC = "-email"
+
+    @property
+    def key(self) -> str:
+        return self.value.removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.value.startswith("-")
+
+
+SearchText = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)
+]
+
+
+class UserListQuery(BaseModel):
+    """Query parameters of `GET /users`."""
+
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    sort: UserSort = UserSort.ID
+    q: SearchText | None = None
+    email: SearchText | None = None
+    username: SearchText | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    @field_validator("created_after", "created_before", mode="after")
+    @classmethod
+    def _assume_utc(cls, value: datetime | None) -> datetime | None:
+        """A timestamp without an offset is read as UTC, the service's only zone."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value

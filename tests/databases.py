@@ -1,0 +1,68 @@
+"""Where the tests' PostgreSQL comes from: a server given by URL, or the embedded one.
+
+With `TEST_DATABASE_URL` set, each test run creates a fresh database on that server and
+drops it afterwards; without it, the run starts its own embedded PostgreSQL in a
+throw-away folder, by the same mechanism `users-api serve` uses.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import URL, make_url
+
+from users_api.config import normalize_database_url
+from users_api.db.embedded import EmbeddedPostgres
+
+SERVER_URL_VARIABLE = "TEST_DATABASE_URL"
+
+
+def _asyncpg_dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(server_url: str, name: str) -> str:
+    url = make_url(normalize_database_url(server_url))
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    url = make_url(normalize_database_url(server_url))
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def fresh_name() -> str:
+    return f"users_api_test_{secrets.token_hex(6)}"
+
+
+@contextmanager
+def embedded_server() -> Iterator[tuple[EmbeddedPostgres, str]]:
+    """An embedded PostgreSQL in a temporary folder, deleted afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="users-api-test-"))
+    embedded = EmbeddedPostgres(folder)
+    try:
+        url = embedded.start().render_as_string(hide_password=False)
+        yield embedded, url
+    finally:
+        embedded.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def server_url() -> str | None:
+    return os.environ.get(SERVER_URL_VARIABLE) or None
