@@ -14,6 +14,8 @@ from tests import databases
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.db.migrations import upgrade_on
+from users_api.users.models import User
+from users_api.users.service import UserService
 
 BASE_URL = "http://testserver"
 
@@ -48,7 +50,11 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     # `_env_file=None`: a developer's own .env must not leak into the tests.
-    return Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    return Settings(
+        database_url=database_url,
+        secret_key="test-secret-key-that-is-at-least-32-bytes-long",
+        _env_file=None,  # type: ignore[call-arg]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +71,41 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+ADMIN_PASSWORD = "admin password that is long"
+
+
+@pytest.fixture
+async def admin(app: FastAPI) -> User:
+    """An active admin, created through the service as `FIRST_ADMIN_*` would."""
+    async with app.state.session_factory() as session, session.begin():
+        service = UserService(session, app.state.passwords, password_min_length=12)
+        return await service.create_admin(
+            email="root@example.com", username="root", password=ADMIN_PASSWORD
+        )
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    """Log in and return the token response."""
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+@pytest.fixture
+async def admin_client(app: FastAPI, admin: User) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as `admin`."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        tokens = await login(client, admin.username, ADMIN_PASSWORD)
+        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        yield client
+
+
 @pytest.fixture(autouse=True)
 async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
     yield
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE users CASCADE"))
+        await connection.execute(text("TRUNCATE users, refresh_tokens, login_failures CASCADE"))

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy import text
 
 from users_api import __version__
-from users_api.auth.passwords import Passwords
+from users_api.auth.passwords import Passwords, default_hash_concurrency
+from users_api.auth.router import router as auth_router
+from users_api.auth.secret import resolve_secret_key
+from users_api.auth.tokens import AccessTokens
 from users_api.config import Settings
 from users_api.db.engine import create_engine
 from users_api.db.session import create_session_factory
 from users_api.errors import install_error_handlers, problem, problem_responses
 from users_api.middleware import BodySizeLimit
 from users_api.users.router import router as users_router
+from users_api.users.service import UserService
 
 READY_TIMEOUT_SECONDS = 1.0
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 User management over HTTP. Every error is an RFC 9457 `application/problem+json`
@@ -34,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
+        await _ensure_first_admin(app, settings)
         try:
             yield
         finally:
@@ -46,12 +54,36 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.passwords = Passwords()
+    app.state.passwords = Passwords(
+        concurrency=settings.password_hash_concurrency or default_hash_concurrency()
+    )
+    app.state.tokens = AccessTokens(
+        secret=resolve_secret_key(settings),
+        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.include_router(auth_router)
     app.include_router(users_router)
     _add_operations(app)
     return app
+
+
+async def _ensure_first_admin(app: FastAPI, settings: Settings) -> None:
+    """FIRST_ADMIN_*: create that admin at start-up unless a user has the email."""
+    email, username = settings.first_admin_email, settings.first_admin_username
+    password = settings.first_admin_password
+    if not (email and username and password):
+        return
+    async with app.state.session_factory() as session, session.begin():
+        service = UserService(
+            session, app.state.passwords, password_min_length=settings.password_min_length
+        )
+        created = await service.ensure_admin(
+            email=email, username=username, password=password.get_secret_value()
+        )
+    if created is not None:
+        log.info("created the first admin %s", created.username)
 
 
 def _add_operations(app: FastAPI) -> None:

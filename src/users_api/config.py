@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: Annotated[int, Field(ge=60, le=31_536_000)] = 1_209_600
     allow_registration: bool = True
     password_min_length: Annotated[int, Field(ge=12, le=128)] = 12
+    password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] | None = None
+
+    login_failures_per_account: Annotated[int, Field(ge=1)] = 5
+    login_failures_per_address: Annotated[int, Field(ge=1)] = 100
+    login_failure_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
+    # Proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated).
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     first_admin_email: str | None = None
     first_admin_username: str | None = None
@@ -70,6 +78,17 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             raise ValueError("must be a string")
         return normalize_database_url(value.strip())
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                return tuple(ip_network(part, strict=False) for part in parts)
+            except ValueError as exc:
+                raise ValueError(f"not an address or network: {exc}") from exc
+        return value
 
     @field_validator("secret_key", mode="after")
     @classmethod

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 
+from users_api.auth.client_address import client_address
 from users_api.auth.passwords import Passwords
+from users_api.auth.service import AuthService
+from users_api.auth.throttle import ThrottleRules
+from users_api.auth.tokens import AccessTokens
 from users_api.config import Settings
 from users_api.db.session import SessionDep
+from users_api.errors import Unauthorized
+from users_api.users.models import User
 from users_api.users.service import UserService
+
+TOKEN_URL = "/api/v1/auth/token"  # noqa: S105  # a path, not a secret
+# auto_error=False: we answer missing credentials ourselves, as problem+json.
+bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,14 +34,70 @@ def get_passwords(request: Request) -> Passwords:
     return passwords
 
 
+def get_tokens(request: Request) -> AccessTokens:
+    tokens: AccessTokens = request.app.state.tokens
+    return tokens
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
+TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
+
+
+def get_auth_service(
+    session: SessionDep, passwords: PasswordsDep, tokens: TokensDep, settings: SettingsDep
+) -> AuthService:
+    return AuthService(
+        session,
+        passwords=passwords,
+        tokens=tokens,
+        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+        throttle=ThrottleRules(
+            per_account=settings.login_failures_per_account,
+            per_address=settings.login_failures_per_address,
+            window=timedelta(seconds=settings.login_failure_window_seconds),
+        ),
+    )
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service, scope="function")]
+
+
+async def optional_user(
+    auth: AuthServiceDep, token: Annotated[str | None, Depends(bearer)]
+) -> User | None:
+    """The caller if credentials were sent (and then they must be valid), else None."""
+    if token is None:
+        return None
+    return await auth.authenticate(token)
+
+
+async def current_user(auth: AuthServiceDep, token: Annotated[str | None, Depends(bearer)]) -> User:
+    if token is None:
+        raise Unauthorized
+    return await auth.authenticate(token)
+
+
+OptionalUser = Annotated[User | None, Depends(optional_user, scope="function")]
+CurrentUser = Annotated[User, Depends(current_user, scope="function")]
 
 
 def get_user_service(
     session: SessionDep, passwords: PasswordsDep, settings: SettingsDep
 ) -> UserService:
-    return UserService(session, passwords, password_min_length=settings.password_min_length)
+    return UserService(
+        session,
+        passwords,
+        password_min_length=settings.password_min_length,
+        allow_registration=settings.allow_registration,
+    )
 
 
 UserServiceDep = Annotated[UserService, Depends(get_user_service, scope="function")]
+
+
+def get_client_address(request: Request, settings: SettingsDep) -> str:
+    return client_address(request, settings.trusted_proxies)
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]

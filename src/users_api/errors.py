@@ -46,6 +46,38 @@ class DomainError(Exception):
     def extra(self) -> dict[str, Any]:
         return {}
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class Unauthorized(DomainError):
+    """No valid credentials: missing, malformed, forged, expired or revoked."""
+
+    code = "unauthorized"
+    detail = "Valid bearer credentials are required."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class InvalidCredentials(Unauthorized):
+    """One body for every failed login: unknown user, wrong password, inactive user."""
+
+    code = "invalid-credentials"
+    detail = "Incorrect username or password."
+
+
+class TooManyAttempts(DomainError):
+    code = "too-many-attempts"
+    detail = "Too many failed logins; try again later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class NotFound(DomainError):
     code = "not-found"
@@ -97,6 +129,9 @@ class DatabaseUnavailable(DomainError):
     code = "database-unavailable"
     detail = "The database is unavailable; try again shortly."
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
 
 _DOMAIN_STATUS: Mapping[type[DomainError], HTTPStatus] = {
     NotFound: HTTPStatus.NOT_FOUND,
@@ -105,6 +140,8 @@ _DOMAIN_STATUS: Mapping[type[DomainError], HTTPStatus] = {
     Forbidden: HTTPStatus.FORBIDDEN,
     InvalidCursor: HTTPStatus.BAD_REQUEST,
     InvalidInput: HTTPStatus.UNPROCESSABLE_ENTITY,
+    Unauthorized: HTTPStatus.UNAUTHORIZED,
+    TooManyAttempts: HTTPStatus.TOO_MANY_REQUESTS,
     DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
@@ -205,11 +242,16 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 # --- handlers --------------------------------------------------------------------
 
 
+def to_response(exc: DomainError) -> Response:
+    """Render a domain error; routers return this when the transaction must still commit."""
+    return problem(
+        status_of(exc), detail=exc.detail, code=exc.code, headers=exc.headers(), **exc.extra()
+    )
+
+
 async def _domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    status = status_of(exc)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status >= 500 else None
-    return problem(status, detail=exc.detail, code=exc.code, headers=headers, **exc.extra())
+    return to_response(exc)
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:

@@ -44,6 +44,7 @@ class Passwords:
         )
     )
     _limiter: CapacityLimiter | None = field(default=None, init=False)
+    _dummy_hash: str | None = field(default=None, init=False)
 
     @property
     def limiter(self) -> CapacityLimiter:
@@ -60,6 +61,15 @@ class Passwords:
         return await anyio.to_thread.run_sync(
             self._hash.verify_and_update, password, hashed, limiter=self.limiter
         )
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend what a real verification costs, for a user that does not exist.
+
+        Without it an unknown username answers measurably faster than a wrong password.
+        """
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash("not the password of anyone")
+        await self.verify_and_update(password, self._dummy_hash)
 
 
 @lru_cache(maxsize=1)

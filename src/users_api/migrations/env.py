@@ -13,11 +13,10 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from users_api.db.base import Base
-from users_api.users import models  # noqa: F401  # registers the tables on Base.metadata
+from users_api.db.metadata import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from users_api.db.locks import ADMIN_SET_LOCK_CLASS
 from users_api.users.cursor import KeyValue, Position
 from users_api.users.models import User
 from users_api.users.schemas import UserListQuery, UserSort
@@ -44,11 +45,35 @@ class UserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, user_id: uuid.UUID, *, for_update: bool = False) -> User | None:
-        statement = select(User).where(User.id == user_id)
-        if for_update:
-            statement = statement.with_for_update()
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        """By primary key; a user already loaded in this session costs no query."""
+        return await self.session.get(User, user_id)
+
+    async def get_for_update(self, user_id: uuid.UUID) -> User | None:
+        """Lock the row and reload it: what an earlier read saw may be stale."""
+        statement = (
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_by_login(self, identifier: str) -> User | None:
+        """By email when it has an `@` (usernames cannot), else by username; any case."""
+        column = User.email if "@" in identifier else User.username
+        statement = select(User).where(func.lower(column) == identifier.lower())
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def count_active_admins(self, *, excluding: uuid.UUID) -> int:
+        statement = select(func.count()).where(
+            User.is_admin.is_(True), User.is_active.is_(True), User.id != excluding
+        )
+        return (await self.session.execute(statement)).scalar_one()
+
+    async def lock_admin_set(self) -> None:
+        """Serialize every change that could remove an active admin."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(ADMIN_SET_LOCK_CLASS, 0)))
 
     async def add(self, user: User) -> User:
         """Insert and flush, so a unique violation surfaces here as IntegrityError."""

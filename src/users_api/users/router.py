@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from users_api.deps import UserServiceDep
+from users_api.deps import CurrentUser, OptionalUser, UserServiceDep
 from users_api.errors import problem_responses
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.users.schemas import UserCreate, UserListQuery, UserOut, UserPage, UserUpdate
@@ -25,13 +25,17 @@ def _user_response(response: Response, user: UserOut) -> UserOut:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(403, 409),
+    responses=problem_responses(401, 403, 409),
     summary="Register a user",
 )
 async def create_user(
-    body: UserCreate, request: Request, response: Response, service: UserServiceDep
+    body: UserCreate,
+    request: Request,
+    response: Response,
+    service: UserServiceDep,
+    actor: OptionalUser,
 ) -> UserOut:
-    user = UserOut.model_validate(await service.create(body))
+    user = UserOut.model_validate(await service.create(body, actor=actor))
     response.headers["Location"] = str(request.url_for("get_user", user_id=user.id).path)
     return _user_response(response, user)
 
@@ -42,8 +46,9 @@ async def list_users(
     request: Request,
     response: Response,
     service: UserServiceDep,
+    actor: CurrentUser,
 ) -> UserPage:
-    page = await service.list(query)
+    page = await service.list(query, actor=actor)
     if page.next_cursor is not None:
         next_url = request.url.include_query_params(cursor=page.next_cursor)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
@@ -51,6 +56,15 @@ async def list_users(
         items=[UserOut.model_validate(user) for user in page.items],
         next_cursor=page.next_cursor,
     )
+
+
+@router.get(
+    "/me",
+    responses=problem_responses(401),
+    summary="The signed-in user",
+)
+async def get_me(response: Response, actor: CurrentUser) -> UserOut:
+    return _user_response(response, UserOut.model_validate(actor))
 
 
 @router.get(
@@ -64,9 +78,10 @@ async def get_user(
     user_id: uuid.UUID,
     response: Response,
     service: UserServiceDep,
+    actor: CurrentUser,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> UserOut | Response:
-    user = UserOut.model_validate(await service.get(user_id))
+    user = UserOut.model_validate(await service.get(user_id, actor=actor))
     if if_none_match_hits(if_none_match, user.version):
         return Response(
             status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": format_etag(user.version)}
@@ -84,9 +99,10 @@ async def update_user(
     body: UserUpdate,
     response: Response,
     service: UserServiceDep,
+    actor: CurrentUser,
     if_match: IfMatch = None,
 ) -> UserOut:
-    user = await service.update(user_id, body, if_match=parse_if_match(if_match))
+    user = await service.update(user_id, body, actor=actor, if_match=parse_if_match(if_match))
     return _user_response(response, UserOut.model_validate(user))
 
 
@@ -97,6 +113,6 @@ async def update_user(
     summary="Delete a user",
 )
 async def delete_user(
-    user_id: uuid.UUID, service: UserServiceDep, if_match: IfMatch = None
+    user_id: uuid.UUID, service: UserServiceDep, actor: CurrentUser, if_match: IfMatch = None
 ) -> None:
-    await service.delete(user_id, if_match=parse_if_match(if_match))
+    await service.delete(user_id, actor=actor, if_match=parse_if_match(if_match))

@@ -1,4 +1,4 @@
-"""The rules for users: validation beyond syntax, hashing, conflicts, optimistic locking."""
+"""The rules for users: who may do what, hashing, conflicts, optimistic locking, last admin."""
 
 from __future__ import annotations
 
@@ -12,13 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from users_api.auth.passwords import Passwords, policy_violation
-from users_api.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from users_api.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+)
 from users_api.users import cursor
 from users_api.users.models import EMAIL_UNIQUE_INDEX, USERNAME_UNIQUE_INDEX, User
 from users_api.users.repository import UserRepository, sort_key
 from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
 
 _FIELD_OF_INDEX = {EMAIL_UNIQUE_INDEX: "email", USERNAME_UNIQUE_INDEX: "username"}
+_ADMIN_ONLY_FIELDS = frozenset({"is_admin", "is_active"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,26 +44,43 @@ def conflict_from(exc: IntegrityError) -> Conflict:
     return Conflict(f"This {field} is already taken.", field=field)
 
 
+def _is_admin(actor: User | None) -> bool:
+    return actor is not None and actor.is_admin
+
+
 class UserService:
     def __init__(
-        self, session: AsyncSession, passwords: Passwords, *, password_min_length: int
+        self,
+        session: AsyncSession,
+        passwords: Passwords,
+        *,
+        password_min_length: int,
+        allow_registration: bool = True,
     ) -> None:
         self.session = session
         self.users = UserRepository(session)
         self.passwords = passwords
         self.password_min_length = password_min_length
+        self.allow_registration = allow_registration
 
-    def _check_password(self, password: str, *, email: str, username: str, loc: str) -> None:
+    def _check_password(self, password: str, *, email: str, username: str) -> None:
         reason = policy_violation(
             password, email=email, username=username, min_length=self.password_min_length
         )
         if reason is not None:
-            raise InvalidInput(loc=("body", loc), msg=f"Password {reason}.")
+            raise InvalidInput(loc=("body", "password"), msg=f"Password {reason}.")
 
-    async def create(self, data: UserCreate) -> User:
-        self._check_password(
-            data.password, email=data.email, username=data.username, loc="password"
-        )
+    async def create(self, data: UserCreate, *, actor: User | None) -> User:
+        if not _is_admin(actor):
+            if not self.allow_registration:
+                raise (
+                    Unauthorized("Registration is closed.")
+                    if actor is None
+                    else Forbidden("Registration is closed; only an admin may create users.")
+                )
+            if data.model_fields_set & _ADMIN_ONLY_FIELDS:
+                raise Forbidden("Only an admin may set is_admin or is_active.")
+        self._check_password(data.password, email=data.email, username=data.username)
         user = User(
             email=data.email,
             username=data.username,
@@ -69,13 +94,45 @@ class UserService:
         except IntegrityError as exc:
             raise conflict_from(exc) from None
 
-    async def get(self, user_id: uuid.UUID) -> User:
-        user = await self.users.get(user_id)
+    async def create_admin(self, *, email: str, username: str, password: str) -> User:
+        """For start-up and the CLI: no caller, the password policy still holds."""
+        data = UserCreate(email=email, username=username, password=password, is_admin=True)
+        admin = User(email=data.email, username=data.username, is_admin=True)
+        self._check_password(data.password, email=data.email, username=data.username)
+        admin.password_hash = await self.passwords.hash(data.password)
+        try:
+            return await self.users.add(admin)
+        except IntegrityError as exc:
+            raise conflict_from(exc) from None
+
+    async def ensure_admin(self, *, email: str, username: str, password: str) -> User | None:
+        """Create this admin unless a user already has the email; None when nothing was done.
+
+        Idempotent, and safe when several workers start at once: the loser of the race
+        sees the unique index refuse the email and does nothing.
+        """
+        if await self.users.get_by_login(email) is not None:
+            return None
+        try:
+            async with self.session.begin_nested():
+                return await self.create_admin(email=email, username=username, password=password)
+        except Conflict as exc:
+            if exc.field == "email":
+                return None
+            raise
+
+    async def get(self, user_id: uuid.UUID, *, actor: User) -> User:
+        """Admins see anyone; others only themselves (404 for the rest, not 403)."""
+        if user_id == actor.id:
+            return actor
+        user = await self.users.get(user_id) if actor.is_admin else None
         if user is None:
             raise NotFound("No user with this id.")
         return user
 
-    async def list(self, query: UserListQuery) -> Page:
+    async def list(self, query: UserListQuery, *, actor: User) -> Page:
+        if not actor.is_admin:
+            raise Forbidden("Only an admin may list users.")
         after = cursor.decode(query.cursor, query.sort) if query.cursor else None
         rows = await self.users.list_page(query, after=after, limit=query.limit + 1)
         items = rows[: query.limit]
@@ -87,29 +144,47 @@ class UserService:
             )
         return Page(items=items, next_cursor=next_cursor)
 
-    async def _locked(self, user_id: uuid.UUID, if_match: frozenset[int] | None) -> User:
+    async def _locked(
+        self, user_id: uuid.UUID, *, actor: User, if_match: frozenset[int] | None
+    ) -> User:
         """Load and row-lock the user, so the version check and the write are atomic."""
-        user = await self.users.get(user_id, for_update=True)
+        user = None
+        if actor.is_admin or user_id == actor.id:
+            user = await self.users.get_for_update(user_id)
         if user is None:
             raise NotFound("No user with this id.")
         if if_match is not None and user.version not in if_match:
             raise PreconditionFailed
         return user
 
+    async def _guard_last_admin(self, user: User, *, removing: bool) -> None:
+        """Refuse to leave no active admin. Callers hold the admin-set lock."""
+        last = removing and user.is_admin and user.is_active
+        if last and await self.users.count_active_admins(excluding=user.id) == 0:
+            raise Conflict("This would leave no active admin.")
+
     async def update(
-        self, user_id: uuid.UUID, patch: UserUpdate, *, if_match: frozenset[int] | None
+        self,
+        user_id: uuid.UUID,
+        patch: UserUpdate,
+        *,
+        actor: User,
+        if_match: frozenset[int] | None,
     ) -> User:
-        user = await self._locked(user_id, if_match)
         changes: dict[str, Any] = patch.changes()
+        touches_admin_set = bool(changes.keys() & _ADMIN_ONLY_FIELDS)
+        if touches_admin_set:
+            await self.users.lock_admin_set()
+        user = await self._locked(user_id, actor=actor, if_match=if_match)
+        if touches_admin_set and not actor.is_admin:
+            raise Forbidden("Only an admin may change is_admin or is_active.")
         password = changes.pop("password", None)
         if password is not None:
-            self._check_password(
-                password,
-                email=changes.get("email", user.email),
-                username=changes.get("username", user.username),
-                loc="password",
-            )
-            user.password_hash = await self.passwords.hash(password)
+            await self._change_password(user, password, patch, changes, actor=actor)
+        removing = changes.get("is_admin") is False or changes.get("is_active") is False
+        await self._guard_last_admin(user, removing=removing)
+        if changes.get("is_active") is False and user.is_active:
+            user.auth_version += 1  # deactivation kills every token at once
         for name, value in changes.items():
             if getattr(user, name) != value:
                 setattr(user, name, value)
@@ -121,6 +196,34 @@ class UserService:
             raise PreconditionFailed from None
         return user
 
-    async def delete(self, user_id: uuid.UUID, *, if_match: frozenset[int] | None) -> None:
-        user = await self._locked(user_id, if_match)
+    async def _change_password(
+        self,
+        user: User,
+        password: str,
+        patch: UserUpdate,
+        changes: dict[str, Any],
+        *,
+        actor: User,
+    ) -> None:
+        if user.id == actor.id:
+            current = patch.current_password
+            if current is None:
+                raise Forbidden("Send current_password to change your own password.")
+            ok, _ = await self.passwords.verify_and_update(current, user.password_hash)
+            if not ok:
+                raise Forbidden("current_password is not correct.")
+        self._check_password(
+            password,
+            email=changes.get("email", user.email),
+            username=changes.get("username", user.username),
+        )
+        user.password_hash = await self.passwords.hash(password)
+        user.auth_version += 1  # a new password kills every token at once
+
+    async def delete(
+        self, user_id: uuid.UUID, *, actor: User, if_match: frozenset[int] | None
+    ) -> None:
+        await self.users.lock_admin_set()
+        user = await self._locked(user_id, actor=actor, if_match=if_match)
+        await self._guard_last_admin(user, removing=True)
         await self.users.delete(user)

@@ -1,0 +1,22 @@
+"""Bodies of the authentication endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+RefreshTokenText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105  # the OAuth2 token type, not a secret
+    expires_in: int
+    refresh_token: str
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: RefreshTokenText

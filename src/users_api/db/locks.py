@@ -1,0 +1,4 @@
+"""Namespaces (the first key) of the transaction-scoped advisory locks we take."""
+
+LOGIN_LOCK_CLASS = 1  # second key: hashtext(account key); serializes one account's logins
+ADMIN_SET_LOCK_CLASS = 2  # second key: 0; serializes changes to the set of active admins

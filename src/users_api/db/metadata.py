@@ -1,0 +1,9 @@
+"""All tables in one MetaData, for Alembic and for tests that compare schemas."""
+
+from users_api.auth import models as auth_models
+from users_api.db.base import Base
+from users_api.users import models as users_models
+
+metadata = Base.metadata
+
+__all__ = ["auth_models", "metadata", "users_models"]
