@@ -53,7 +53,7 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         secret_key="test-secret-key-that-is-at-least-32-bytes-long",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 
