@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -84,13 +85,13 @@ async def admin(app: FastAPI) -> User:
         )
 
 
-async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, Any]:
     """Log in and return the token response."""
     response = await client.post(
         "/api/v1/auth/token", data={"username": username, "password": password}
     )
     assert response.status_code == 200, response.text
-    tokens: dict[str, str] = response.json()
+    tokens: dict[str, Any] = response.json()
     return tokens
 
 

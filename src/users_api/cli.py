@@ -1,8 +1,10 @@
-"""The `users-api` command: serve, migrate."""
+"""The `users-api` command: serve, migrate, create-admin."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn
@@ -12,9 +14,14 @@ import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
+from users_api.auth.passwords import Passwords
 from users_api.config import Settings, describe_error
 from users_api.db import migrations
 from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from users_api.db.engine import create_engine
+from users_api.db.session import create_session_factory
+from users_api.errors import DomainError, InvalidInput
+from users_api.users.service import UserService
 
 cli = typer.Typer(
     name="users-api",
@@ -88,6 +95,8 @@ def serve(
             workers=workers,
             reload=reload,
             timeout_graceful_shutdown=10,
+            # The service decides itself whose X-Forwarded-For to believe (TRUSTED_PROXIES).
+            proxy_headers=False,
             log_level="info",
         )
 
@@ -107,6 +116,57 @@ def migrate(
     with database(settings) as url:
         apply_migrations(url, revision)
         out.print(f"[green]users-api:[/] database at revision {revision}")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        # Exactly as given, less the line ending the pipe added.
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not sys.stdin.isatty():
+        fail("no terminal to read the password from: pipe it in with --password-stdin")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+async def _create_admin(settings: Settings, *, email: str, username: str, password: str) -> str:
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            service = UserService(
+                session, Passwords(), password_min_length=settings.password_min_length
+            )
+            admin = await service.create_admin(email=email, username=username, password=password)
+            return str(admin.id)
+    finally:
+        await engine.dispose()
+
+
+@cli.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The admin's email.")],
+    username: Annotated[str, typer.Option(help="The admin's username.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an admin. The password is read from the terminal (or stdin), never argv."""
+    settings = load_settings()
+    password = _read_password(password_stdin)
+    with database(settings) as url:
+        apply_migrations(url)
+        configured = settings.model_copy(update={"database_url": url})
+        try:
+            user_id = asyncio.run(
+                _create_admin(configured, email=email, username=username, password=password)
+            )
+        except InvalidInput as exc:
+            fail(str(exc))
+        except DomainError as exc:
+            fail(exc.detail)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            fail(f"invalid {first['loc'][0]}: {first['msg']}")
+    out.print(f"[green]users-api:[/] created admin {username} ({user_id})")
 
 
 def main() -> None:

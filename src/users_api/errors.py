@@ -118,8 +118,8 @@ class InvalidInput(DomainError):
     detail = "The request is not valid."
 
     def __init__(self, *, loc: Sequence[str | int], msg: str) -> None:
-        super().__init__()
-        self.errors = [{"loc": list(loc), "msg": msg, "type": "value_error"}]
+        super().__init__(msg)
+        self.errors: list[dict[str, Any]] = [{"loc": list(loc), "msg": msg, "type": "value_error"}]
 
     def extra(self) -> dict[str, Any]:
         return {"errors": self.errors}

@@ -1,0 +1,72 @@
+"""The first admin from FIRST_ADMIN_*, and the generated secret key."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from tests.auth.helpers import app_with
+from tests.conftest import login
+from users_api.auth.secret import SecretKeyError, resolve_secret_key
+from users_api.config import Settings
+
+FIRST = {
+    "first_admin_email": "boss@example.com",
+    "first_admin_username": "boss",
+    "first_admin_password": SecretStr("the boss password is long"),
+}
+
+
+async def test_first_admin_is_created_once(settings: Settings) -> None:
+    async with app_with(settings, **FIRST) as client:
+        tokens = await login(client, "boss", "the boss password is long")
+        me = await client.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert me.json()["is_admin"] is True
+        first_id = me.json()["id"]
+    # A second start (another worker, a restart) changes nothing.
+    async with app_with(settings, **FIRST) as client:
+        tokens = await login(client, "boss@example.com", "the boss password is long")
+        listed = await client.get(
+            "/api/v1/users", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert [user["id"] for user in listed.json()["items"]] == [first_id]
+
+
+def test_secret_key_is_generated_once_with_mode_0600(tmp_path: Path, settings: Settings) -> None:
+    local = settings.model_copy(update={"secret_key": None, "data_dir": tmp_path / "data"})
+    first = resolve_secret_key(local)
+    assert len(first) >= 32
+    path = tmp_path / "data" / "secret_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert resolve_secret_key(local) == first
+
+
+def test_short_stored_secret_is_refused(tmp_path: Path, settings: Settings) -> None:
+    (tmp_path / "secret_key").write_text("too short")
+    local = settings.model_copy(update={"secret_key": None, "data_dir": tmp_path})
+    with pytest.raises(SecretKeyError, match="shorter than 32 bytes"):
+        resolve_secret_key(local)
+
+
+def test_short_secret_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "short")
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(_env_file=None)
+
+
+async def test_tokens_from_another_key_are_refused(settings: Settings) -> None:
+    async with app_with(settings, **FIRST) as client:
+        tokens = await login(client, "boss", "the boss password is long")
+    other_key = SecretStr("a completely different secret key of 32+ bytes")
+    async with app_with(settings, secret_key=other_key) as other:
+        response = await other.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert response.status_code == 401
+    assert isinstance(client, httpx.AsyncClient)

@@ -1,0 +1,101 @@
+"""argon2id with OWASP parameters, rehash on login, the password policy."""
+
+from __future__ import annotations
+
+import httpx
+from argon2 import PasswordHasher, Type
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.auth.helpers import PASSWORD, register
+from tests.conftest import login
+from users_api.auth.passwords import (
+    ARGON2_MEMORY_KIB,
+    ARGON2_PARALLELISM,
+    ARGON2_TIME_COST,
+    Passwords,
+    policy_violation,
+)
+
+
+async def _stored_hash(engine: AsyncEngine, username: str) -> str:
+    async with engine.connect() as connection:
+        stored = await connection.scalar(
+            text("SELECT password_hash FROM users WHERE username = :u"), {"u": username}
+        )
+    assert isinstance(stored, str)
+    return stored
+
+
+async def test_hash_is_argon2id_with_owasp_parameters(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await register(client, "ada")
+    stored = await _stored_hash(engine, "ada")
+    assert stored.startswith("$argon2id$")
+    assert f"m={ARGON2_MEMORY_KIB},t={ARGON2_TIME_COST},p={ARGON2_PARALLELISM}" in stored
+    assert PASSWORD not in stored
+
+
+async def test_login_rehashes_old_parameters(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await register(client, "ada")
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1, type=Type.ID)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE users SET password_hash = :h WHERE username = 'ada'"),
+            {"h": weak.hash(PASSWORD)},
+        )
+    version_before = await _version(engine, "ada")
+    await login(client, "ada", PASSWORD)
+    rehashed = await _stored_hash(engine, "ada")
+    assert f"m={ARGON2_MEMORY_KIB}" in rehashed
+    # The same password under new parameters is not a change of the user.
+    assert await _version(engine, "ada") == version_before
+    await login(client, "ada", PASSWORD)
+
+
+async def _version(engine: AsyncEngine, username: str) -> int:
+    async with engine.connect() as connection:
+        value = await connection.scalar(
+            text("SELECT version FROM users WHERE username = :u"), {"u": username}
+        )
+    assert isinstance(value, int)
+    return value
+
+
+async def test_hash_and_verify_round_trip_in_threads() -> None:
+    passwords = Passwords(concurrency=2)
+    hashed = await passwords.hash("ünïcödé pässwörd 🔑")
+    assert (await passwords.verify_and_update("ünïcödé pässwörd 🔑", hashed))[0] is True
+    assert (await passwords.verify_and_update("ünïcödé pässwörd 🔑 ", hashed))[0] is False
+
+
+def test_policy() -> None:
+    def check(password: str, *, min_length: int = 12) -> str | None:
+        return policy_violation(
+            password, email="ada@example.com", username="ada_lovelace", min_length=min_length
+        )
+
+    assert check("a fine long password") is None
+    assert check("short") is not None
+    assert check("x" * 129) is not None
+    assert check("a fine long password", min_length=30) is not None
+    assert check("Ada@Example.com") is not None
+    assert check("ADA_LOVELACE") is not None  # the username, in another case
+    assert check("123456789abc") == "is one of the most common passwords"
+    assert check("123456789ABC") == "is one of the most common passwords"
+    assert check("  spaces count  ") is None
+
+
+async def test_common_password_is_refused(client: httpx.AsyncClient) -> None:
+    from users_api.auth.passwords import common_passwords
+
+    common = next(p for p in sorted(common_passwords()) if 12 <= len(p) <= 128)
+    response = await client.post(
+        "/api/v1/users",
+        json={"email": "eve@example.com", "username": "eve", "password": common},
+    )
+    assert response.status_code == 422
+    assert "common" in response.json()["errors"][0]["msg"]
