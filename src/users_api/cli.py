@@ -13,6 +13,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from users_api.config import Settings, describe_error
 from users_api.db import migrations
@@ -95,9 +96,12 @@ def database(settings: Settings) -> Iterator[str]:
         out.print("[green]users-api:[/] embedded PostgreSQL stopped")
 
 
-def apply_migrations(url: str, revision: str = "head") -> None:
+def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:
     try:
-        migrations.upgrade(url, revision)
+        migrations.upgrade(url, revision, sql=sql)
+    except OSError as exc:  # refused, unknown host, timed out: no server to talk to
+        where = make_url(url).render_as_string(hide_password=True)
+        fail(f"cannot reach the database at {where}: {exc}".splitlines()[0])
     except Exception as exc:  # a CLI reports any failure as one line
         fail(f"migrations failed: {type(exc).__name__}: {exc}".splitlines()[0])
 
@@ -138,7 +142,7 @@ def migrate(
     """Upgrade the database schema (Alembic) to REVISION."""
     settings = load_settings()
     if sql:
-        migrations.upgrade(settings.database_url or _OFFLINE_URL, revision, sql=True)
+        apply_migrations(settings.database_url or _OFFLINE_URL, revision, sql=True)
         return
     with database(settings) as url:
         apply_migrations(url, revision)
