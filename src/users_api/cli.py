@@ -10,13 +10,11 @@ from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from users_api.config import Settings, describe_error
-from users_api.db import migrations
 from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 
 cli = typer.Typer(
@@ -97,6 +95,10 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:
+    # Imported here, like uvicorn in `serve`: Alembic and uvicorn take most of the start-up
+    # time, which `--help` and a bad setting should not pay for.
+    from users_api.db import migrations
+
     try:
         migrations.upgrade(url, revision, sql=sql)
     except OSError as exc:  # refused, unknown host, timed out: no server to talk to
@@ -120,6 +122,8 @@ def serve(
         # Workers (and the reloader) build their own app from the environment.
         os.environ["DATABASE_URL"] = url
         out.print(f"[green]users-api:[/] serving on http://{host}:{port} (docs at /docs)")
+        import uvicorn
+
         uvicorn.run(
             "users_api.app:app_factory",
             factory=True,
