@@ -26,7 +26,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.processes import USERS_API, clean_environment
-from users_api.db.embedded import DATABASE_NAME, EmbeddedPostgres, server_pid
+from users_api.db.embedded import (
+    DATABASE_NAME,
+    EmbeddedDatabaseError,
+    EmbeddedPostgres,
+    server_pid,
+)
 
 # Generous: two shared cores, and initdb runs on the first start.
 STARTUP_TIMEOUT = 90.0
@@ -150,6 +155,21 @@ async def test_second_start_reuses_the_data(tmp_path: Path) -> None:
         assert await _scalar(url, "SELECT note FROM kept") == "hello"
         # The same cluster, not a new initdb.
         assert await _scalar(url, "SELECT system_identifier FROM pg_control_system()") == identity
+
+
+def test_a_database_that_cannot_be_created_fails_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libpq's PGOPTIONS reaches the client that creates the database: read-only, it fails.
+    monkeypatch.setenv("PGOPTIONS", "-c default_transaction_read_only=on")
+    embedded = EmbeddedPostgres(tmp_path / "data")
+    with pytest.raises(EmbeddedDatabaseError, match="read-only transaction"):
+        embedded.start()
+    monkeypatch.delenv("PGOPTIONS")
+    try:
+        assert server_pid(embedded.pgdata) is None  # a failed start leaves no server behind
+    finally:
+        _stop_any_server(tmp_path / "data")
 
 
 async def test_start_after_the_owner_was_killed_reuses_and_then_stops_the_server(
