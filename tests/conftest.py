@@ -110,3 +110,15 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
     yield
     async with engine.begin() as connection:
         await connection.execute(text("TRUNCATE users, refresh_tokens, login_failures CASCADE"))
+
+
+@pytest.fixture
+async def fresh_database_url(database_url: str) -> AsyncIterator[str]:
+    """An empty throw-away database (no migrations) on the tests' server, dropped after."""
+    server = databases.server_url() or database_url
+    name = databases.fresh_name()
+    url = await databases.create_database(server, name)
+    try:
+        yield url
+    finally:
+        await databases.drop_database(server, name)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from users_api.auth.passwords import Passwords
 from users_api.config import Settings, describe_error
-from users_api.db import migrations
 from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from users_api.db.engine import create_engine
 from users_api.db.session import create_session_factory
@@ -47,6 +48,40 @@ def load_settings() -> Settings:
         fail(describe_error(exc), code=2)
 
 
+class _StopRequested(BaseException):
+    """SIGTERM or SIGINT asked us to stop; a BaseException so no `except Exception` eats it."""
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    # Once is enough: further signals must not interrupt the clean-up they asked for.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise _StopRequested
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Make SIGTERM and SIGINT end the block by unwinding it, and then return normally.
+
+    uvicorn handles both while it serves, then raises the signal again once it has shut
+    down. SIGTERM's default handler then kills the process outright: the embedded
+    PostgreSQL was never stopped and the exit status was -15. Outside uvicorn (starting
+    the database, migrating) either signal would otherwise end the same way or as a
+    KeyboardInterrupt.
+    """
+    previous = {sig: signal.signal(sig, _request_stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    except _StopRequested:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @contextmanager
 def database(settings: Settings) -> Iterator[str]:
     """Yield the URL of the configured database, or start the embedded one for the block."""
@@ -66,9 +101,16 @@ def database(settings: Settings) -> Iterator[str]:
         out.print("[green]users-api:[/] embedded PostgreSQL stopped")
 
 
-def apply_migrations(url: str, revision: str = "head") -> None:
+def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:
+    # Imported here, like uvicorn in `serve`: Alembic and uvicorn take most of the start-up
+    # time, which `--help` and a bad setting should not pay for.
+    from users_api.db import migrations
+
     try:
-        migrations.upgrade(url, revision)
+        migrations.upgrade(url, revision, sql=sql)
+    except OSError as exc:  # refused, unknown host, timed out: no server to talk to
+        where = make_url(url).render_as_string(hide_password=True)
+        fail(f"cannot reach the database at {where}: {exc}".splitlines()[0])
     except Exception as exc:  # a CLI reports any failure as one line
         fail(f"migrations failed: {type(exc).__name__}: {exc}".splitlines()[0])
 
@@ -82,11 +124,13 @@ def serve(
 ) -> None:
     """Apply pending migrations, then serve the API."""
     settings = load_settings()
-    with database(settings) as url:
+    with stop_on_signals(), database(settings) as url:
         apply_migrations(url)
         # Workers (and the reloader) build their own app from the environment.
         os.environ["DATABASE_URL"] = url
         out.print(f"[green]users-api:[/] serving on http://{host}:{port} (docs at /docs)")
+        import uvicorn
+
         uvicorn.run(
             "users_api.app:app_factory",
             factory=True,
@@ -111,7 +155,7 @@ def migrate(
     """Upgrade the database schema (Alembic) to REVISION."""
     settings = load_settings()
     if sql:
-        migrations.upgrade(settings.database_url or _OFFLINE_URL, revision, sql=True)
+        apply_migrations(settings.database_url or _OFFLINE_URL, revision, sql=True)
         return
     with database(settings) as url:
         apply_migrations(url, revision)

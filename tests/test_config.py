@@ -1,0 +1,128 @@
+"""Settings: URL spellings, defaults, `.env` against the environment, and the error line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from users_api.config import Settings, describe_error, normalize_database_url
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_in_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Whatever the developer's shell or `.env` says, these tests start from nothing."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def _error_line(**environment: str) -> str:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        with pytest.raises(ValidationError) as caught:
+            Settings()
+    return describe_error(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            "postgres://ada:s3cret@db.example:6543/app",
+            "postgresql+asyncpg://ada:s3cret@db.example:6543/app",
+        ),
+        ("postgresql://ada@db/app", "postgresql+asyncpg://ada@db/app"),
+        ("postgresql+asyncpg://ada@db/app", "postgresql+asyncpg://ada@db/app"),
+        # Percent-encoded passwords and query options survive.
+        (
+            "postgresql://ada:p%40ss@db/app?ssl=require",
+            "postgresql+asyncpg://ada:p%40ss@db/app?ssl=require",
+        ),
+        (
+            "postgres://postgres@/users_api?host=/tmp/sock",
+            "postgresql+asyncpg://postgres@/users_api?host=%2Ftmp%2Fsock",
+        ),
+    ],
+)
+def test_database_url_spellings_become_asyncpg(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+    assert Settings(database_url=given).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("mysql://x/y", "must be a postgresql+asyncpg:// URL, not mysql://"),
+        ("postgresql+psycopg2://db/app", "must be a postgresql+asyncpg:// URL"),
+        ("not a url", "is not a valid database URL"),
+        ("postgresql://db", "must name a database"),
+    ],
+)
+def test_database_url_that_is_not_postgresql_is_refused(given: str, message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message.replace("+", r"\+")):
+        normalize_database_url(given)
+    assert _error_line(DATABASE_URL=given).startswith(f"invalid setting DATABASE_URL: {message}")
+
+
+def test_blank_database_url_means_embedded() -> None:
+    assert Settings(database_url="  ").database_url is None
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = Settings()
+    assert settings.database_url is None
+    assert settings.data_dir == Path(".data")
+    assert settings.access_token_ttl_seconds == 900
+    assert settings.refresh_token_ttl_seconds == 1_209_600
+    assert settings.allow_registration is True
+    assert settings.password_min_length == 12
+    assert settings.db_pool_size >= 1
+    assert settings.db_echo is False
+    with pytest.raises(RuntimeError, match="DATABASE_URL"):
+        _ = settings.sqlalchemy_url
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://x/y", "must be a postgresql+asyncpg:// URL, not mysql://"),
+        ("DB_POOL_SIZE", "abc", "Input should be a valid integer"),
+        ("DB_POOL_SIZE", "0", "Input should be greater than or equal to 1"),
+        ("SECRET_KEY", "short", "must be at least 32 bytes long"),
+        ("ALLOW_REGISTRATION", "perhaps", "Input should be a valid boolean"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    variable: str, value: str, message: str
+) -> None:
+    line = _error_line(**{variable: value})
+    assert line.startswith(f"invalid setting {variable}: {message}")
+    assert "\n" not in line
+
+
+def test_several_bad_settings_still_make_one_line() -> None:
+    line = _error_line(DB_POOL_SIZE="abc", SECRET_KEY="short")
+    assert "\n" not in line
+    assert "DB_POOL_SIZE" in line
+    assert "SECRET_KEY" in line
+
+
+def test_secret_key_is_measured_in_bytes() -> None:
+    assert Settings(secret_key="é" * 16).secret_key is not None  # 16 characters, 32 bytes
+    with pytest.raises(ValidationError, match="32 bytes"):
+        Settings(secret_key="é" * 15 + "a")  # 31 bytes
+
+
+def test_dotenv_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("DB_POOL_SIZE=7\nDB_ECHO=true\n")
+    assert Settings().db_pool_size == 7
+
+    monkeypatch.setenv("DB_POOL_SIZE", "3")
+    settings = Settings()
+    assert settings.db_pool_size == 3
+    assert settings.db_echo is True

@@ -1,0 +1,289 @@
+"""The embedded PostgreSQL: first start, reuse, clean stop, recovery after a crash, `serve`.
+
+Every test has its own data folder and real processes; a crash is a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tests.processes import USERS_API, clean_environment
+from users_api.db.embedded import (
+    DATABASE_NAME,
+    EmbeddedDatabaseError,
+    EmbeddedPostgres,
+    server_pid,
+)
+
+# Generous: two shared cores, and initdb runs on the first start.
+STARTUP_TIMEOUT = 90.0
+
+# Starts the embedded server in the folder given as argv[1], says so, then waits to be killed.
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from users_api.db.embedded import EmbeddedPostgres
+url = EmbeddedPostgres(Path(sys.argv[1])).start()
+print(url.render_as_string(hide_password=False), flush=True)
+time.sleep(3600)
+"""
+
+
+def _is_gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie waiting for its parent (init here) to reap it."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until_gone(pid: int) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not _is_gone(pid):
+        assert time.monotonic() < deadline, f"process {pid} is still running"
+        time.sleep(0.05)
+
+
+def _servers_on(pgdata: Path) -> list[int]:
+    """Pids of live postgres processes started on `pgdata`."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(pgdata) in cmdline:
+            found.append(proc.pid)
+    return found
+
+
+def _assert_stopped(pgdata: Path, pid: int) -> None:
+    assert _is_gone(pid), f"postmaster {pid} still runs"
+    assert not (pgdata / "postmaster.pid").exists()
+    assert _servers_on(pgdata) == []
+
+
+async def _scalar(url: URL | str, sql: str) -> Any:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(sql))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        await engine.dispose()
+
+
+def _read_line(stream: IO[str], timeout: float = STARTUP_TIMEOUT) -> str:
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        assert selector.select(timeout), "no output in time"
+    return stream.readline()
+
+
+def _stop_any_server(data: Path) -> None:
+    """Whatever a test did, leave no server running on `data` behind."""
+    if (data / "pgdata" / "PG_VERSION").exists():
+        leftover = EmbeddedPostgres(data)
+        leftover.start()
+        leftover.stop()
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:
+    """Another process that starts the server in a fresh folder and holds it, until killed."""
+    data = tmp_path / "data"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(data)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_environment(tmp_path),
+    )
+    try:
+        assert process.stdout is not None
+        url = _read_line(process.stdout).strip()
+        assert url, f"the holder failed to start (exit {process.poll()})"
+        yield process, data.resolve() / "pgdata", url
+    finally:
+        process.kill()
+        process.wait()
+        # Whatever the test did, leave no server behind.
+        _stop_any_server(data)
+
+
+async def test_first_start_initialises_then_stop_stops(tmp_path: Path) -> None:
+    embedded = EmbeddedPostgres(tmp_path / "data")
+    pgdata = (tmp_path / "data").resolve() / "pgdata"
+    url = embedded.start()
+    try:
+        pid = server_pid(pgdata)
+        assert pid is not None
+        assert (pgdata / "PG_VERSION").is_file()
+        assert embedded.pgdata == pgdata
+        assert url.database == DATABASE_NAME
+        assert await _scalar(url, "SELECT current_database()") == DATABASE_NAME
+        assert await _scalar(url, "SELECT 6 * 7") == 42
+    finally:
+        embedded.stop()
+    _assert_stopped(pgdata, pid)
+
+
+async def test_second_start_reuses_the_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with EmbeddedPostgres(data) as url:
+        await _scalar(url, "CREATE TABLE kept AS SELECT 'hello' AS note")
+        identity = await _scalar(url, "SELECT system_identifier FROM pg_control_system()")
+        first_pid = server_pid(data.resolve() / "pgdata")
+    assert first_pid is not None
+    _assert_stopped(data.resolve() / "pgdata", first_pid)
+
+    with EmbeddedPostgres(data) as url:
+        assert await _scalar(url, "SELECT note FROM kept") == "hello"
+        # The same cluster, not a new initdb.
+        assert await _scalar(url, "SELECT system_identifier FROM pg_control_system()") == identity
+
+
+def test_a_database_that_cannot_be_created_fails_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libpq's PGOPTIONS reaches the client that creates the database: read-only, it fails.
+    monkeypatch.setenv("PGOPTIONS", "-c default_transaction_read_only=on")
+    embedded = EmbeddedPostgres(tmp_path / "data")
+    with pytest.raises(EmbeddedDatabaseError, match="read-only transaction"):
+        embedded.start()
+    monkeypatch.delenv("PGOPTIONS")
+    try:
+        assert server_pid(embedded.pgdata) is None  # a failed start leaves no server behind
+    finally:
+        _stop_any_server(tmp_path / "data")
+
+
+async def test_start_after_the_owner_was_killed_reuses_and_then_stops_the_server(
+    holder: tuple[subprocess.Popen[str], Path, str],
+) -> None:
+    process, pgdata, _ = holder
+    pid = server_pid(pgdata)
+    assert pid is not None
+    process.kill()
+    process.wait()
+    # The server outlives its owner, whose pid is still listed as holding a handle.
+    assert not _is_gone(pid)
+    assert process.pid in json.loads((pgdata / ".handle_pids.json").read_text())
+
+    embedded = EmbeddedPostgres(pgdata.parent)
+    url = embedded.start()
+    try:
+        assert server_pid(pgdata) == pid  # reused, not restarted
+        assert await _scalar(url, "SELECT 1") == 1
+    finally:
+        embedded.stop()
+    _assert_stopped(pgdata, pid)
+
+
+async def test_start_after_the_server_was_killed_recovers(
+    holder: tuple[subprocess.Popen[str], Path, str],
+) -> None:
+    process, pgdata, holder_url = holder
+    await _scalar(holder_url, "CREATE TABLE kept AS SELECT 'hello' AS note")
+    pid = server_pid(pgdata)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    process.kill()
+    process.wait()
+    _wait_until_gone(pid)
+    assert (pgdata / "postmaster.pid").exists()  # stale
+
+    embedded = EmbeddedPostgres(pgdata.parent)
+    url = embedded.start()
+    try:
+        new_pid = server_pid(pgdata)
+        assert new_pid is not None
+        assert new_pid != pid
+        # Committed before the crash, so crash recovery keeps it.
+        assert await _scalar(url, "SELECT note FROM kept") == "hello"
+    finally:
+        embedded.stop()
+    _assert_stopped(pgdata, new_pid)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _serve_until_signal(cwd: Path, env: dict[str, str], stop: signal.Signals) -> tuple[str, int]:
+    """Run `users-api serve` in `cwd`, register a user, stop it with `stop`; say what it said
+    and what status the registration got."""
+    port = _free_port()
+    log = cwd / f"serve-{stop.name}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(USERS_API), "serve", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        pid = server_pid(cwd.resolve() / ".data" / "pgdata")
+        assert pid is not None
+        created = httpx.post(
+            f"{base}/api/v1/users",
+            json={"email": "kept@example.com", "username": "kept", "password": "plum-otter-42-k!"},
+            timeout=30,
+        )
+        process.send_signal(stop)
+        assert process.wait(timeout=STARTUP_TIMEOUT) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output_text = log.read_text()
+    assert "Traceback" not in output_text, output_text
+    _assert_stopped(cwd.resolve() / ".data" / "pgdata", pid)
+    return output_text, created.status_code
+
+
+def test_serve_runs_on_the_embedded_database_and_stops_it(tmp_path: Path) -> None:
+    env = clean_environment(tmp_path)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    pgdata = cwd.resolve() / ".data" / "pgdata"
+    try:
+        said, status = _serve_until_signal(cwd, env, signal.SIGTERM)
+        assert f"data in {pgdata}" in said
+        assert status == 201
+
+        # Same folder again: the same data, so the same user is now taken.
+        said, status = _serve_until_signal(cwd, env, signal.SIGINT)
+        assert f"data in {pgdata}" in said
+        assert status == 409
+    finally:
+        _stop_any_server(cwd / ".data")
