@@ -906,6 +906,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
                 server.auth = server.login("seed_00000", SEED_PASSWORD)
         auth_note += "; the reference servers get a Bearer header and only parse it"
 
+        same_json(servers, ids_file.read_text().split()[0])
+
         hash_threads = _hash_threads()
         server_cpu_count = len(cpu_list(args.server_cpus)) if args.server_cpus else os.cpu_count()
         hash_s = measure_hash(args.server_cpus)
@@ -962,6 +964,23 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
             with contextlib.suppress(Exception):
                 await db.drop()
                 log(f"dropped database {db.name}")
+
+
+def same_json(servers: list[Server], user_id: str) -> None:
+    """The servers must answer the measured reads with the same JSON, or the race is unfair."""
+    answers: dict[str, tuple[Any, Any]] = {}
+    for server in servers:
+        headers = {"Authorization": server.auth} if server.auth else {}
+        one = http("GET", f"{server.url}/api/v1/users/{user_id}", headers=headers)
+        page = http("GET", f"{server.url}/api/v1/users?limit=50", headers=headers)
+        if one[0] != 200 or page[0] != 200:
+            raise RuntimeError(f"{server.name}: GET answered {one[0]} / {page[0]}")
+        answers[server.name] = (json.loads(one[1]), json.loads(page[1]))
+    first, *others = answers
+    for name in others:
+        if answers[name] != answers[first]:
+            raise RuntimeError(f"{name} and {first} answer with different JSON")
+    log(f"same JSON from {', '.join(answers)} for GET /users/{{id}} and the list")
 
 
 def _hash_threads() -> int:
