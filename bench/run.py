@@ -623,6 +623,7 @@ def start_py_spy(base: Path, server: Server, round_no: int, duration: float) -> 
     py_spy = shutil.which("py-spy") or "/tmp/pyspy-venv/bin/py-spy"
     assert server.proc is not None
     out = base.with_name(f"{base.stem}-round{round_no}.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
     log(f"py-spy recording users-api into {out}")
     return subprocess.Popen(
         [
@@ -633,14 +634,15 @@ def start_py_spy(base: Path, server: Server, round_no: int, duration: float) -> 
             "--duration",
             str(max(1, int(duration) - 1)),
             "--rate",
-            "200",
+            "100",
+            "--nonblocking",  # blocking mode stops the process per sample: 10x slower
             "--format",
             "raw",
             "--output",
             str(out),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=out.with_suffix(".log").open("wb"),
     )
 
 
