@@ -6,6 +6,7 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 UV_VERSION := 0.13.9
 
 TOOLS := .tools
@@ -42,6 +43,12 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Load benchmark (issue 5): users-api vs a raw-asyncpg ceiling and a tutorial implementation.
+# Needs wrk (installed with apt-get when run as root) and PostgreSQL at 127.0.0.1:5432;
+# e.g. `make bench BENCH_ARGS=--quick`. See bench/README.md.
+bench: install
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .coverage
