@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await engine.dispose()
+            app.state.passwords.close()
 
     app = FastAPI(
         title="users-api",

@@ -174,14 +174,16 @@ def _read_password(from_stdin: bool) -> str:
 
 async def _create_admin(settings: Settings, *, email: str, username: str, password: str) -> str:
     engine = create_engine(settings)
+    passwords = Passwords()
     try:
         async with create_session_factory(engine)() as session, session.begin():
             service = UserService(
-                session, Passwords(), password_min_length=settings.password_min_length
+                session, passwords, password_min_length=settings.password_min_length
             )
             admin = await service.create_admin(email=email, username=username, password=password)
             return str(admin.id)
     finally:
+        passwords.close()
         await engine.dispose()
 
 
