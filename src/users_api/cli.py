@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
@@ -47,6 +49,40 @@ def load_settings() -> Settings:
         fail(describe_error(exc), code=2)
 
 
+class _StopRequested(BaseException):
+    """SIGTERM or SIGINT asked us to stop; a BaseException so no `except Exception` eats it."""
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    # Once is enough: further signals must not interrupt the clean-up they asked for.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise _StopRequested
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Make SIGTERM and SIGINT end the block by unwinding it, and then return normally.
+
+    uvicorn handles both while it serves, then raises the signal again once it has shut
+    down. SIGTERM's default handler then kills the process outright: the embedded
+    PostgreSQL was never stopped and the exit status was -15. Outside uvicorn (starting
+    the database, migrating) either signal would otherwise end the same way or as a
+    KeyboardInterrupt.
+    """
+    previous = {sig: signal.signal(sig, _request_stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    except _StopRequested:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @contextmanager
 def database(settings: Settings) -> Iterator[str]:
     """Yield the URL of the configured database, or start the embedded one for the block."""
@@ -82,7 +118,7 @@ def serve(
 ) -> None:
     """Apply pending migrations, then serve the API."""
     settings = load_settings()
-    with database(settings) as url:
+    with stop_on_signals(), database(settings) as url:
         apply_migrations(url)
         # Workers (and the reloader) build their own app from the environment.
         os.environ["DATABASE_URL"] = url
