@@ -98,6 +98,8 @@ async def token_for(client: httpx.AsyncClient, username: str) -> dict[str, str]:
 async def wait_until_blocked(observer: asyncpg.Connection, count: int = 1) -> None:
     """Until `count` of the app's sessions wait on a lock (or fail after a few seconds)."""
     for _ in range(200):
+        # Inside a transaction pg_stat_activity is a snapshot taken once: retake it.
+        await observer.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await observer.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE application_name = $1 AND wait_event_type = 'Lock'",
@@ -106,7 +108,11 @@ async def wait_until_blocked(observer: asyncpg.Connection, count: int = 1) -> No
         if waiting >= count:
             return
         await asyncio.sleep(0.025)
-    raise AssertionError(f"{count} request(s) never blocked on the lock")
+    activity = await observer.fetch(
+        "SELECT application_name, state, wait_event_type, query FROM pg_stat_activity"
+        " WHERE datname = current_database()"
+    )
+    raise AssertionError(f"{count} request(s) never blocked on the lock: {activity}")
 
 
 async def wait_until_ready(client: httpx.AsyncClient, within: float = 10.0) -> None:
