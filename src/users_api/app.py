@@ -32,6 +32,12 @@ DESCRIPTION = """
 User management over HTTP. Every error is an RFC 9457 `application/problem+json`
 document. A user's `version` is its ETag: send it back in `If-Match` to make a change
 conditional (412 when stale), or in `If-None-Match` to revalidate a read (304).
+
+When the database cannot serve a request right now, the answer is 503 with
+`Retry-After`, never a 500: its problem type ends in `database-unavailable` (unreachable,
+starting up, shutting down, or no pooled connection free within `DB_POOL_TIMEOUT`) or
+`database-timeout` (the statement ran past `DB_STATEMENT_TIMEOUT_MS`, or waited too long
+for a lock). Nothing of such a request is stored: each request is one transaction.
 """
 
 

@@ -133,6 +133,13 @@ class DatabaseUnavailable(DomainError):
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
+class DatabaseTimeout(DatabaseUnavailable):
+    """The database gave up on the statement (statement or lock timeout): busy, not broken."""
+
+    code = "database-timeout"
+    detail = "The database did not answer in time; try again shortly."
+
+
 _DOMAIN_STATUS: Mapping[type[DomainError], HTTPStatus] = {
     NotFound: HTTPStatus.NOT_FOUND,
     Conflict: HTTPStatus.CONFLICT,
@@ -273,8 +280,9 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc))
-    return await _domain_error(request, DatabaseUnavailable())
+    fault = database_fault(exc) or DatabaseUnavailable()
+    log.warning("%s on %s %s: %s", fault.code, request.method, request.url.path, type(exc))
+    return await _domain_error(request, fault)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
@@ -282,6 +290,37 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return problem(
         HTTPStatus.INTERNAL_SERVER_ERROR, detail="An unexpected error occurred.", code="internal"
     )
+
+
+# PostgreSQL error codes (SQLSTATE) that say "not now" rather than "never": the same
+# request may well succeed a moment later, so they are a 503 with Retry-After, not a 500.
+_TIMEOUT_SQLSTATES = frozenset(
+    {
+        "57014",  # query_canceled: statement_timeout (DB_STATEMENT_TIMEOUT_MS) or a cancel
+        "55P03",  # lock_not_available: lock_timeout, or NOWAIT
+    }
+)
+_UNAVAILABLE_SQLSTATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: the server is stopping (pg_ctl stop -m fast)
+        "57P02",  # crash_shutdown: another backend crashed
+        "57P03",  # cannot_connect_now: the server is starting up or shutting down
+        "53300",  # too_many_connections
+    }
+)
+
+
+def database_fault(exc: BaseException) -> DatabaseUnavailable | None:
+    """The 503 to answer for a database fault worth retrying, or None for a real bug."""
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate in _TIMEOUT_SQLSTATES:
+            return DatabaseTimeout()
+        if sqlstate in _UNAVAILABLE_SQLSTATES or (sqlstate or "").startswith("08"):
+            return DatabaseUnavailable()  # class 08: connection exceptions
+    if is_connection_error(exc):
+        return DatabaseUnavailable()
+    return None
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -294,7 +333,7 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 async def _dbapi_error(request: Request, exc: Exception) -> Response:
-    if is_connection_error(exc):
+    if database_fault(exc) is not None:
         return await _database_error(request, exc)
     return await _unexpected_error(request, exc)
 

@@ -1,0 +1,96 @@
+"""`users-api serve` as a real process on a free port, with its output collected."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+STARTED_WITHIN_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    base_url: str
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def embedded_socket_dir(self) -> str:
+        found = re.search(r"embedded PostgreSQL \(pid \d+\): .*, socket in (\S+)", self.output)
+        assert found, self.output
+        return found.group(1)
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, within: float) -> int:
+        return self.process.wait(timeout=within)
+
+
+@contextmanager
+def serve(workdir: Path, **env: str) -> Iterator[Served]:
+    """Start `users-api serve` in `workdir` (so no developer's .env is read)."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env
+    executable = Path(sys.executable).with_name("users-api")
+    process = subprocess.Popen(
+        [str(executable), "serve", "--port", str(port)],
+        cwd=workdir,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = Served(process, f"http://127.0.0.1:{port}")
+
+    def collect() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            served.lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    try:
+        _wait_until_ready(served)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=5)
+
+
+def _wait_until_ready(served: Served) -> None:
+    deadline = time.monotonic() + STARTED_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            raise AssertionError(f"serve exited early:\n{served.output}")
+        try:
+            if httpx.get(f"{served.base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"serve not ready within {STARTED_WITHIN_SECONDS} s:\n{served.output}")

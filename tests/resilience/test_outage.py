@@ -1,0 +1,226 @@
+"""The database goes away for real and comes back: the service answers 503, then recovers.
+
+Faults are real: `pg_ctl stop -m fast`, `pg_ctl stop -m immediate` (a crash, with crash
+recovery on the next start), a frozen postmaster (SIGSTOP), and a smart shutdown that
+refuses new sessions. Time bounds are only "it did not hang".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from tests.resilience.conftest import Postgres
+from tests.resilience.helpers import (
+    assert_unavailable,
+    register,
+    running_app,
+    timed,
+    token_for,
+    wait_until_blocked,
+    wait_until_ready,
+)
+from users_api.config import Settings
+
+WRITERS = 3
+
+
+@dataclass
+class Writes:
+    """What concurrent registrations saw while the database went away and came back."""
+
+    created: dict[uuid.UUID, str] = field(default_factory=dict)
+    unavailable: int = 0
+    other: list[str] = field(default_factory=list)
+    slowest: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return len(self.created) + self.unavailable + len(self.other)
+
+
+async def _keep_registering(client: httpx.AsyncClient, writes: Writes, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        name = f"u{uuid.uuid4().hex[:12]}"
+        body = {"email": f"{name}@example.com", "username": name, "password": "p" * 16}
+        response, took = await timed(client, "POST", "/api/v1/users", json=body)
+        writes.slowest = max(writes.slowest, took)
+        if response.status_code == 201:
+            writes.created[uuid.UUID(response.json()["id"])] = name
+        elif response.status_code == 503:
+            assert_unavailable(response)
+            writes.unavailable += 1
+            await asyncio.sleep(0.05)  # a client honouring Retry-After, compressed
+        else:
+            writes.other.append(f"{response.status_code} {response.text}")
+
+
+@pytest.mark.parametrize("fault", ["stop", "crash"])
+async def test_outage_answers_503_then_recovers_without_losing_writes(
+    postgres: Postgres, resilience_settings: Settings, fault: str
+) -> None:
+    async with running_app(resilience_settings, db_connect_timeout=2.0) as (app, client):
+        await register(client, "ada")
+        headers = await token_for(client, "ada")
+        writes, stop = Writes(), asyncio.Event()
+        writers = [
+            asyncio.create_task(_keep_registering(client, writes, stop)) for _ in range(WRITERS)
+        ]
+        try:
+            await asyncio.sleep(0.5)
+            (postgres.stop if fault == "stop" else postgres.crash)()
+            written_before = len(writes.created)
+
+            ready, took = await timed(client, "GET", "/readyz")
+            assert ready.status_code == 503
+            assert took < 3.0
+            assert ready.headers["content-type"] == "application/problem+json"
+            me, took = await timed(client, "GET", "/api/v1/users/me", headers=headers)
+            assert_unavailable(me)
+            assert took < 5.0
+            login, took = await timed(
+                client, "POST", "/api/v1/auth/token", data={"username": "ada", "password": "x"}
+            )
+            assert_unavailable(login)
+            assert took < 5.0
+            await asyncio.sleep(1.0)  # the outage lasts a while
+
+            postgres.start()
+            await wait_until_ready(client)
+            me = await client.get("/api/v1/users/me", headers=headers)
+            assert me.status_code == 200, me.text  # the same app: no restart needed
+            recovered_with = len(writes.created)
+            await asyncio.sleep(0.5)
+        finally:
+            stop.set()
+            await asyncio.gather(*writers)
+
+        assert writes.other == []
+        assert written_before > 0
+        assert writes.unavailable > 0
+        assert len(writes.created) > recovered_with  # writes succeed again
+        assert writes.slowest < 5.0
+        assert app.state.engine.pool.checkedout() == 0
+
+    # Every acknowledged write survived the outage (and the crash recovery).
+    connection = await postgres.connect()
+    try:
+        rows = await connection.fetch("SELECT id, username FROM users")
+    finally:
+        await connection.close()
+    stored = {row["id"]: row["username"] for row in rows}
+    lost = {id_: name for id_, name in writes.created.items() if stored.get(id_) != name}
+    assert lost == {}
+    print(
+        f"\n{fault}: {writes.sent} registrations, {len(writes.created)} acknowledged, "
+        f"{writes.unavailable} answered 503, 0 other, {len(lost)} lost, "
+        f"slowest {writes.slowest:.2f} s"
+    )
+
+
+async def test_a_request_in_flight_when_the_database_stops_gets_503(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    async with running_app(resilience_settings) as (_, client):
+        user = await register(client, "ada")
+        headers = await token_for(client, "ada")
+        holder = await postgres.connect()
+        try:
+            await holder.execute("BEGIN")
+            await holder.execute(
+                "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", uuid.UUID(user["id"])
+            )
+            patch = asyncio.create_task(
+                timed(
+                    client,
+                    "PATCH",
+                    f"/api/v1/users/{user['id']}",
+                    json={"full_name": "Ada Lovelace"},
+                    headers=headers,
+                )
+            )
+            await wait_until_blocked(holder)
+            postgres.stop()
+            response, took = await patch
+        finally:
+            with contextlib.suppress(Exception):
+                await holder.close(timeout=1)
+        assert_unavailable(response)
+        assert took < 5.0
+
+        postgres.start()
+        await wait_until_ready(client)
+        unchanged = await client.get(f"/api/v1/users/{user['id']}", headers=headers)
+        assert unchanged.json()["version"] == 1
+        assert unchanged.json()["full_name"] is None
+        changed = await client.patch(
+            f"/api/v1/users/{user['id']}", json={"full_name": "Ada Lovelace"}, headers=headers
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["version"] == 2
+
+
+async def test_connect_timeout_bounds_a_database_that_accepts_but_never_answers(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    # A fresh app with an empty pool of one: every request must open a new session.
+    async with running_app(
+        resilience_settings, db_connect_timeout=1.0, db_pool_size=1, db_max_overflow=0
+    ) as (app, client):
+        with postgres.frozen():
+            for attempt in range(2):
+                ready, took = await timed(client, "GET", "/readyz")
+                assert ready.status_code == 503
+                assert took < 3.0
+                created, took = await timed(
+                    client,
+                    "POST",
+                    "/api/v1/users",
+                    json={
+                        "email": f"frozen{attempt}@example.com",
+                        "username": f"frozen{attempt}",
+                        "password": "p" * 16,
+                    },
+                )
+                assert_unavailable(created)
+                assert took < 5.0
+        await wait_until_ready(client)
+        await register(client, "thawed")
+        assert app.state.engine.pool.checkedout() == 0
+
+
+async def test_a_database_that_is_shutting_down_gets_503(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    """A smart shutdown waits for open sessions and refuses new ones (SQLSTATE 57P03)."""
+    holder = await postgres.connect()
+    try:
+        postgres._pg_ctl("stop", "-m", "smart", "--no-wait")
+        async with running_app(resilience_settings) as (_, client):
+            deadline = time.monotonic() + 5
+            for attempt in range(1000):  # pg_ctl only signals; wait until the server refuses
+                name = f"late{attempt}"
+                response, took = await timed(
+                    client,
+                    "POST",
+                    "/api/v1/users",
+                    json={"email": f"{name}@example.com", "username": name, "password": "p" * 16},
+                )
+                if response.status_code != 201 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert_unavailable(response)
+            assert took < 5.0
+            assert (await client.get("/readyz")).status_code == 503
+    finally:
+        with contextlib.suppress(Exception):
+            await holder.close(timeout=1)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            postgres._pg_ctl("stop", "-m", "fast", "-w")

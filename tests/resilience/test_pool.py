@@ -1,0 +1,147 @@
+"""More work than connections, and statements that run too long.
+
+A tiny pool (one connection, no overflow, half a second to wait for it) makes the
+limits reachable with a handful of requests; the slow requests are real ones, blocked
+on a row lock that the test holds from its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+from tests.resilience.conftest import Postgres
+from tests.resilience.helpers import (
+    assert_unavailable,
+    register,
+    running_app,
+    timed,
+    token_for,
+    wait_until_blocked,
+)
+from users_api.config import Settings
+from users_api.db.engine import APPLICATION_NAME
+
+TINY_POOL = {"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.5}
+EXCESS = 5
+
+
+async def test_requests_beyond_the_pool_wait_at_most_the_pool_timeout_then_get_503(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    async with running_app(resilience_settings, **TINY_POOL) as (app, client):
+        user = await register(client, "ada")
+        headers = await token_for(client, "ada")
+        holder = await postgres.connect()
+        try:
+            await holder.execute("BEGIN")
+            await holder.execute(
+                "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", uuid.UUID(user["id"])
+            )
+            # The slow request: it takes the pool's only connection and waits on the lock.
+            slow = asyncio.create_task(
+                timed(
+                    client,
+                    "PATCH",
+                    f"/api/v1/users/{user['id']}",
+                    json={"full_name": "Ada Lovelace"},
+                    headers=headers,
+                )
+            )
+            await wait_until_blocked(holder)
+            excess = await asyncio.gather(
+                *[timed(client, "GET", "/api/v1/users/me", headers=headers) for _ in range(EXCESS)]
+            )
+            for response, took in excess:
+                assert_unavailable(response)
+                assert took < 2.5  # the pool timeout is 0.5 s; the lock is held for longer
+            assert not slow.done()
+            await holder.execute("COMMIT")
+            patched, _ = await slow
+        finally:
+            with contextlib.suppress(Exception):
+                await holder.close(timeout=1)
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["version"] == 2
+
+        # Load gone: everything is normal again, on the same pool.
+        for _ in range(3):
+            me = await client.get("/api/v1/users/me", headers=headers)
+            assert me.status_code == 200, me.text
+            assert me.json()["full_name"] == "Ada Lovelace"
+        assert app.state.engine.pool.checkedout() == 0
+        print(f"\npool exhaustion: {EXCESS} excess requests, {len(excess)} answered 503")
+
+
+async def test_statement_timeout_cancels_the_statement_and_the_connection_stays_healthy(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    async with running_app(resilience_settings, db_statement_timeout_ms=500, **TINY_POOL) as (
+        app,
+        client,
+    ):
+        user = await register(client, "ada")
+        headers = await token_for(client, "ada")
+        holder = await postgres.connect()
+        try:
+            await holder.execute("BEGIN")
+            await holder.execute(
+                "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", uuid.UUID(user["id"])
+            )
+            # A real request, stuck behind the lock for longer than the statement may run.
+            patched, took = await timed(
+                client,
+                "PATCH",
+                f"/api/v1/users/{user['id']}",
+                json={"full_name": "Ada Lovelace"},
+                headers=headers,
+            )
+            assert_unavailable(patched, code="database-timeout")
+            assert took < 5.0
+            # A slow query of its own is cancelled the same way.
+            slept, took = await timed(client, "GET", "/_test/sleep", params={"seconds": 30})
+            assert_unavailable(slept, code="database-timeout")
+            assert took < 5.0
+
+            # The pool's one connection came back usable, outside any transaction.
+            states = await holder.fetch(
+                "SELECT state FROM pg_stat_activity WHERE application_name = $1",
+                APPLICATION_NAME,
+            )
+            assert [row["state"] for row in states] == ["idle"]
+            me = await client.get("/api/v1/users/me", headers=headers)
+            assert me.status_code == 200, me.text
+            assert me.json()["version"] == 1  # nothing of the cancelled change was kept
+        finally:
+            with contextlib.suppress(Exception):
+                await holder.close(timeout=1)
+        patched = await client.patch(
+            f"/api/v1/users/{user['id']}", json={"full_name": "Ada Lovelace"}, headers=headers
+        )
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["version"] == 2
+        assert app.state.engine.pool.checkedout() == 0
+
+
+async def test_lock_timeout_is_a_503_not_a_500(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    async with running_app(resilience_settings, **TINY_POOL) as (app, client):
+        user = await register(client, "ada")
+        holder = await postgres.connect()
+        try:
+            await holder.execute("BEGIN")
+            await holder.execute(
+                "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", uuid.UUID(user["id"])
+            )
+            locked, took = await timed(client, "POST", f"/_test/lock/{user['id']}")
+            assert_unavailable(locked, code="database-timeout")
+            assert took < 5.0
+            await holder.execute("COMMIT")
+        finally:
+            with contextlib.suppress(Exception):
+                await holder.close(timeout=1)
+        locked = await client.post(f"/_test/lock/{user['id']}")
+        assert locked.status_code == 200, locked.text
+        assert app.state.engine.pool.checkedout() == 0
