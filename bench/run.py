@@ -899,6 +899,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
             if server.name == "users-api":
                 token = server.login(ADMIN_USERNAME, ADMIN_PASSWORD)
                 server.has_token_endpoint = token is not None
+                server.auth = token
                 auth_note = (
                     "users-api issued an admin token; requests send Authorization: Bearer"
                     if token
