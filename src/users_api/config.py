@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     db_pool_recycle: Annotated[int, Field(ge=-1)] = 1800
     db_pool_pre_ping: bool = True
     db_echo: bool = False
-    db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 15_000
+    db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
     db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536

@@ -7,13 +7,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from users_api.config import Settings
 
 APPLICATION_NAME = "users-api"
+COMMAND_TIMEOUT_MARGIN_SECONDS = 5.0
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """An asyncpg engine sized by settings.
 
     `statement_timeout` is set per connection so one runaway query cannot hold a pooled
-    connection forever; `application_name` makes our backends easy to find in
+    connection forever; asyncpg's `command_timeout`, a little longer, bounds the wait on
+    the client side too, for a server that stopped answering altogether (a frozen host
+    cancels nothing). `application_name` makes our backends easy to find in
     `pg_stat_activity`.
     """
     server_settings = {
@@ -31,5 +34,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args={
             "server_settings": server_settings,
             "timeout": settings.db_connect_timeout,
+            "command_timeout": _command_timeout(settings),
         },
     )
+
+
+def _command_timeout(settings: Settings) -> float | None:
+    if settings.db_statement_timeout_ms == 0:
+        return None  # statements may run forever by choice: so may their wait
+    return settings.db_statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_SECONDS
