@@ -29,6 +29,9 @@ from tests.resilience.helpers import (
 )
 from users_api.config import Settings
 
+# Runs on a PostgreSQL of its own: the same whatever TEST_DATABASE_URL says.
+pytestmark = pytest.mark.own_database
+
 WRITERS = 3
 
 

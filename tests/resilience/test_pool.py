@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import uuid
 
+import pytest
+
 from tests.resilience.conftest import Postgres
 from tests.resilience.helpers import (
     assert_unavailable,
@@ -22,6 +24,9 @@ from tests.resilience.helpers import (
 )
 from users_api.config import Settings
 from users_api.db.engine import APPLICATION_NAME
+
+# Runs on a PostgreSQL of its own: the same whatever TEST_DATABASE_URL says.
+pytestmark = pytest.mark.own_database
 
 TINY_POOL = {"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.5}
 EXCESS = 5

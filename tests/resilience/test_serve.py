@@ -26,6 +26,9 @@ from tests.resilience.helpers import (
 from tests.resilience.serve import serve
 from users_api.db.embedded import DATABASE_NAME, EmbeddedPostgres, server_pid
 
+# Runs on a PostgreSQL of its own: the same whatever TEST_DATABASE_URL says.
+pytestmark = pytest.mark.own_database
+
 ADMIN = {"FIRST_ADMIN_EMAIL": "root@example.com", "FIRST_ADMIN_USERNAME": "root"}
 GRACE_SECONDS = 10  # `serve`'s timeout_graceful_shutdown
 STATEMENT_TIMEOUT_MS = 3000  # well inside the grace period
