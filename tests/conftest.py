@@ -48,7 +48,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     # `_env_file=None`: a developer's own .env must not leak into the tests.
-    return Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    return Settings(database_url=database_url, _env_file=None)
 
 
 @pytest.fixture(scope="session")
