@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -159,3 +161,58 @@ def ids(items: Sequence[dict[str, Any]]) -> list[str]:
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+SORTS = ["id", "-id", "created_at", "-created_at", "username", "-username", "email", "-email"]
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _word(rng: random.Random) -> str:
+    """Six letters and digits: the same order under C and linguistic collations."""
+    return "".join(rng.choices(string.ascii_letters + string.digits, k=6))
+
+
+def _fresh(rng: random.Random, taken: set[str]) -> str:
+    word = _word(rng)
+    while word.lower() in taken:
+        word = _word(rng)
+    taken.add(word.lower())
+    return word
+
+
+def make_rows(
+    count: int, rng: random.Random | None = None, taken: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows with mixed-case names, tied creation times and varied flags.
+
+    `taken` holds the lower-cased words already used, so later batches stay unique.
+    """
+    rng = rng or random.Random(7)
+    taken = set() if taken is None else taken
+    rows = [
+        {
+            "username": _fresh(rng, taken),
+            "email": f"{_fresh(rng, taken)}@example.com",
+            "full_name": None if n % 4 == 0 else f"Person {n}",
+            "is_active": n % 3 != 0,
+            "is_admin": n % 5 == 0,
+            # Three rows share each creation time: ties are broken by id.
+            "created_at": BASE_TIME + timedelta(minutes=n // 3),
+        }
+        for n in range(count)
+    ]
+    rng.shuffle(rows)
+    return rows
+
+
+def expected_order(rows: list[dict[str, Any]], sort: str) -> list[str]:
+    key = sort.removeprefix("-")
+
+    def sort_key(row: dict[str, Any]) -> tuple[Any, uuid.UUID]:
+        value = row[key]
+        if isinstance(value, str):
+            value = value.lower()
+        return (value, row["id"])
+
+    ordered = sorted(rows, key=sort_key, reverse=sort.startswith("-"))
+    return [str(row["id"]) for row in ordered]

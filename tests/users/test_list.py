@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
-import string
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,69 +12,22 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.users.helpers import (
+    BASE_TIME,
+    SORTS,
     USER_KEYS,
     USERS,
     assert_no_secrets,
     assert_problem,
     assert_validation_problem,
     create_user,
+    expected_order,
     ids,
     insert_users,
-    utc,
+    make_rows,
     walk,
 )
 
-SORTS = ["id", "-id", "created_at", "-created_at", "username", "-username", "email", "-email"]
-BASE_TIME = utc(2026, 1, 1)
 POPULATION = 30
-
-
-def _word(rng: random.Random) -> str:
-    """Six letters and digits: the same order under C and linguistic collations."""
-    return "".join(rng.choices(string.ascii_letters + string.digits, k=6))
-
-
-def make_rows(count: int, seed: int = 7) -> list[dict[str, Any]]:
-    """Rows with mixed-case names, tied creation times and varied flags."""
-    rng = random.Random(seed)
-    names: set[str] = set()
-    locals_: set[str] = set()
-    rows = []
-    for n in range(count):
-        name = _word(rng)
-        while name.lower() in names:
-            name = _word(rng)
-        names.add(name.lower())
-        local = _word(rng)
-        while local.lower() in locals_:
-            local = _word(rng)
-        locals_.add(local.lower())
-        rows.append(
-            {
-                "username": name,
-                "email": f"{local}@example.com",
-                "full_name": None if n % 4 == 0 else f"Person {n}",
-                "is_active": n % 3 != 0,
-                "is_admin": n % 5 == 0,
-                # Three rows share each creation time: ties are broken by id.
-                "created_at": BASE_TIME + timedelta(minutes=n // 3),
-            }
-        )
-    rng.shuffle(rows)
-    return rows
-
-
-def expected_order(rows: list[dict[str, Any]], sort: str) -> list[str]:
-    key = sort.removeprefix("-")
-
-    def sort_key(row: dict[str, Any]) -> tuple[Any, uuid.UUID]:
-        value = row[key]
-        if isinstance(value, str):
-            value = value.lower()
-        return (value, row["id"])
-
-    ordered = sorted(rows, key=sort_key, reverse=sort.startswith("-"))
-    return [str(row["id"]) for row in ordered]
 
 
 @pytest.fixture
