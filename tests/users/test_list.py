@@ -239,7 +239,7 @@ async def test_filter_created_after_and_before(
 
 @pytest.fixture
 async def searchable(engine: AsyncEngine) -> dict[str, uuid.UUID]:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"username": "Ada", "email": "ada@example.com", "full_name": "Ada Lovelace"},
         {"username": "grace", "email": "Grace.Hopper@Navy.mil", "full_name": "Grace Hopper"},
         {"username": "percent", "email": "p@example.com", "full_name": "100% sure"},

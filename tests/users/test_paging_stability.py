@@ -58,7 +58,9 @@ async def test_walk_sees_every_lasting_user_once_in_order(
     cursor: str | None = None
 
     while True:
-        params = {"sort": sort, "limit": LIMIT, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, Any] = {"sort": sort, "limit": LIMIT}
+        if cursor:
+            params["cursor"] = cursor
         response = await client.get(USERS, params=params)
         assert response.status_code == 200, response.text
         body = response.json()
