@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
+from tests.conftest import ADMIN_USERNAME
 from users_api.users.models import User
 
 USERS = "/api/v1/users"
@@ -157,6 +158,18 @@ async def walk(
 
 def ids(items: Sequence[dict[str, Any]]) -> list[str]:
     return [item["id"] for item in items]
+
+
+def without_admin(items: Sequence[dict[str, Any]], *, listed: bool = True) -> list[dict[str, Any]]:
+    """The listed items other than the admin who makes the calls.
+
+    That admin is a row in the table too, so a list holds it whenever the filters let it
+    through. `listed` says whether they do here: it must then be among the items exactly
+    once, and otherwise not at all.
+    """
+    others = [item for item in items if item["username"] != ADMIN_USERNAME]
+    assert len(items) - len(others) == int(listed), [item["username"] for item in items]
+    return others
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
