@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.conftest import ADMIN_EMAIL, ADMIN_USERNAME
 from tests.users.helpers import PASSWORD, USERS, assert_problem, insert_users, user_url
 from users_api.users.schemas import UserCreate
 
@@ -89,6 +90,8 @@ SEARCHABLE = [
     ("back.slash", "b@example.com", "a\\b"),
     ("Grace-H", "GRACE@Navy.mil", None),
 ]
+# The admin who makes the calls is a user too, and q searches it like any other.
+ADMIN = (ADMIN_USERNAME, ADMIN_EMAIL, None)
 
 
 @pytest.fixture
@@ -112,7 +115,7 @@ async def test_q_matches_exactly_the_literal_case_insensitive_substrings(
     found = {item["username"] for item in response.json()["items"]}
     expected = {
         username
-        for username, email, full_name in SEARCHABLE
+        for username, email, full_name in [*SEARCHABLE, ADMIN]
         if any(q.lower() in (text or "").lower() for text in (username, email, full_name))
     }
     assert found == expected
