@@ -12,7 +12,14 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from uuid_utils.compat import uuid7
 
-from tests.users.helpers import PASSWORD, USERS, assert_problem, create_user, user_url
+from tests.users.helpers import (
+    PASSWORD,
+    USERS,
+    assert_problem,
+    create_user,
+    user_url,
+    without_admin,
+)
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.db.session import SessionDep
@@ -35,14 +42,20 @@ def client_for(app: FastAPI) -> httpx.AsyncClient:
         ("GET", "/api/v2/users"),
         ("POST", "/api/v1/nope"),
         ("DELETE", "/api/v1/users/x/y"),
-        ("GET", "/api/v1/users/%00"),
     ],
 )
 async def test_unknown_route_is_404_problem(
     client: httpx.AsyncClient, method: str, path: str
 ) -> None:
+    # No route matches, so this is the same for anyone, signed in or not.
     response = await client.request(method, path)
-    assert response.status_code in (404, 422)  # /users/%00 reaches the route: a bad id
+    assert_problem(response, 404)
+
+
+async def test_a_nul_user_id_is_404_or_422_problem(admin_client: httpx.AsyncClient) -> None:
+    # /users/%00 reaches the route, which checks the caller first: an admin gets to the id.
+    response = await admin_client.get("/api/v1/users/%00")
+    assert response.status_code in (404, 422)
     assert_problem(response, response.status_code)
 
 
@@ -85,12 +98,15 @@ async def test_body_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_body_over_the_limit_is_413_before_parsing(client: httpx.AsyncClient) -> None:
+async def test_body_over_the_limit_is_413_before_parsing(
+    client: httpx.AsyncClient, admin_client: httpx.AsyncClient
+) -> None:
     response = await client.post(
         USERS, content=padded_user_body(LIMIT + 1), headers={"content-type": "application/json"}
     )
     assert_problem(response, 413)
-    assert (await client.get(USERS)).json()["items"] == []
+    # Only an admin may list users; the list holds that admin and no one else.
+    assert without_admin((await admin_client.get(USERS)).json()["items"]) == []
 
 
 async def test_huge_declared_length_is_413(client: httpx.AsyncClient) -> None:
@@ -108,7 +124,11 @@ async def chunks(body: bytes, size: int = 4096) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.parametrize("path", [USERS, f"{USERS}/{uuid7()}"])
-async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient, path: str) -> None:
+async def test_streamed_body_over_the_limit_is_413(
+    admin_client: httpx.AsyncClient, path: str
+) -> None:
+    # As an admin, who may PATCH and list: the limit is the only reason to refuse.
+    client = admin_client
     method = "POST" if path == USERS else "PATCH"
     request = client.build_request(
         method,
@@ -120,7 +140,7 @@ async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient, pa
     assert request.headers["transfer-encoding"] == "chunked"
     response = await client.send(request)
     assert_problem(response, 413)
-    assert (await client.get(USERS)).json()["items"] == []
+    assert without_admin((await client.get(USERS)).json()["items"]) == []
 
 
 async def test_streamed_body_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
@@ -144,7 +164,9 @@ async def test_malformed_json_is_422_problem(client: httpx.AsyncClient, content:
     assert body["errors"]
 
 
-async def test_malformed_json_in_a_patch_is_422(client: httpx.AsyncClient) -> None:
+async def test_malformed_json_in_a_patch_is_422(admin_client: httpx.AsyncClient) -> None:
+    # As an admin, who may PATCH anyone: the body is the only thing wrong.
+    client = admin_client
     user = await create_user(client)
     response = await client.patch(
         user_url(user["id"]), content=b"{", headers={"content-type": "application/json"}
@@ -196,13 +218,17 @@ async def test_a_500_leaks_nothing(faulty_client: httpx.AsyncClient, path: str) 
     assert set(body) == {"type", "title", "status", "detail"}
 
 
-async def test_an_unreachable_database_is_503_problem(settings: Settings) -> None:
+async def test_an_unreachable_database_is_503_problem(
+    settings: Settings, admin_client: httpx.AsyncClient
+) -> None:
+    # An admin's token (the same secret signs it): checking it needs the database, too.
+    signed_in = {"Authorization": admin_client.headers["Authorization"]}
     app = create_app(settings.model_copy(update={"database_url": UNREACHABLE}))
     async with app.router.lifespan_context(app), client_for(app) as client:
         for request in (
-            client.build_request("GET", USERS),
-            client.build_request("GET", user_url(uuid7())),
-            client.build_request("DELETE", user_url(uuid7())),
+            client.build_request("GET", USERS, headers=signed_in),
+            client.build_request("GET", user_url(uuid7()), headers=signed_in),
+            client.build_request("DELETE", user_url(uuid7()), headers=signed_in),
         ):
             response = await client.send(request)
             assert_problem(response, 503)
