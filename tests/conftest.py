@@ -72,6 +72,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+ADMIN_EMAIL = "root@example.com"
+ADMIN_USERNAME = "root"
 ADMIN_PASSWORD = "admin password that is long"
 
 
@@ -81,7 +83,7 @@ async def admin(app: FastAPI) -> User:
     async with app.state.session_factory() as session, session.begin():
         service = UserService(session, app.state.passwords, password_min_length=12)
         return await service.create_admin(
-            email="root@example.com", username="root", password=ADMIN_PASSWORD
+            email=ADMIN_EMAIL, username=ADMIN_USERNAME, password=ADMIN_PASSWORD
         )
 
 

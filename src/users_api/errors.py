@@ -197,6 +197,28 @@ _DESCRIPTIONS = {
 }
 
 
+def _inline_defs(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_defs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inline_defs(value, defs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_defs(value, defs) for value in node]
+    return node
+
+
+def _problem_schema() -> dict[str, Any]:
+    """`Problem`'s JSON schema with its nested models inlined.
+
+    Pydantic refers to them as `#/$defs/...`, which OpenAPI tools resolve from the root
+    of the whole document, where no `$defs` exist.
+    """
+    schema = Problem.model_json_schema()
+    inlined: dict[str, Any] = _inline_defs(schema, schema.pop("$defs", {}))
+    return inlined
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries whose body is a problem document."""
     documented: dict[int | str, dict[str, Any]] = {}
@@ -205,7 +227,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
         }
         if status != 304:
-            entry["content"] = {PROBLEM_MEDIA_TYPE: {"schema": Problem.model_json_schema()}}
+            entry["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _problem_schema()}}
         documented[status] = entry
     return documented
 

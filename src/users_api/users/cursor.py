@@ -10,7 +10,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -44,11 +44,20 @@ def decode(cursor: str, sort: UserSort) -> Position:
             raise InvalidCursor
         if data["s"] != sort.value:
             raise InvalidCursor("The cursor was made for another sort order.")
+        if not isinstance(data["i"], str):
+            raise InvalidCursor
         row_id = uuid.UUID(data["i"])
         key = _parse_key(sort, data["k"], row_id)
     except InvalidCursor:
         raise
-    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError, orjson.JSONDecodeError):
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        binascii.Error,
+        UnicodeEncodeError,
+        orjson.JSONDecodeError,
+    ):
         raise InvalidCursor from None
     return Position(sort=sort, key=key, id=row_id)
 
@@ -64,7 +73,8 @@ def _parse_key(sort: UserSort, raw: object, row_id: uuid.UUID) -> KeyValue:
         moment = datetime.fromisoformat(raw)
         if moment.tzinfo is None:
             raise InvalidCursor
-        return moment
+        # In UTC, so a key whose instant no datetime can hold fails here, not in the driver.
+        return moment.astimezone(UTC)
     if len(raw) > 320:
         raise InvalidCursor
     return raw

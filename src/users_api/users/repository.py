@@ -31,11 +31,15 @@ def sort_column(sort: UserSort) -> ColumnElement[Any]:
 
 
 def sort_key(user: User, sort: UserSort) -> KeyValue:
-    """The value of `sort_column` for a loaded row, as the cursor stores it."""
+    """What the cursor stores to find a loaded row's place in `sort_column` order.
+
+    Text keys are kept as stored and lower-cased by the database when compared: Python's
+    `str.lower` differs from PostgreSQL's `lower()` for some letters (such as "İ").
+    """
     if sort.key == "username":
-        return user.username.lower()
+        return user.username
     if sort.key == "email":
-        return user.email.lower()
+        return user.email
     if sort.key == "created_at":
         return user.created_at
     return user.id
@@ -95,7 +99,8 @@ class UserRepository:
         column = sort_column(query.sort)
         if after is not None:
             bound = tuple_(column, User.id)
-            position = tuple_(after.key, after.id)
+            key = func.lower(after.key) if isinstance(after.key, str) else after.key
+            position = tuple_(key, after.id)
             if query.sort.key == "id":
                 statement = statement.where(
                     User.id < after.id if query.sort.descending else User.id > after.id
@@ -125,9 +130,9 @@ def _filtered(statement: Select[User], query: UserListQuery) -> Select[User]:
             )
         )
     if query.email is not None:
-        statement = statement.where(func.lower(User.email) == query.email.lower())
+        statement = statement.where(func.lower(User.email) == func.lower(query.email))
     if query.username is not None:
-        statement = statement.where(func.lower(User.username) == query.username.lower())
+        statement = statement.where(func.lower(User.username) == func.lower(query.username))
     if query.is_active is not None:
         statement = statement.where(User.is_active.is_(query.is_active))
     if query.is_admin is not None:

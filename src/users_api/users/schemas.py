@@ -142,6 +142,12 @@ class UserListQuery(BaseModel):
     @classmethod
     def _assume_utc(cls, value: datetime | None) -> datetime | None:
         """A timestamp without an offset is read as UTC, the service's only zone."""
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        try:
+            # Converted here, so an instant no datetime can hold is a 422, not a driver fault.
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range once converted to UTC") from None

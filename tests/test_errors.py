@@ -1,0 +1,237 @@
+"""Every error on every path is application/problem+json, and a 5xx leaks nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from uuid_utils.compat import uuid7
+
+from tests.users.helpers import (
+    PASSWORD,
+    USERS,
+    assert_problem,
+    create_user,
+    user_url,
+    without_admin,
+)
+from users_api.app import create_app
+from users_api.config import Settings
+from users_api.db.session import SessionDep
+
+LIMIT = 64 * 1024
+UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", "/nope"),
+        ("GET", "/api/v1"),
+        ("GET", "/api/v2/users"),
+        ("POST", "/api/v1/nope"),
+        ("DELETE", "/api/v1/users/x/y"),
+    ],
+)
+async def test_unknown_route_is_404_problem(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    # No route matches, so this is the same for anyone, signed in or not.
+    response = await client.request(method, path)
+    assert_problem(response, 404)
+
+
+async def test_a_nul_user_id_is_404_or_422_problem(admin_client: httpx.AsyncClient) -> None:
+    # /users/%00 reaches the route, which checks the caller first: an admin gets to the id.
+    response = await admin_client.get("/api/v1/users/%00")
+    assert response.status_code in (404, 422)
+    assert_problem(response, response.status_code)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", USERS, {"GET", "POST"}),
+        ("DELETE", USERS, {"GET", "POST"}),
+        ("PATCH", USERS, {"GET", "POST"}),
+        ("POST", f"{USERS}/{uuid7()}", {"GET", "PATCH", "DELETE"}),
+        ("PUT", f"{USERS}/{uuid7()}", {"GET", "PATCH", "DELETE"}),
+        ("POST", "/healthz", {"GET"}),
+    ],
+)
+async def test_wrong_method_is_405_problem_with_allow(
+    client: httpx.AsyncClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = await client.request(method, path, json={})
+    assert_problem(response, 405)
+    # Starlette names only the methods of the first route that matched the path (e.g.
+    # just POST for /users), so this checks what it does say, not that it says it all.
+    named = {part.strip() for part in response.headers["allow"].split(",")}
+    assert named
+    assert named <= allowed
+    assert method not in named
+
+
+def padded_user_body(size: int) -> bytes:
+    """A valid registration body padded with JSON whitespace to exactly `size` bytes."""
+    body = json.dumps({"email": "big@example.com", "username": "big", "password": PASSWORD})
+    padded = (body[:-1] + " " * (size - len(body)) + "}").encode()
+    assert len(padded) == size
+    return padded
+
+
+async def test_body_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        USERS, content=padded_user_body(LIMIT), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_body_over_the_limit_is_413_before_parsing(
+    client: httpx.AsyncClient, admin_client: httpx.AsyncClient
+) -> None:
+    response = await client.post(
+        USERS, content=padded_user_body(LIMIT + 1), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413)
+    # Only an admin may list users; the list holds that admin and no one else.
+    assert without_admin((await admin_client.get(USERS)).json()["items"]) == []
+
+
+async def test_huge_declared_length_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        USERS,
+        content=b"{" + b" " * (10 * LIMIT) + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 413)
+
+
+async def chunks(body: bytes, size: int = 4096) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+@pytest.mark.parametrize("path", [USERS, f"{USERS}/{uuid7()}"])
+async def test_streamed_body_over_the_limit_is_413(
+    admin_client: httpx.AsyncClient, path: str
+) -> None:
+    # As an admin, who may PATCH and list: the limit is the only reason to refuse.
+    client = admin_client
+    method = "POST" if path == USERS else "PATCH"
+    request = client.build_request(
+        method,
+        path,
+        content=chunks(padded_user_body(LIMIT + 1)),
+        headers={"content-type": "application/json"},
+    )
+    assert "content-length" not in request.headers
+    assert request.headers["transfer-encoding"] == "chunked"
+    response = await client.send(request)
+    assert_problem(response, 413)
+    assert without_admin((await client.get(USERS)).json()["items"]) == []
+
+
+async def test_streamed_body_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        USERS,
+        content=chunks(padded_user_body(LIMIT)),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"email": "ada@example.com",', b"{'single': 'quotes'}", b"\xff\xfe", b"nul\x00", b"{}{}"],
+)
+async def test_malformed_json_is_422_problem(client: httpx.AsyncClient, content: bytes) -> None:
+    response = await client.post(
+        USERS, content=content, headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 422)
+    assert body["errors"]
+
+
+async def test_malformed_json_in_a_patch_is_422(admin_client: httpx.AsyncClient) -> None:
+    # As an admin, who may PATCH anyone: the body is the only thing wrong.
+    client = admin_client
+    user = await create_user(client)
+    response = await client.patch(
+        user_url(user["id"]), content=b"{", headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [(b"", "application/json"), (b"email=a@b.c", "application/x-www-form-urlencoded")],
+)
+async def test_missing_or_non_json_body_is_422(
+    client: httpx.AsyncClient, content: bytes, content_type: str
+) -> None:
+    response = await client.post(USERS, content=content, headers={"content-type": content_type})
+    assert_problem(response, 422)
+
+
+# --- server faults ---------------------------------------------------------------
+
+SECRET = "s3cr3t-token-value"
+
+
+@pytest.fixture
+async def faulty_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with two extra routes that fail the way real code can."""
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> dict[str, Any]:
+        raise RuntimeError(f"unexpected state; api key {SECRET}")
+
+    @app.get("/bad-sql")
+    async def bad_sql(session: SessionDep) -> dict[str, Any]:
+        await session.execute(text(f"SELECT password_hash FROM no_such_table_{SECRET[:6]}"))  # noqa: S608
+        return {}
+
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/boom", "/bad-sql"])
+async def test_a_500_leaks_nothing(faulty_client: httpx.AsyncClient, path: str) -> None:
+    response = await faulty_client.get(path)
+    body = assert_problem(response, 500)
+    for leak in (SECRET, SECRET[:6], "Traceback", "SELECT", "password_hash", "no_such_table"):
+        assert leak not in response.text
+        assert leak not in str(response.headers)
+    assert set(body) == {"type", "title", "status", "detail"}
+
+
+async def test_an_unreachable_database_is_503_problem(
+    settings: Settings, admin_client: httpx.AsyncClient
+) -> None:
+    # An admin's token (the same secret signs it): checking it needs the database, too.
+    signed_in = {"Authorization": admin_client.headers["Authorization"]}
+    app = create_app(settings.model_copy(update={"database_url": UNREACHABLE}))
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        for request in (
+            client.build_request("GET", USERS, headers=signed_in),
+            client.build_request("GET", user_url(uuid7()), headers=signed_in),
+            client.build_request("DELETE", user_url(uuid7()), headers=signed_in),
+        ):
+            response = await client.send(request)
+            assert_problem(response, 503)
+            assert int(response.headers["retry-after"]) > 0
+            assert "127.0.0.1" not in response.text
+            assert "nope" not in response.text
