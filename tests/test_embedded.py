@@ -33,6 +33,9 @@ from users_api.db.embedded import (
     server_pid,
 )
 
+# Runs on a PostgreSQL of its own: the same whatever TEST_DATABASE_URL says.
+pytestmark = pytest.mark.own_database
+
 # Generous: two shared cores, and initdb runs on the first start.
 STARTUP_TIMEOUT = 90.0
 
@@ -41,9 +44,6 @@ _HOLDER = """
 import sys, time
 from pathlib import Path
 from users_api.db.embedded import EmbeddedPostgres
-
-# Runs on a PostgreSQL of its own: the same whatever TEST_DATABASE_URL says.
-pytestmark = pytest.mark.own_database
 url = EmbeddedPostgres(Path(sys.argv[1])).start()
 print(url.render_as_string(hide_password=False), flush=True)
 time.sleep(3600)
