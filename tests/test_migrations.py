@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,12 +11,13 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.processes import clean_environment, run_cli
-from users_api.db.base import Base
+from tests.processes import USERS_API, clean_environment, run_cli
+from users_api.db.locks import MIGRATIONS_LOCK_CLASS
+from users_api.db.metadata import metadata
 from users_api.db.migrations import downgrade_on, upgrade_on
 
 
@@ -29,7 +32,7 @@ def _drift(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(
         connection, opts={"compare_type": True, "compare_server_default": True}
     )
-    return list(compare_metadata(context, Base.metadata))
+    return list(compare_metadata(context, metadata))
 
 
 def _tables(connection: Connection) -> set[str]:
@@ -41,7 +44,46 @@ async def test_upgrade_to_head_builds_exactly_the_models(fresh_engine: AsyncEngi
         assert await connection.run_sync(_tables) == set()
         await upgrade_on(connection)
     async with fresh_engine.connect() as connection:
-        assert await connection.run_sync(_tables) == {*Base.metadata.tables, "alembic_version"}
+        assert await connection.run_sync(_tables) == {*metadata.tables, "alembic_version"}
+        assert await connection.run_sync(_drift) == []
+
+
+async def test_concurrent_upgrades_wait_for_one_another(
+    fresh_database_url: str, fresh_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Replicas starting together each migrate; the advisory lock makes them take turns.
+
+    The test holds the lock itself first: all three runs must queue behind it (none may
+    touch the schema meanwhile), and once it is released all three succeed.
+    """
+    env = clean_environment(tmp_path, DATABASE_URL=fresh_database_url)
+    async with fresh_engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_lock(:c, 0)"), {"c": MIGRATIONS_LOCK_CLASS})
+        runs = [
+            await asyncio.create_subprocess_exec(
+                str(USERS_API), "migrate", cwd=tmp_path, env=env, stderr=PIPE
+            )
+            for _ in range(3)
+        ]
+        waiting = 0
+        for _ in range(600):  # up to a minute for three interpreters to start
+            waiting = await holder.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :c AND NOT granted"
+                ),
+                {"c": MIGRATIONS_LOCK_CLASS},
+            )
+            if waiting == 3 or any(run.returncode is not None for run in runs):
+                break
+            await asyncio.sleep(0.1)
+        assert waiting == 3
+        assert await holder.run_sync(_tables) == set()
+        await holder.execute(text("SELECT pg_advisory_unlock(:c, 0)"), {"c": MIGRATIONS_LOCK_CLASS})
+        await holder.commit()
+    outcomes = [(await run.wait(), (await run.communicate())[1]) for run in runs]
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    async with fresh_engine.connect() as connection:
         assert await connection.run_sync(_drift) == []
 
 
@@ -55,7 +97,7 @@ async def test_downgrade_to_base_and_back_round_trips(fresh_engine: AsyncEngine)
     async with fresh_engine.begin() as connection:
         await upgrade_on(connection)
     async with fresh_engine.connect() as connection:
-        assert await connection.run_sync(_tables) == {*Base.metadata.tables, "alembic_version"}
+        assert await connection.run_sync(_tables) == {*metadata.tables, "alembic_version"}
         assert await connection.run_sync(_drift) == []
 
 

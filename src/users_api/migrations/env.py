@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import Connection, pool
+from sqlalchemy import Connection, func, pool, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from users_api.db.locks import MIGRATIONS_LOCK_CLASS
 from users_api.db.metadata import metadata
+
+CONNECT_TIMEOUT_SECONDS = 10
 
 config = context.config
 target_metadata = metadata
@@ -38,6 +41,9 @@ def _configure(connection: Connection) -> None:
         compare_server_default=True,
     )
     with context.begin_transaction():
+        # Replicas starting together all run `serve`, which migrates first: the first to
+        # get this lock migrates, the others then find the schema at head.
+        connection.execute(select(func.pg_advisory_xact_lock(MIGRATIONS_LOCK_CLASS, 0)))
         context.run_migrations()
 
 
@@ -53,7 +59,9 @@ def run_migrations_offline() -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        _url(), poolclass=pool.NullPool, connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_configure)
