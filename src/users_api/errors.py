@@ -177,7 +177,8 @@ class Problem(BaseModel):
 
 _DESCRIPTIONS = {
     304: "Not modified: `If-None-Match` matched the current ETag.",
-    400: "Bad request, such as a malformed or foreign cursor.",
+    400: "Bad request: a body that cannot be read (not UTF-8, a broken form), or a malformed "
+    "or foreign cursor.",
     401: "Missing, malformed, forged, expired or revoked credentials.",
     403: "Forbidden.",
     404: "Not found.",

@@ -32,7 +32,7 @@ def _answer(result: TokenPair | DomainError) -> TokenResponse | Response:
 @router.post(
     "/token",
     response_model=TokenResponse,
-    responses=problem_responses(401, 429),
+    responses=problem_responses(400, 401, 429),
     summary="Log in (OAuth2 password grant): username or email, and password",
 )
 async def login(
@@ -47,7 +47,7 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenResponse,
-    responses=problem_responses(401),
+    responses=problem_responses(400, 401),
     summary="Trade a refresh token for a new pair (the old one is used up)",
 )
 async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> TokenResponse | Response:
@@ -57,7 +57,7 @@ async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> TokenResponse |
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(),
+    responses=problem_responses(400),
     summary="End one login: its refresh tokens die",
 )
 async def logout(body: RefreshRequest, auth: AuthServiceDep) -> None:

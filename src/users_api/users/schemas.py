@@ -16,6 +16,7 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 
 def _normalize_email(value: str) -> str:
@@ -32,7 +33,17 @@ def _no_nul(value: str) -> str:
     return value
 
 
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_normalize_email)]
+# 254: the longest address email-validator (and RFC 5321's path) allows.
+Email = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_normalize_email),
+    Field(
+        json_schema_extra={"format": "email"},
+        description="Checked for syntax, not delivery; special-use domains such as "
+        "`.test`, `.local` or `.invalid` are refused.",
+    ),
+]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
 FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
 # Kept exactly as given: no stripping, no truncation. Further rules live in the service.
@@ -56,16 +67,28 @@ class UserCreate(_Input):
 _NOT_NULLABLE = ("email", "username", "password", "is_active", "is_admin", "current_password")
 
 
+def _document_absent_not_null(schema: dict[str, Any]) -> None:
+    """Only `full_name` takes null; the others may be left out, so no `"default": null`."""
+    for name in _NOT_NULLABLE:
+        schema["properties"][name].pop("default", None)
+
+
 class UserUpdate(_Input):
     """A JSON merge patch: absent fields stay, `"full_name": null` clears the name."""
 
-    email: Email | None = None
-    username: Username | None = None
+    model_config = ConfigDict(json_schema_extra=_document_absent_not_null)
+
+    # `SkipJsonSchema[None]`: None only stands for "absent"; a null sent is refused below,
+    # and the OpenAPI document must not offer it.
+    email: Email | SkipJsonSchema[None] = None
+    username: Username | SkipJsonSchema[None] = None
     full_name: FullName | None = None
-    password: Password | None = None
-    current_password: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    is_active: bool | None = None
-    is_admin: bool | None = None
+    password: Password | SkipJsonSchema[None] = None
+    current_password: Annotated[str, StringConstraints(max_length=1024)] | SkipJsonSchema[None] = (
+        None
+    )
+    is_active: bool | SkipJsonSchema[None] = None
+    is_admin: bool | SkipJsonSchema[None] = None
 
     @field_validator(*_NOT_NULLABLE, mode="before")
     @classmethod
