@@ -59,6 +59,21 @@ class UserRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def get_for_key_share(self, user_id: uuid.UUID) -> User | None:
+        """Reload the row and keep it from being deleted until this transaction ends.
+
+        Taken before writing rows that reference the user (refresh tokens): a delete
+        locks the user first and its cascade the tokens second, so the same order here
+        means neither a foreign-key violation nor a deadlock.
+        """
+        statement = (
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def get_by_login(self, identifier: str) -> User | None:
         """By email when it has an `@` (usernames cannot), else by username; any case."""
         column = User.email if "@" in identifier else User.username
