@@ -14,7 +14,8 @@ from users_api.errors import DomainError, problem_responses, to_response
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 # Form fields of the OAuth2 password grant; bounded so a huge form is refused early.
-LoginName = Annotated[str, Form(min_length=1, max_length=320)]
+# No username or email holds a NUL, and PostgreSQL cannot even compare text with one.
+LoginName = Annotated[str, Form(min_length=1, max_length=320, pattern=r"^[^\x00]*$")]
 LoginPassword = Annotated[str, Form(min_length=1, max_length=1024)]
 
 
