@@ -15,7 +15,7 @@ from datetime import datetime
 import orjson
 
 from users_api.errors import InvalidCursor
-from users_api.users.schemas import UserSort
+from users_api.users.schemas import UserSort, as_utc
 
 KeyValue = uuid.UUID | datetime | str
 
@@ -64,7 +64,7 @@ def _parse_key(sort: UserSort, raw: object, row_id: uuid.UUID) -> KeyValue:
         moment = datetime.fromisoformat(raw)
         if moment.tzinfo is None:
             raise InvalidCursor
-        return moment
+        return as_utc(moment)
     if len(raw) > 320:
         raise InvalidCursor
     return raw

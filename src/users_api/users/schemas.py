@@ -165,6 +165,20 @@ class UserListQuery(BaseModel):
     @classmethod
     def _assume_utc(cls, value: datetime | None) -> datetime | None:
         """A timestamp without an offset is read as UTC, the service's only zone."""
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        if value is None:
+            return None
+        return as_utc(value)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """In UTC (naive means UTC); ValueError when that falls outside years 1 to 9999.
+
+    `0001-01-01T00:00:00+14:00` parses, but is a moment in year 0 that no datetime,
+    and so no query parameter, can hold.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
