@@ -52,7 +52,9 @@ Password = Annotated[str, StringConstraints(min_length=12, max_length=128, strip
 
 class _Input(BaseModel):
     # Unknown fields are an error, never silently dropped: no mass assignment.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # Strict: a JSON body has real booleans; `"is_admin": "yes"` (or 1) is a mistake,
+    # not a request to make an admin.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 class UserCreate(_Input):
