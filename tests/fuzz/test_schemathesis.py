@@ -28,7 +28,7 @@ from users_api.app import create_app
 from users_api.config import Settings
 from users_api.users.models import User
 
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 40
 BASE_URL = "http://testserver"
 SPEC: dict[str, Any] = create_app(
     Settings(secret_key="only-for-the-openapi-document-" * 2, _env_file=None)
