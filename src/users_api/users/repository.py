@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from users_api.db.locks import ADMIN_SET_LOCK_CLASS
+from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS
 from users_api.users.cursor import KeyValue, Position
 from users_api.users.models import User
 from users_api.users.schemas import UserListQuery, UserSort
@@ -89,6 +89,10 @@ class UserRepository:
     async def lock_admin_set(self) -> None:
         """Serialize every change that could remove an active admin."""
         await self.session.execute(select(func.pg_advisory_xact_lock(ADMIN_SET_LOCK_CLASS, 0)))
+
+    async def lock_identity_changes(self) -> None:
+        """Serialize changes of emails and usernames (taken before any row lock)."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(IDENTITY_LOCK_CLASS, 0)))
 
     async def add(self, user: User) -> User:
         """Insert and flush, so a unique violation surfaces here as IntegrityError."""
