@@ -45,7 +45,9 @@ Email = Annotated[
     ),
 ]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
-FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
+# PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
+_NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul), _NO_NUL]
 # Kept exactly as given: no stripping, no truncation. Further rules live in the service.
 Password = Annotated[str, StringConstraints(min_length=12, max_length=128, strip_whitespace=False)]
 
@@ -145,7 +147,7 @@ class UserSort(StrEnum):
 
 
 SearchText = Annotated[
-    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul), _NO_NUL
 ]
 
 
@@ -165,19 +167,27 @@ class UserListQuery(BaseModel):
 
     @field_validator("created_after", "created_before", mode="after")
     @classmethod
-    def _assume_utc(cls, value: datetime | None) -> datetime | None:
-        """A timestamp without an offset is read as UTC, the service's only zone."""
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """A timestamp without an offset is read as UTC, the service's only zone.
+
+        A bound beyond what a datetime holds once in UTC (`0001-01-01T00:00:00+14:00` is
+        in year 0) is moved to the nearest one: no row is created outside years 1-9999,
+        so the filter selects the same rows.
+        """
         if value is None:
             return None
-        return as_utc(value)
+        try:
+            return as_utc(value)
+        except ValueError:
+            return (
+                datetime.min.replace(tzinfo=UTC)
+                if value.year == 1
+                else datetime.max.replace(tzinfo=UTC)
+            )
 
 
 def as_utc(moment: datetime) -> datetime:
-    """In UTC (naive means UTC); ValueError when that falls outside years 1 to 9999.
-
-    `0001-01-01T00:00:00+14:00` parses, but is a moment in year 0 that no datetime,
-    and so no query parameter, can hold.
-    """
+    """In UTC (naive means UTC); ValueError when that falls outside years 1 to 9999."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     try:
