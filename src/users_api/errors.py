@@ -125,6 +125,13 @@ class InvalidInput(DomainError):
         return {"errors": self.errors}
 
 
+class ConcurrentChange(Conflict):
+    """The database gave up on this transaction to let a concurrent one finish."""
+
+    code = "concurrent-change"
+    detail = "The request collided with a concurrent change and was not applied; retry it."
+
+
 class DatabaseUnavailable(DomainError):
     code = "database-unavailable"
     detail = "The database is unavailable; try again shortly."
@@ -184,11 +191,13 @@ class Problem(BaseModel):
 
 _DESCRIPTIONS = {
     304: "Not modified: `If-None-Match` matched the current ETag.",
-    400: "Bad request, such as a malformed or foreign cursor.",
+    400: "Bad request: a body that cannot be read (not UTF-8, a broken form), or a malformed "
+    "or foreign cursor.",
     401: "Missing, malformed, forged, expired or revoked credentials.",
     403: "Forbidden.",
     404: "Not found.",
-    409: "Conflict: `field` names the taken email or username.",
+    409: "Conflict: `field` names the taken email or username; without it, the last active "
+    "admin would go, or the request collided with a concurrent change (retry it).",
     412: "Precondition failed: `If-Match` is stale.",
     413: "The request body is over 64 KiB.",
     422: "Validation failed: `errors` lists each problem.",
@@ -354,9 +363,17 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError)
 
 
+# SQLSTATEs of a transaction the database aborted in favour of a concurrent one: nothing
+# of it was applied, and the same request again may well succeed.
+_CONCURRENCY_FAILURES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock
+
+
 async def _dbapi_error(request: Request, exc: Exception) -> Response:
     if database_fault(exc) is not None:
         return await _database_error(request, exc)
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) in _CONCURRENCY_FAILURES:
+        log.warning("concurrent change on %s %s: %s", request.method, request.url.path, exc)
+        return to_response(ConcurrentChange())
     return await _unexpected_error(request, exc)
 
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import re
 
-_TAG = re.compile(r'\s*(?:W/)?"?([^",\s]*)"?\s*')
+# RFC 9110 entity-tag: [W/] DQUOTE etagc DQUOTE. Bare digits are tolerated (clients that
+# echo `version` unquoted mean the same); an unbalanced quote is not a tag at all.
+_TAG = re.compile(r'\s*(W/)?(?:"(\d{1,18})"|(\d{1,18}))\s*')
 
 
 def format_etag(version: int) -> str:
     return f'"{version}"'
 
 
-def _versions(header: str) -> frozenset[int]:
+def _versions(header: str, *, weak: bool) -> frozenset[int]:
+    """The versions `header` names; with `weak=False` a `W/` tag names none (RFC 9110 13.1.1)."""
     found: set[int] = set()
     for part in header.split(","):
         match = _TAG.fullmatch(part)
-        if match and match.group(1).isdigit() and len(match.group(1)) < 19:
-            found.add(int(match.group(1)))
+        if match and (weak or not match.group(1)):
+            found.add(int(match.group(2) or match.group(3)))
     return frozenset(found)
 
 
@@ -24,10 +27,10 @@ def parse_if_match(header: str | None) -> frozenset[int] | None:
     """None means unconditional (no header, or `*`); an unparsable tag matches nothing."""
     if header is None or header.strip() == "*":
         return None
-    return _versions(header)
+    return _versions(header, weak=False)
 
 
 def if_none_match_hits(header: str | None, version: int) -> bool:
     if header is None:
         return False
-    return header.strip() == "*" or version in _versions(header)
+    return header.strip() == "*" or version in _versions(header, weak=True)

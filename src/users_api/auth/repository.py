@@ -19,9 +19,17 @@ class RefreshTokenRepository:
         self.session.add(token)
         await self.session.flush()
 
+    async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
+        statement = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def get_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
+        """Lock the row and reload it: what an earlier read saw may be stale."""
         statement = (
-            select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+            select(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 

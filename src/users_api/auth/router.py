@@ -14,7 +14,8 @@ from users_api.errors import DomainError, problem_responses, to_response
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 # Form fields of the OAuth2 password grant; bounded so a huge form is refused early.
-LoginName = Annotated[str, Form(min_length=1, max_length=320)]
+# No username or email holds a NUL, and PostgreSQL cannot even compare text with one.
+LoginName = Annotated[str, Form(min_length=1, max_length=320, pattern=r"^[^\x00]*$")]
 LoginPassword = Annotated[str, Form(min_length=1, max_length=1024)]
 
 
@@ -32,7 +33,7 @@ def _answer(result: TokenPair | DomainError) -> TokenResponse | Response:
 @router.post(
     "/token",
     response_model=TokenResponse,
-    responses=problem_responses(401, 429),
+    responses=problem_responses(400, 401, 429),
     summary="Log in (OAuth2 password grant): username or email, and password",
 )
 async def login(
@@ -47,7 +48,7 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenResponse,
-    responses=problem_responses(401),
+    responses=problem_responses(400, 401),
     summary="Trade a refresh token for a new pair (the old one is used up)",
 )
 async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> TokenResponse | Response:
@@ -57,7 +58,7 @@ async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> TokenResponse |
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(),
+    responses=problem_responses(400),
     summary="End one login: its refresh tokens die",
 )
 async def logout(body: RefreshRequest, auth: AuthServiceDep) -> None:

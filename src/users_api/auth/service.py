@@ -80,10 +80,19 @@ class AuthService:
         if user is None or not ok or not user.is_active:
             await self.throttle.record_failure(account_key=account_key, address=address)
             return InvalidCredentials()
+        # Deleted or deactivated while the password was being checked: no tokens.
+        user = await self.users.get_for_key_share(user.id)
+        if user is None or not user.is_active:
+            return InvalidCredentials()
         return await self._issue(user, family_id=uuid.uuid4())
 
     async def refresh(self, presented: str) -> TokenPair | DomainError:
-        token = await self.refresh_tokens.get_by_hash_for_update(hash_refresh_token(presented))
+        token_hash = hash_refresh_token(presented)
+        seen = await self.refresh_tokens.get_by_hash(token_hash)
+        # The user's row before the token's, the order a user's delete locks them in.
+        if seen is None or await self.users.get_for_key_share(seen.user_id) is None:
+            return Unauthorized("The refresh token is not valid.")
+        token = await self.refresh_tokens.get_by_hash_for_update(token_hash)
         if token is None or token.revoked_at is not None:
             return Unauthorized("The refresh token is not valid.")
         if token.used_at is not None:

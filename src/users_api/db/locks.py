@@ -3,3 +3,4 @@
 LOGIN_LOCK_CLASS = 1  # second key: hashtext(account key); serializes one account's logins
 ADMIN_SET_LOCK_CLASS = 2  # second key: 0; serializes changes to the set of active admins
 MIGRATIONS_LOCK_CLASS = 3  # second key: 0; one migration run at a time
+IDENTITY_LOCK_CLASS = 4  # second key: 0; serializes changes of emails and usernames

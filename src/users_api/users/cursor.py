@@ -10,12 +10,12 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 
 from users_api.errors import InvalidCursor
-from users_api.users.schemas import UserSort
+from users_api.users.schemas import UserSort, as_utc
 
 KeyValue = uuid.UUID | datetime | str
 
@@ -73,8 +73,7 @@ def _parse_key(sort: UserSort, raw: object, row_id: uuid.UUID) -> KeyValue:
         moment = datetime.fromisoformat(raw)
         if moment.tzinfo is None:
             raise InvalidCursor
-        # In UTC, so a key whose instant no datetime can hold fails here, not in the driver.
-        return moment.astimezone(UTC)
+        return as_utc(moment)
     if len(raw) > 320:
         raise InvalidCursor
     return raw

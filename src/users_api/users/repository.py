@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from users_api.db.locks import ADMIN_SET_LOCK_CLASS
+from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS
 from users_api.users.cursor import KeyValue, Position
 from users_api.users.models import User
 from users_api.users.schemas import UserListQuery, UserSort
@@ -63,6 +63,21 @@ class UserRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def get_for_key_share(self, user_id: uuid.UUID) -> User | None:
+        """Reload the row and keep it from being deleted until this transaction ends.
+
+        Taken before writing rows that reference the user (refresh tokens): a delete
+        locks the user first and its cascade the tokens second, so the same order here
+        means neither a foreign-key violation nor a deadlock.
+        """
+        statement = (
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def get_by_login(self, identifier: str) -> User | None:
         """By email when it has an `@` (usernames cannot), else by username; any case."""
         column = User.email if "@" in identifier else User.username
@@ -78,6 +93,10 @@ class UserRepository:
     async def lock_admin_set(self) -> None:
         """Serialize every change that could remove an active admin."""
         await self.session.execute(select(func.pg_advisory_xact_lock(ADMIN_SET_LOCK_CLASS, 0)))
+
+    async def lock_identity_changes(self) -> None:
+        """Serialize changes of emails and usernames (taken before any row lock)."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(IDENTITY_LOCK_CLASS, 0)))
 
     async def add(self, user: User) -> User:
         """Insert and flush, so a unique violation surfaces here as IntegrityError."""

@@ -25,7 +25,7 @@ def _user_response(response: Response, user: UserOut) -> UserOut:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 403, 409),
+    responses=problem_responses(400, 401, 403, 409),
     summary="Register a user",
 )
 async def create_user(
@@ -91,7 +91,7 @@ async def get_user(
 
 @router.patch(
     "/{user_id}",
-    responses=problem_responses(401, 403, 404, 409, 412),
+    responses=problem_responses(400, 401, 403, 404, 409, 412),
     summary="Change a user (JSON merge patch)",
 )
 async def update_user(

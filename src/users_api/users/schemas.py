@@ -32,16 +32,30 @@ def _no_nul(value: str) -> str:
     return value
 
 
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_normalize_email)]
+# 254: the longest address email-validator (and RFC 5321's path) allows.
+Email = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_normalize_email),
+    Field(
+        json_schema_extra={"format": "email"},
+        description="Checked for syntax, not delivery; special-use domains such as "
+        "`.test`, `.local` or `.invalid` are refused.",
+    ),
+]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
-FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
+# PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
+_NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul), _NO_NUL]
 # Kept exactly as given: no stripping, no truncation. Further rules live in the service.
 Password = Annotated[str, StringConstraints(min_length=12, max_length=128, strip_whitespace=False)]
 
 
 class _Input(BaseModel):
     # Unknown fields are an error, never silently dropped: no mass assignment.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # Strict: a JSON body has real booleans; `"is_admin": "yes"` (or 1) is a mistake,
+    # not a request to make an admin.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 class UserCreate(_Input):
@@ -56,9 +70,27 @@ class UserCreate(_Input):
 _NOT_NULLABLE = ("email", "username", "password", "is_active", "is_admin", "current_password")
 
 
+def _document_absent_not_null(schema: dict[str, Any]) -> None:
+    """Only `full_name` takes null; the others may be left out but never sent as null.
+
+    In Python their type is `X | None` (None standing for "absent"), which keeps
+    validation errors on the field itself; the document drops the null alternative.
+    """
+    for name in _NOT_NULLABLE:
+        field = schema["properties"][name]
+        field.pop("default", None)
+        alternatives = [alt for alt in field.pop("anyOf", []) if alt.get("type") != "null"]
+        if len(alternatives) == 1:
+            field.update(alternatives[0])
+
+
 class UserUpdate(_Input):
     """A JSON merge patch: absent fields stay, `"full_name": null` clears the name."""
 
+    model_config = ConfigDict(json_schema_extra=_document_absent_not_null)
+
+    # None only stands for "absent": a null sent is refused below, and the OpenAPI
+    # document does not offer it (see `_document_absent_not_null`).
     email: Email | None = None
     username: Username | None = None
     full_name: FullName | None = None
@@ -120,7 +152,7 @@ class UserSort(StrEnum):
 
 
 SearchText = Annotated[
-    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul), _NO_NUL
 ]
 
 
@@ -140,14 +172,30 @@ class UserListQuery(BaseModel):
 
     @field_validator("created_after", "created_before", mode="after")
     @classmethod
-    def _assume_utc(cls, value: datetime | None) -> datetime | None:
-        """A timestamp without an offset is read as UTC, the service's only zone."""
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """A timestamp without an offset is read as UTC, the service's only zone.
+
+        A bound beyond what a datetime holds once in UTC (`0001-01-01T00:00:00+14:00` is
+        in year 0) is moved to the nearest one: no row is created outside years 1-9999,
+        so the filter selects the same rows.
+        """
         if value is None:
             return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
         try:
-            # Converted here, so an instant no datetime can hold is a 422, not a driver fault.
-            return value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("is out of range once converted to UTC") from None
+            return as_utc(value)
+        except ValueError:
+            return (
+                datetime.min.replace(tzinfo=UTC)
+                if value.year == 1
+                else datetime.max.replace(tzinfo=UTC)
+            )
+
+
+def as_utc(moment: datetime) -> datetime:
+    """In UTC (naive means UTC); ValueError when that falls outside years 1 to 9999."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None

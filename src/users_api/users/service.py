@@ -27,6 +27,7 @@ from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
 
 _FIELD_OF_INDEX = {EMAIL_UNIQUE_INDEX: "email", USERNAME_UNIQUE_INDEX: "username"}
 _ADMIN_ONLY_FIELDS = frozenset({"is_admin", "is_active"})
+_UNIQUE_FIELDS = frozenset({"email", "username"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +174,12 @@ class UserService:
     ) -> User:
         changes: dict[str, Any] = patch.changes()
         touches_admin_set = bool(changes.keys() & _ADMIN_ONLY_FIELDS)
+        # Advisory locks first, then the row: one order everywhere, so no deadlock.
         if touches_admin_set:
             await self.users.lock_admin_set()
+        if changes.keys() & _UNIQUE_FIELDS:
+            # Two users swapping names would each wait for the other's index entry.
+            await self.users.lock_identity_changes()
         user = await self._locked(user_id, actor=actor, if_match=if_match)
         if touches_admin_set and not actor.is_admin:
             raise Forbidden("Only an admin may change is_admin or is_active.")

@@ -1,0 +1,264 @@
+"""Hypothesis properties of the validation rules and of the keyset cursors."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tests.auth.helpers import register
+from tests.conftest import login
+from users_api.errors import InvalidCursor
+from users_api.users import cursor
+from users_api.users.schemas import UserCreate, UserSort, UserUpdate
+
+USERS = "/api/v1/users"
+USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
+PASSWORD = "a perfectly fine password"
+BASE = {"email": "ada@example.com", "username": "ada", "password": PASSWORD}
+# Pure properties are cheap; those that go through HTTP and PostgreSQL get fewer examples.
+PURE = settings(max_examples=300, deadline=None)
+HTTP = settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _valid(model: type[UserCreate] | type[UserUpdate], body: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(body)
+    except ValidationError:
+        return False
+    return True
+
+
+# --- usernames ---------------------------------------------------------------
+
+
+@PURE
+@given(
+    st.one_of(
+        st.text(),
+        st.from_regex(USERNAME, fullmatch=True),
+        st.from_regex(USERNAME, fullmatch=True).map(lambda name: name + "\n"),
+        st.text(alphabet="Aa0_.-\n\x00é ", max_size=40),
+    )
+)
+@example("abc\n")
+@example("ab")
+@example("a" * 33)
+@example("\uff41\uff42\uff43")  # fullwidth "abc": letters, but not A-Z
+@example("\u0661\u0662\u0663")  # Arabic-Indic digits: digits, but not 0-9
+def test_username_is_exactly_the_documented_regex(name: str) -> None:
+    expected = USERNAME.fullmatch(name) is not None
+    assert _valid(UserCreate, BASE | {"username": name}) is expected
+    assert _valid(UserUpdate, {"username": name}) is expected
+
+
+# --- emails ------------------------------------------------------------------
+
+_SPECIAL = (".test", ".local", ".localhost", ".invalid", ".onion", ".arpa", ".example")
+
+
+@PURE
+@given(st.emails().filter(lambda e: not e.lower().endswith(_SPECIAL)), st.data())
+def test_email_domain_is_lower_cased_and_the_local_part_kept(email: str, data: Any) -> None:
+    local, _, domain = email.rpartition("@")
+    shouted = (
+        local + "@" + "".join(data.draw(st.sampled_from([c.lower(), c.upper()])) for c in domain)
+    )
+    stored = UserCreate.model_validate(BASE | {"email": email}).email
+    # The case of the domain never matters; the local part is kept exactly.
+    assert UserCreate.model_validate(BASE | {"email": shouted}).email == stored
+    stored_local, _, stored_domain = stored.rpartition("@")
+    assert stored_local == local
+    assert stored_domain == stored_domain.lower()  # xn-- domains come back as Unicode
+    # Idempotent: the stored form validates to itself.
+    assert UserCreate.model_validate(BASE | {"email": stored}).email == stored
+
+
+@PURE
+@given(st.text(max_size=300))
+@example("ada@@example.com")
+@example("ada@example.com\x00")
+@example("ada@localhost")
+@example("a" * 250 + "@example.com")
+def test_email_is_refused_or_normalised_never_an_error(text: str) -> None:
+    try:
+        model = UserCreate.model_validate(BASE | {"email": text})
+    except ValidationError:
+        return
+    assert "@" in model.email
+    assert "\x00" not in model.email
+    assert len(model.email) <= 254
+    assert model.email.rpartition("@")[2] == model.email.rpartition("@")[2].lower()
+
+
+# --- passwords -----------------------------------------------------------------
+
+# Letters of 1 to 4 UTF-8 bytes: ASCII, Latin-1, CJK and astral (emoji, Gothic).
+_CHARS = st.sampled_from(["a", "é", "漢", "😀", "𐌰", " ", "\u0301"])
+
+
+@PURE
+@given(st.lists(_CHARS, min_size=0, max_size=140).map("".join))
+def test_password_length_counts_characters_not_bytes(password: str) -> None:
+    expected = 12 <= len(password) <= 128
+    assert _valid(UserCreate, BASE | {"password": password}) is expected
+    assert _valid(UserUpdate, {"password": password}) is expected
+
+
+@HTTP
+@given(
+    length=st.sampled_from([11, 12, 128, 129]),
+    char=st.sampled_from(["é", "漢", "😀", "𐌰"]),
+)
+async def test_multibyte_passwords_over_http(
+    client: httpx.AsyncClient, length: int, char: str
+) -> None:
+    """Kept exactly as given: the same characters log in, one fewer does not."""
+    password = char * (length - 1) + "x"
+    name = f"pw{length}-{ord(char):x}"
+    response = await client.post(
+        USERS,
+        content=orjson.dumps(
+            {"email": f"{name}@example.com", "username": name, "password": password}
+        ),
+        headers={"content-type": "application/json"},
+    )
+    if not 12 <= length <= 128:
+        assert response.status_code == 422, response.text
+        return
+    assert response.status_code in {201, 409}, response.text  # 409: drawn before
+    await login(client, name, password)
+    wrong = await client.post(
+        "/api/v1/auth/token", data={"username": name, "password": password[:-1]}
+    )
+    assert wrong.status_code == 401
+
+
+# --- full_name -----------------------------------------------------------------
+
+
+@PURE
+@given(st.text(max_size=210) | st.lists(_CHARS, max_size=210).map("".join))
+def test_full_name_is_at_most_200_characters(name: str) -> None:
+    expected = len(name) <= 200 and "\x00" not in name
+    assert _valid(UserCreate, BASE | {"full_name": name}) is expected
+    assert _valid(UserUpdate, {"full_name": name}) is expected
+
+
+# --- cursors -------------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+_KEYS = st.one_of(
+    st.text(max_size=400),
+    st.integers(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat()),
+    st.uuids().map(str),
+    st.lists(st.integers(), max_size=3),
+)
+_PAYLOADS = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "s": st.sampled_from([s.value for s in UserSort]) | st.text(max_size=10),
+            "k": _KEYS,
+            "i": st.uuids().map(str) | st.text(max_size=40),
+        }
+    ),
+    st.dictionaries(st.text(max_size=3), _KEYS, max_size=4),
+    _KEYS,
+)
+
+
+@PURE
+@given(payload=_PAYLOADS, sort=st.sampled_from(list(UserSort)))
+def test_decode_refuses_or_returns_a_position(payload: object, sort: UserSort) -> None:
+    try:
+        position = cursor.decode(_b64(json.dumps(payload).encode()), sort)
+    except InvalidCursor:
+        return
+    assert position.sort is sort
+    # What decodes must survive a round trip unchanged.
+    assert cursor.decode(cursor.encode(position), sort) == position
+
+
+@PURE
+@given(text=st.text(max_size=1024), sort=st.sampled_from(list(UserSort)))
+def test_decode_of_arbitrary_text_never_raises_anything_else(text: str, sort: UserSort) -> None:
+    with contextlib.suppress(InvalidCursor):
+        cursor.decode(text, sort)
+
+
+@pytest.fixture
+async def walk(admin_client: httpx.AsyncClient) -> dict[str, str]:
+    """A few users and a real next-page cursor for each sort."""
+    for name in ("bea", "Cid", "dee"):
+        await register(admin_client, name)
+    cursors = {}
+    for sort in UserSort:
+        page = (await admin_client.get(USERS, params={"sort": sort.value, "limit": 1})).json()
+        cursors[sort.value] = page["next_cursor"]
+    return cursors
+
+
+@HTTP
+@given(sort=st.sampled_from([s.value for s in UserSort]), payload=_PAYLOADS)
+async def test_forged_cursors_are_400_or_a_page(
+    admin_client: httpx.AsyncClient, walk: dict[str, str], sort: str, payload: object
+) -> None:
+    response = await admin_client.get(
+        USERS, params={"sort": sort, "cursor": _b64(json.dumps(payload).encode())}
+    )
+    assert response.status_code in {200, 400}, response.text
+    if response.status_code == 400:
+        assert response.json()["type"].endswith("invalid-cursor")
+
+
+@HTTP
+@given(
+    sort=st.sampled_from([s.value for s in UserSort]),
+    cut=st.integers(min_value=0, max_value=200),
+    flip=st.integers(min_value=0, max_value=200),
+    char=st.characters(codec="utf-8"),
+)
+async def test_truncated_or_tampered_cursors_are_400_or_a_page(
+    admin_client: httpx.AsyncClient,
+    walk: dict[str, str],
+    sort: str,
+    cut: int,
+    flip: int,
+    char: str,
+) -> None:
+    real = walk[sort]
+    assume(flip < len(real))
+    for tampered in (real[:cut], real[:flip] + char + real[flip + 1 :], real + char):
+        response = await admin_client.get(USERS, params={"sort": sort, "cursor": tampered})
+        assert response.status_code in {200, 400, 422}, (tampered, response.text)
+        if response.status_code == 422:  # only the documented bound
+            assert len(tampered) > 1024 or tampered == ""
+
+
+@HTTP
+@given(text=st.text(max_size=300))
+async def test_arbitrary_cursor_text_is_400(admin_client: httpx.AsyncClient, text: str) -> None:
+    assume(text)
+    response = await admin_client.get(USERS, params={"cursor": text})
+    assert response.status_code == 400, (text, response.text)
