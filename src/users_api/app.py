@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from users_api.db.engine import create_engine
 from users_api.db.session import create_session_factory
 from users_api.errors import install_error_handlers, problem, problem_responses
 from users_api.middleware import BodySizeLimit
+from users_api.users.reader import UserReader
 from users_api.users.router import router as users_router
 from users_api.users.service import UserService
 
@@ -47,7 +49,13 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
+        app.state.user_reader = UserReader(engine)
         await _ensure_first_admin(app, settings)
+        # What start-up built (modules, the OpenAPI models, compiled SQL) lives as long as
+        # the process: frozen, the cyclic collector stops walking it again and again, and
+        # its full collections no longer stall requests for tens of milliseconds (p99).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -16,11 +16,12 @@ from users_api.auth.client_address import client_address
 from users_api.auth.passwords import Passwords
 from users_api.auth.service import AuthService
 from users_api.auth.throttle import ThrottleRules
-from users_api.auth.tokens import AccessTokens
+from users_api.auth.tokens import AccessClaims, AccessTokens, InvalidToken
 from users_api.config import Settings
 from users_api.db.session import SessionDep
 from users_api.errors import Unauthorized
 from users_api.users.models import User
+from users_api.users.reader import UserReader
 from users_api.users.service import UserService
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105  # a path, not a secret
@@ -105,3 +106,36 @@ async def get_client_address(request: Request, settings: SettingsDep) -> str:
 
 
 ClientAddress = Annotated[str, Depends(get_client_address)]
+
+
+class BearerClaims(OAuth2PasswordBearer):
+    """The caller's verified token, for reads that check it against the database in the
+    same statement as the data (see `users/reads.py`): no session, no extra round trip.
+
+    One dependency instead of three (header, token checker, claims): FastAPI's resolution
+    is a tenth of a cached read's time. Documented as the same bearer scheme.
+    """
+
+    async def __call__(self, request: Request) -> AccessClaims:  # type: ignore[override]
+        token = await super().__call__(request)
+        if token is None:
+            raise Unauthorized
+        tokens: AccessTokens = request.app.state.tokens
+        try:
+            return tokens.verify(token)
+        except InvalidToken:
+            raise Unauthorized from None
+
+
+Caller = Annotated[
+    AccessClaims,
+    Depends(BearerClaims(tokenUrl=TOKEN_URL, auto_error=False, scheme_name=bearer.scheme_name)),
+]
+
+
+async def get_user_reader(request: Request) -> UserReader:
+    reader: UserReader = request.app.state.user_reader
+    return reader
+
+
+UserReaderDep = Annotated[UserReader, Depends(get_user_reader)]

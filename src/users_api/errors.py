@@ -341,14 +341,21 @@ _UNAVAILABLE_SQLSTATES = frozenset(
 )
 
 
+def sqlstate_fault(sqlstate: str | None) -> DatabaseUnavailable | None:
+    """The 503 for an error code that means "not now", or None."""
+    if sqlstate in _TIMEOUT_SQLSTATES:
+        return DatabaseTimeout()
+    if sqlstate in _UNAVAILABLE_SQLSTATES or (sqlstate or "").startswith("08"):
+        return DatabaseUnavailable()  # class 08: connection exceptions
+    return None
+
+
 def database_fault(exc: BaseException) -> DatabaseUnavailable | None:
     """The 503 to answer for a database fault worth retrying, or None for a real bug."""
     if isinstance(exc, DBAPIError):
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate in _TIMEOUT_SQLSTATES:
-            return DatabaseTimeout()
-        if sqlstate in _UNAVAILABLE_SQLSTATES or (sqlstate or "").startswith("08"):
-            return DatabaseUnavailable()  # class 08: connection exceptions
+        fault = sqlstate_fault(getattr(exc.orig, "sqlstate", None))
+        if fault is not None:
+            return fault
     if is_connection_error(exc):
         return DatabaseUnavailable()
     return None

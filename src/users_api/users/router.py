@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from users_api.deps import CurrentUser, OptionalUser, UserServiceDep
+from users_api.deps import Caller, CurrentUser, OptionalUser, UserReaderDep, UserServiceDep
 from users_api.errors import problem_responses
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
+from users_api.responses import json_response
+from users_api.users.reads import UserRow
 from users_api.users.schemas import UserCreate, UserListQuery, UserOut, UserPage, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -40,31 +42,45 @@ async def create_user(
     return _user_response(response, user)
 
 
-@router.get("", responses=problem_responses(400, 401, 403), summary="List users")
+def _user_row_response(row: UserRow, if_none_match: str | None = None) -> Response:
+    etag = format_etag(row["version"])
+    if if_none_match_hits(if_none_match, row["version"]):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return json_response(row, headers={"ETag": etag})
+
+
+@router.get(
+    "",
+    response_model=UserPage,
+    responses=problem_responses(400, 401, 403),
+    summary="List users",
+)
 async def list_users(
     query: Annotated[UserListQuery, Query()],
     request: Request,
-    response: Response,
-    service: UserServiceDep,
-    actor: CurrentUser,
-) -> UserPage:
-    page = await service.list(query, actor=actor)
+    caller: Caller,
+    reader: UserReaderDep,
+) -> Response:
+    page = await reader.list(query, caller=caller)
+    headers = {}
     if page.next_cursor is not None:
         next_url = request.url.include_query_params(cursor=page.next_cursor)
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return UserPage(
-        items=[UserOut.model_validate(user) for user in page.items],
-        next_cursor=page.next_cursor,
-    )
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response({"items": page.items, "next_cursor": page.next_cursor}, headers=headers)
 
 
 @router.get(
     "/me",
+    response_model=UserOut,
     responses=problem_responses(401),
     summary="The signed-in user",
 )
-async def get_me(response: Response, actor: CurrentUser) -> UserOut:
-    return _user_response(response, UserOut.model_validate(actor))
+async def get_me(
+    caller: Caller,
+    reader: UserReaderDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    return _user_row_response(await reader.get(caller.user_id, caller=caller), if_none_match)
 
 
 @router.get(
@@ -76,17 +92,11 @@ async def get_me(response: Response, actor: CurrentUser) -> UserOut:
 )
 async def get_user(
     user_id: uuid.UUID,
-    response: Response,
-    service: UserServiceDep,
-    actor: CurrentUser,
+    caller: Caller,
+    reader: UserReaderDep,
     if_none_match: Annotated[str | None, Header()] = None,
-) -> UserOut | Response:
-    user = UserOut.model_validate(await service.get(user_id, actor=actor))
-    if if_none_match_hits(if_none_match, user.version):
-        return Response(
-            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": format_etag(user.version)}
-        )
-    return _user_response(response, user)
+) -> Response:
+    return _user_row_response(await reader.get(user_id, caller=caller), if_none_match)
 
 
 @router.patch(

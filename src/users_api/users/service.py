@@ -1,10 +1,9 @@
-"""The rules for users: who may do what, hashing, conflicts, optimistic locking, last admin."""
+"""The rules for changing users: who may do what, hashing, conflicts, optimistic locking,
+the last admin. Reads live in `reader.py`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -20,20 +19,13 @@ from users_api.errors import (
     PreconditionFailed,
     Unauthorized,
 )
-from users_api.users import cursor
 from users_api.users.models import EMAIL_UNIQUE_INDEX, USERNAME_UNIQUE_INDEX, User
-from users_api.users.repository import UserRepository, sort_key
-from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
+from users_api.users.repository import UserRepository
+from users_api.users.schemas import UserCreate, UserUpdate
 
 _FIELD_OF_INDEX = {EMAIL_UNIQUE_INDEX: "email", USERNAME_UNIQUE_INDEX: "username"}
 _ADMIN_ONLY_FIELDS = frozenset({"is_admin", "is_active"})
 _UNIQUE_FIELDS = frozenset({"email", "username"})
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: Sequence[User]
-    next_cursor: str | None
 
 
 def conflict_from(exc: IntegrityError) -> Conflict:
@@ -121,29 +113,6 @@ class UserService:
             if exc.field == "email":
                 return None
             raise
-
-    async def get(self, user_id: uuid.UUID, *, actor: User) -> User:
-        """Admins see anyone; others only themselves (404 for the rest, not 403)."""
-        if user_id == actor.id:
-            return actor
-        user = await self.users.get(user_id) if actor.is_admin else None
-        if user is None:
-            raise NotFound("No user with this id.")
-        return user
-
-    async def list(self, query: UserListQuery, *, actor: User) -> Page:
-        if not actor.is_admin:
-            raise Forbidden("Only an admin may list users.")
-        after = cursor.decode(query.cursor, query.sort) if query.cursor else None
-        rows = await self.users.list_page(query, after=after, limit=query.limit + 1)
-        items = rows[: query.limit]
-        next_cursor = None
-        if len(rows) > query.limit:
-            last = items[-1]
-            next_cursor = cursor.encode(
-                cursor.Position(sort=query.sort, key=sort_key(last, query.sort), id=last.id)
-            )
-        return Page(items=items, next_cursor=next_cursor)
 
     async def _locked(
         self, user_id: uuid.UUID, *, actor: User, if_match: frozenset[int] | None

@@ -1,0 +1,31 @@
+"""JSON responses serialized straight to bytes, for handlers that already hold plain data.
+
+FastAPI validates a returned model against `response_model` and encodes it in two passes;
+the hot reads return rows the database shaped exactly as `UserOut` (see
+`users/reads.py`), so orjson writes them in one pass. `response_model` still documents
+the body.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+
+def _default(value: object) -> str:
+    """asyncpg's own UUID subclass, which orjson does not take for a UUID."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_response(
+    content: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    # OPT_UTC_Z: timestamps end in "Z", as pydantic writes them elsewhere in the API.
+    body = orjson.dumps(content, default=_default, option=orjson.OPT_UTC_Z)
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
