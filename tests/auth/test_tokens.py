@@ -13,7 +13,7 @@ import pytest
 
 from tests.auth.helpers import PASSWORD, bearer, register, register_and_login
 from tests.conftest import login
-from users_api.auth.tokens import AUDIENCE, ISSUER, AccessTokens
+from users_api.auth.tokens import AUDIENCE, ISSUER, AccessTokens, InvalidToken
 from users_api.config import Settings
 
 ME = "/api/v1/users/me"
@@ -106,6 +106,28 @@ async def test_expired_token(client: httpx.AsyncClient, settings: Settings) -> N
     fresh = tokens.issue(uuid.UUID(user["id"]), 1)
     _assert_unauthorized(await client.get(ME, headers=bearer(stale)))
     assert (await client.get(ME, headers=bearer(fresh))).status_code == 200
+
+
+def test_a_checked_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked claims are cached; the expiry is checked again on every use."""
+    tokens = AccessTokens(secret=b"k" * 32, ttl=timedelta(seconds=60))
+    user_id = uuid.uuid4()
+    token = tokens.issue(user_id, 3)
+    assert tokens.verify(token).user_id == user_id  # checked, and now cached
+    now = datetime.now(UTC).timestamp()
+    monkeypatch.setattr("users_api.auth.tokens.time.time", lambda: now + 61)
+    with pytest.raises(InvalidToken):
+        tokens.verify(token)
+
+
+def test_a_token_signed_with_another_key_is_refused_even_if_cached_elsewhere() -> None:
+    """The cache belongs to one key: another service's cached token proves nothing here."""
+    ours = AccessTokens(secret=b"k" * 32, ttl=timedelta(seconds=60))
+    theirs = AccessTokens(secret=b"o" * 32, ttl=timedelta(seconds=60))
+    token = theirs.issue(uuid.uuid4(), 1)
+    assert theirs.verify(token).auth_version == 1
+    with pytest.raises(InvalidToken):
+        ours.verify(token)
 
 
 @pytest.mark.parametrize("how", ["password", "deactivate", "delete", "logout-all"])
