@@ -101,7 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CPU list for wrk; '' = no pinning",
     )
     p.add_argument("--json", type=Path, help="also write every run's numbers to this file")
-    p.add_argument("--py-spy", type=Path, help="record users-api with py-spy during 'get' runs")
+    p.add_argument(
+        "--py-spy", type=Path, help="record users-api with py-spy: PATH-SCENARIO-roundN.txt"
+    )
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
     args = p.parse_args(argv)
     if args.quick:
@@ -588,8 +590,8 @@ async def run_scenario(
         )
 
     profiler = None
-    if args.py_spy and server.name == "users-api" and scenario == "get" and round_no > 0:
-        profiler = start_py_spy(args.py_spy, server, round_no, duration)
+    if args.py_spy and server.name == "users-api" and round_no > 0:
+        profiler = start_py_spy(args.py_spy, server, f"{scenario}-round{round_no}", duration)
 
     async def body() -> tuple[WrkResult, WrkResult | None]:
         if scenario == "mixed":
@@ -619,10 +621,10 @@ async def run_scenario(
     )
 
 
-def start_py_spy(base: Path, server: Server, round_no: int, duration: float) -> Any:
+def start_py_spy(base: Path, server: Server, run: str, duration: float) -> Any:
     py_spy = shutil.which("py-spy") or "/tmp/pyspy-venv/bin/py-spy"
     assert server.proc is not None
-    out = base.with_name(f"{base.stem}-round{round_no}.txt")
+    out = base.with_name(f"{base.stem}-{run}.txt")
     out.parent.mkdir(parents=True, exist_ok=True)
     log(f"py-spy recording users-api into {out}")
     return subprocess.Popen(

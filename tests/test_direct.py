@@ -116,3 +116,16 @@ async def test_connections_the_server_closed_are_replaced_on_checkout(
             assert pid not in before
     async with service_engine.connect() as connection:  # the session's path too
         assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+async def test_an_unreachable_database_is_unavailable(settings: Settings) -> None:
+    nowhere = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    )
+    engine = create_engine(nowhere)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with driver_connection(engine):
+                pass
+    finally:
+        await engine.dispose()

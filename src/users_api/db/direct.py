@@ -21,9 +21,11 @@ from typing import Any, TypeAlias
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 from users_api.errors import DatabaseUnavailable, sqlstate_fault
 
@@ -54,22 +56,31 @@ def compile_statement(statement: ClauseElement) -> Statement:
 async def driver_connection(engine: AsyncEngine) -> AsyncIterator[DriverConnection]:
     """The asyncpg connection of a pooled connection, returned to the pool on exit.
 
+    Taken straight from the pool (no `Connection` object, no events), which is all a
+    statement run by asyncpg needs: the same pool, checkout check and limits as sessions.
+
     A connection that broke under a statement is invalidated, so the pool replaces it;
     like the session's faults, a lost or slow database becomes a 503 with Retry-After.
     """
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver: DriverConnection = raw.driver_connection
-        try:
-            yield driver
-        except _DRIVER_ERRORS as exc:
-            fault = sqlstate_fault(getattr(exc, "sqlstate", None))
-            if driver.is_closed() or isinstance(exc, _CONNECTION_FAULTS):
-                await connection.invalidate(exc)
-                fault = fault or DatabaseUnavailable()
-            if fault is None:
-                raise  # a bug, not an outage: the 500 handler logs it
-            raise fault from exc
+    try:
+        pooled = await engine.raw_connection()
+    except PoolTimeoutError:
+        raise  # the pool is busy, not the database: its own 503
+    except Exception as exc:  # refused, unreachable, starting up, out of connections
+        raise DatabaseUnavailable from exc
+    driver: DriverConnection = pooled.driver_connection
+    try:
+        yield driver
+    except _DRIVER_ERRORS as exc:
+        fault = sqlstate_fault(getattr(exc, "sqlstate", None))
+        if driver.is_closed() or isinstance(exc, _CONNECTION_FAULTS):
+            await greenlet_spawn(pooled.invalidate, exc)
+            fault = fault or DatabaseUnavailable()
+        if fault is None:
+            raise  # a bug, not an outage: the 500 handler logs it
+        raise fault from exc
+    finally:
+        await greenlet_spawn(pooled.close)
 
 
 # TimeoutError: asyncpg's command_timeout, for a server that stopped answering.

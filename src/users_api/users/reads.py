@@ -28,6 +28,7 @@ from users_api.users.schemas import UserListQuery, UserOut, UserSort
 PUBLIC_FIELDS = tuple(UserOut.model_fields)
 UserRow = dict[str, Any]
 
+_CALLER_IS_ADMIN = "caller_is_admin"
 _caller = aliased(User, name="caller")
 _target = aliased(User, name="target")
 
@@ -42,7 +43,7 @@ def _is_caller() -> ColumnElement[bool]:
 
 _USER_BY_ID = compile_statement(
     select(
-        _caller.is_admin.label("caller_is_admin"),
+        _caller.is_admin.label(_CALLER_IS_ADMIN),
         *(getattr(_target, name) for name in PUBLIC_FIELDS),
     )
     .select_from(_caller)
@@ -63,8 +64,16 @@ def _found(records: Sequence[Any]) -> Found | None:
     """None when the caller's row did not match: not signed in (any longer)."""
     if not records:
         return None
-    rows = [{name: r[name] for name in PUBLIC_FIELDS} for r in records if r["id"] is not None]
-    return Found(caller_is_admin=records[0]["caller_is_admin"], rows=rows)
+    caller_is_admin: bool = records[0][_CALLER_IS_ADMIN]
+    rows = [_public(record) for record in records if record["id"] is not None]
+    return Found(caller_is_admin=caller_is_admin, rows=rows)
+
+
+def _public(record: Any) -> UserRow:
+    """The record less the caller's column: the public fields, in the schema's order."""
+    row = dict(record)
+    del row[_CALLER_IS_ADMIN]
+    return row
 
 
 class UserReads:
@@ -183,7 +192,7 @@ def _page_statement(shape: _Shape) -> Statement:
     lateral = page.order_by(*_ordering(User, shape.sort)).limit(bindparam("limit")).lateral("page")
     # The outer ORDER BY repeats the inner one: a join promises no order of its own.
     statement = (
-        select(_caller.is_admin.label("caller_is_admin"), *lateral.c)
+        select(_caller.is_admin.label(_CALLER_IS_ADMIN), *lateral.c)
         .select_from(_caller)
         .outerjoin(lateral, true())
         .where(_is_caller())
