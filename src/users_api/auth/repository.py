@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from users_api.auth.models import LoginFailure, RefreshToken
@@ -55,25 +55,22 @@ class LoginFailureRepository:
     async def nth_newest(
         self,
         *,
-        account_key: str | None = None,
-        address: str | None = None,
-        n: int,
+        account_key: str,
+        per_account: int,
+        address: str,
+        per_address: int,
         since: timedelta,
-    ) -> datetime | None:
-        """When the n-th newest failure in the window happened; None if there are fewer."""
-        key_filter = (
-            LoginFailure.account_key == account_key
-            if account_key is not None
-            else LoginFailure.client_address == address
+    ) -> tuple[datetime | None, datetime | None, datetime]:
+        """When the `per_account`-th newest failure of the account and the `per_address`-th
+        of the address happened in the window (None where there are fewer), and the
+        database's clock: one round trip."""
+        marks = select(
+            _nth_newest(LoginFailure.account_key == account_key, per_account, since),
+            _nth_newest(LoginFailure.client_address == address, per_address, since),
+            func.now(),
         )
-        statement = (
-            select(LoginFailure.failed_at)
-            .where(key_filter, LoginFailure.failed_at > func.now() - since)
-            .order_by(LoginFailure.failed_at.desc())
-            .offset(n - 1)
-            .limit(1)
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        account_mark, address_mark, now = (await self.session.execute(marks)).one()
+        return account_mark, address_mark, now
 
     async def record(self, *, account_key: str, address: str, keep: timedelta) -> None:
         """Store a failure, and forget this key's and address's expired ones."""
@@ -89,5 +86,15 @@ class LoginFailureRepository:
         self.session.add(LoginFailure(account_key=account_key, client_address=address))
         await self.session.flush()
 
-    async def now(self) -> datetime:
-        return (await self.session.execute(select(func.now()))).scalar_one()
+
+def _nth_newest(
+    key_filter: ColumnElement[bool], n: int, since: timedelta
+) -> ScalarSelect[datetime]:
+    return (
+        select(LoginFailure.failed_at)
+        .where(key_filter, LoginFailure.failed_at > func.now() - since)
+        .order_by(LoginFailure.failed_at.desc())
+        .offset(n - 1)
+        .limit(1)
+        .scalar_subquery()
+    )

@@ -35,18 +35,16 @@ class LoginThrottle:
     async def retry_after(self, *, account_key: str, address: str) -> int | None:
         """Seconds until a login may be tried again, or None when it may be tried now."""
         rules = self.rules
-        oldest_counted = [
-            await self.failures.nth_newest(
-                account_key=account_key, n=rules.per_account, since=rules.window
-            ),
-            await self.failures.nth_newest(
-                address=address, n=rules.per_address, since=rules.window
-            ),
-        ]
-        blocked = [moment for moment in oldest_counted if moment is not None]
+        account_mark, address_mark, now = await self.failures.nth_newest(
+            account_key=account_key,
+            per_account=rules.per_account,
+            address=address,
+            per_address=rules.per_address,
+            since=rules.window,
+        )
+        blocked = [moment for moment in (account_mark, address_mark) if moment is not None]
         if not blocked:
             return None
-        now = await self.failures.now()
         wait = (max(blocked) + rules.window - now).total_seconds()
         return max(1, math.ceil(wait))
 
