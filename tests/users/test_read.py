@@ -103,3 +103,17 @@ async def test_a_trailing_path_segment_is_not_a_user(client: httpx.AsyncClient) 
     created = await create_user(client)
     response = await client.get(f"{user_url(created['id'])}/extra")
     assert_problem(response, 404)
+
+
+async def test_me_has_an_etag_and_answers_304_when_it_still_matches(
+    client: httpx.AsyncClient,
+) -> None:
+    me = await client.get(f"{USERS}/me")
+    assert me.status_code == 200
+    assert me.headers["etag"] == f'"{me.json()["version"]}"'
+
+    again = await client.get(f"{USERS}/me", headers={"If-None-Match": me.headers["etag"]})
+
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == me.headers["etag"]

@@ -72,7 +72,7 @@ async def list_users(
 @router.get(
     "/me",
     response_model=UserOut,
-    responses=problem_responses(401),
+    responses=problem_responses(304, 401),
     summary="The signed-in user",
 )
 async def get_me(
