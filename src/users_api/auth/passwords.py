@@ -45,7 +45,7 @@ def default_hash_concurrency() -> int:
 
 # Niceness of the hashing threads (Linux nice is per thread): CPU-bound hashes yield to
 # the event loop's short requests instead of taking turns with them.
-HASHING_NICENESS = 10
+HASHING_NICENESS = 5
 
 
 def yield_to_requests() -> None:
@@ -53,8 +53,9 @@ def yield_to_requests() -> None:
 
     When every CPU is busy, a login storm would otherwise get the same share of CPU as
     the event loop, and every read would wait behind slices of hashing: its p99 went up
-    tenfold in the benchmark. At niceness 10 a hash still gets about a tenth of a CPU
-    the loop saturates, all of an idle one, so logins slow down but never stop.
+    fivefold in the benchmark. At niceness 5 hashing gets about a quarter of a CPU the
+    loop saturates (all of an idle one): logins slow down but keep going (niceness 10
+    measured the same read p99 but a third of the logins).
     """
     with contextlib.suppress(OSError, AttributeError):  # not permitted, or not POSIX
         os.nice(HASHING_NICENESS)
