@@ -28,6 +28,10 @@ async def test_users_see_only_themselves(client: httpx.AsyncClient) -> None:
     listing = await client.get(USERS, headers=as_ada)
     assert listing.status_code == 403
     assert (await client.get(USERS)).status_code == 401
+    # Who may list is answered before what the cursor says.
+    bad_cursor = {"cursor": "not-a-cursor"}
+    assert (await client.get(USERS, params=bad_cursor, headers=as_ada)).status_code == 403
+    assert (await client.get(USERS, params=bad_cursor)).status_code == 401
 
 
 async def test_anonymous_cannot_read_or_change(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from users_api.auth.tokens import AccessClaims
 from users_api.db.direct import driver_connection
-from users_api.errors import Forbidden, NotFound, Unauthorized
+from users_api.errors import Forbidden, InvalidCursor, NotFound, Unauthorized
 from users_api.users import cursor
 from users_api.users.reads import Found, UserReads, UserRow
 from users_api.users.schemas import UserListQuery
@@ -25,6 +25,12 @@ def _signed_in(found: Found | None) -> Found:
     """The caller's row did not match: deleted, deactivated, or the token was revoked."""
     if found is None:
         raise Unauthorized
+    return found
+
+
+def _admin_only(found: Found) -> Found:
+    if not found.caller_is_admin:
+        raise Forbidden("Only an admin may list users.")
     return found
 
 
@@ -45,14 +51,19 @@ class UserReader:
         return found.rows[0]
 
     async def list(self, query: UserListQuery, *, caller: AccessClaims) -> RowPage:
-        after = cursor.decode(query.cursor, query.sort) if query.cursor else None
+        try:
+            after = cursor.decode(query.cursor, query.sort) if query.cursor else None
+        except InvalidCursor:
+            # Who may ask is answered first (401, 403), as for every other request.
+            async with driver_connection(self.engine) as connection:
+                me = await UserReads(connection).user_by_id(caller, caller.user_id)
+            _admin_only(_signed_in(me))
+            raise
         async with driver_connection(self.engine) as connection:
             page = await UserReads(connection).page(
                 caller, query, after=after, limit=query.limit + 1
             )
-        found = _signed_in(page)
-        if not found.caller_is_admin:
-            raise Forbidden("Only an admin may list users.")
+        found = _admin_only(_signed_in(page))
         items = list(found.rows[: query.limit])
         next_cursor = None
         if len(found.rows) > query.limit:
