@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -156,6 +157,9 @@ SearchText = Annotated[
 ]
 
 
+_DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 class UserListQuery(BaseModel):
     """Query parameters of `GET /users`."""
 
@@ -169,6 +173,15 @@ class UserListQuery(BaseModel):
     is_admin: bool | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+    @field_validator("created_after", "created_before", mode="before")
+    @classmethod
+    def _date_time_text(cls, value: Any) -> Any:
+        """RFC 3339 text only: pydantic would also read `0` or `1.5e9` as Unix seconds,
+        which the documented `date-time` format does not allow."""
+        if isinstance(value, str) and not _DATE_TIME_START.match(value):
+            raise ValueError("must be an RFC 3339 date-time, such as 2026-11-22T10:00:00Z")
+        return value
 
     @field_validator("created_after", "created_before", mode="after")
     @classmethod
