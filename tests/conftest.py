@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -19,6 +21,14 @@ from users_api.users.models import User
 from users_api.users.service import UserService
 
 BASE_URL = "http://testserver"
+
+# Property tests and the schemathesis fuzzer draw the same examples on every run, so
+# `make test` and CI pass or fail on the code, not on luck. To hunt for new failures,
+# run `make test PYTEST_ARGS=tests/fuzz` with HYPOTHESIS_PROFILE=explore: fresh random
+# examples each time (each failure found so far became a fix and an explicit test).
+hypothesis.settings.register_profile("repeatable", derandomize=True)
+hypothesis.settings.register_profile("explore", derandomize=False)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")

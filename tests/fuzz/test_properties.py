@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -70,6 +71,13 @@ def test_username_is_exactly_the_documented_regex(name: str) -> None:
 _SPECIAL = (".test", ".local", ".localhost", ".invalid", ".onion", ".arpa", ".example")
 
 
+def test_role_mailboxes_are_stored_in_lower_case() -> None:
+    """RFC 2142 mailboxes are case-insensitive; email-validator writes them lower-case
+    (found by the property below as `WWW@A.AS`). Other local parts keep their case."""
+    assert UserCreate.model_validate(BASE | {"email": "WWW@A.AS"}).email == "www@a.as"
+    assert UserCreate.model_validate(BASE | {"email": "Ada@A.AS"}).email == "Ada@a.as"
+
+
 @PURE
 @given(st.emails().filter(lambda e: not e.lower().endswith(_SPECIAL)), st.data())
 def test_email_domain_is_lower_cased_and_the_local_part_kept(email: str, data: Any) -> None:
@@ -78,10 +86,13 @@ def test_email_domain_is_lower_cased_and_the_local_part_kept(email: str, data: A
         local + "@" + "".join(data.draw(st.sampled_from([c.lower(), c.upper()])) for c in domain)
     )
     stored = UserCreate.model_validate(BASE | {"email": email}).email
-    # The case of the domain never matters; the local part is kept exactly.
+    # The case of the domain never matters; the local part is kept exactly, except the
+    # role mailboxes RFC 2142 declares case-insensitive (postmaster, www...), which
+    # email-validator writes in lower case.
     assert UserCreate.model_validate(BASE | {"email": shouted}).email == stored
     stored_local, _, stored_domain = stored.rpartition("@")
-    assert stored_local == local
+    role_mailbox = local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES
+    assert stored_local == (local.lower() if role_mailbox else local)
     assert stored_domain == stored_domain.lower()  # xn-- domains come back as Unicode
     # Idempotent: the stored form validates to itself.
     assert UserCreate.model_validate(BASE | {"email": stored}).email == stored
