@@ -14,9 +14,9 @@ from fastapi.security import OAuth2PasswordBearer
 
 from users_api.auth.client_address import client_address
 from users_api.auth.passwords import Passwords
-from users_api.auth.service import AuthService
+from users_api.auth.service import AuthService, verified_claims
 from users_api.auth.throttle import ThrottleRules
-from users_api.auth.tokens import AccessClaims, AccessTokens, InvalidToken
+from users_api.auth.tokens import AccessClaims, AccessTokens
 from users_api.config import Settings
 from users_api.db.session import SessionDep
 from users_api.errors import Unauthorized
@@ -120,11 +120,7 @@ class BearerClaims(OAuth2PasswordBearer):
         token = await super().__call__(request)
         if token is None:
             raise Unauthorized
-        tokens: AccessTokens = request.app.state.tokens
-        try:
-            return tokens.verify(token)
-        except InvalidToken:
-            raise Unauthorized from None
+        return verified_claims(request.app.state.tokens, token)
 
 
 Caller = Annotated[

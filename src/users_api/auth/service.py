@@ -14,7 +14,13 @@ from users_api.auth.models import RefreshToken
 from users_api.auth.passwords import Passwords
 from users_api.auth.repository import RefreshTokenRepository
 from users_api.auth.throttle import LoginThrottle, ThrottleRules
-from users_api.auth.tokens import AccessTokens, InvalidToken, hash_refresh_token, new_refresh_token
+from users_api.auth.tokens import (
+    AccessClaims,
+    AccessTokens,
+    InvalidToken,
+    hash_refresh_token,
+    new_refresh_token,
+)
 from users_api.errors import DomainError, InvalidCredentials, TooManyAttempts, Unauthorized
 from users_api.users.models import User
 from users_api.users.repository import UserRepository
@@ -47,10 +53,7 @@ class AuthService:
 
     async def authenticate(self, access_token: str) -> User:
         """The caller of a request, or Unauthorized. One primary-key read, no more."""
-        try:
-            claims = self.tokens.verify(access_token)
-        except InvalidToken:
-            raise Unauthorized from None
+        claims = verified_claims(self.tokens, access_token)
         user = await self.users.get(claims.user_id)
         if user is None or not user.is_active or user.auth_version != claims.auth_version:
             raise Unauthorized
@@ -143,6 +146,15 @@ class AuthService:
             .execution_options(synchronize_session=False)
         )
         set_committed_value(user, "password_hash", new_hash)
+
+
+def verified_claims(tokens: AccessTokens, access_token: str) -> AccessClaims:
+    """A well-signed, unexpired token's claims, or Unauthorized. Whether they are still
+    honoured (user active, `auth_version` current) is the caller's database question."""
+    try:
+        return tokens.verify(access_token)
+    except InvalidToken:
+        raise Unauthorized from None
 
 
 async def revoke_all_tokens(session: AsyncSession, user: User) -> None:

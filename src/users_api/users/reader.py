@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,10 +43,15 @@ class UserReader:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
+    @asynccontextmanager
+    async def _reads(self) -> AsyncIterator[UserReads]:
+        async with driver_connection(self.engine) as connection:
+            yield UserReads(connection)
+
     async def get(self, user_id: uuid.UUID, *, caller: AccessClaims) -> UserRow:
         """Admins see anyone; others only themselves (404 for the rest, not 403)."""
-        async with driver_connection(self.engine) as connection:
-            user = await UserReads(connection).user_by_id(caller, user_id)
+        async with self._reads() as reads:
+            user = await reads.user_by_id(caller, user_id)
         found = _signed_in(user)
         if not found.rows or not (found.caller_is_admin or user_id == caller.user_id):
             raise NotFound("No user with this id.")
@@ -55,14 +62,12 @@ class UserReader:
             after = cursor.decode(query.cursor, query.sort) if query.cursor else None
         except InvalidCursor:
             # Who may ask is answered first (401, 403), as for every other request.
-            async with driver_connection(self.engine) as connection:
-                me = await UserReads(connection).user_by_id(caller, caller.user_id)
+            async with self._reads() as reads:
+                me = await reads.user_by_id(caller, caller.user_id)
             _admin_only(_signed_in(me))
             raise
-        async with driver_connection(self.engine) as connection:
-            page = await UserReads(connection).page(
-                caller, query, after=after, limit=query.limit + 1
-            )
+        async with self._reads() as reads:
+            page = await reads.page(caller, query, after=after, limit=query.limit + 1)
         found = _admin_only(_signed_in(page))
         items = list(found.rows[: query.limit])
         next_cursor = None
