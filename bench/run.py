@@ -381,7 +381,7 @@ def make_servers(names: list[str], sa_url: str) -> list[Server]:
         "raw": Server(
             "raw", [*uvicorn, "raw_app:app", "--no-access-log"], common, app_name="bench-raw"
         ),
-        # as the tutorials run it: `uvicorn main:app`, access log on (as users-api's);
+        # as the tutorials run it: `uvicorn main:app`, with uvicorn's access log on;
         # the default engine sets no application_name
         "tutorial": Server("tutorial", [*uvicorn, "tutorial_app:app"], common),
     }

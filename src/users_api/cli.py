@@ -156,6 +156,7 @@ def serve(
             # The service decides itself whose X-Forwarded-For to believe (TRUSTED_PROXIES).
             proxy_headers=False,
             log_level="info",
+            access_log=settings.access_log,
         )
 
 

@@ -78,6 +78,7 @@ async def test_serve_over_http_answers_503_during_an_outage_and_recovers(
         SECRET_KEY=SECRET_KEY,
         FIRST_ADMIN_PASSWORD=PASSWORD,
         DB_CONNECT_TIMEOUT="2",
+        ACCESS_LOG="true",
         **ADMIN,
     ) as served:
         async with httpx.AsyncClient(
@@ -101,6 +102,7 @@ async def test_serve_over_http_answers_503_during_an_outage_and_recovers(
             assert again.status_code == 200, again.text
         served.terminate()
         assert served.wait(within=GRACE_SECONDS + 5) == 0, served.output
+    assert '"GET /readyz HTTP/1.1" 503' in served.output  # ACCESS_LOG=true logs requests
     assert " 500 " not in served.output
 
 
@@ -161,6 +163,7 @@ async def test_sigterm_lets_requests_in_flight_finish_or_fail_cleanly_and_exits_
         assert exit_status == 0, served.output
 
     assert "Application shutdown complete" in served.output  # lifespan ran: engine disposed
+    assert '"PATCH /api/v1/users/' not in served.output  # no access log by default
     assert "embedded PostgreSQL stopped" in served.output
     assert server_pid(pgdata) is None
 
