@@ -23,6 +23,7 @@ from tests.users.helpers import (
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.db.session import SessionDep
+from users_api.middleware import BodySizeLimit
 
 LIMIT = 64 * 1024
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
@@ -235,3 +236,47 @@ async def test_an_unreachable_database_is_503_problem(
             assert int(response.headers["retry-after"]) > 0
             assert "127.0.0.1" not in response.text
             assert "nope" not in response.text
+
+
+async def _body_reader(scope: Any, receive: Any, send: Any) -> None:
+    """An app that reads the whole body and answers with its length."""
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(size).encode()})
+
+
+async def _through_limit(http_version: str, headers: list[tuple[bytes, bytes]]) -> list[Any]:
+    """Two 8-byte chunks with no declared length through a 10-byte BodySizeLimit."""
+    chunks = [
+        {"type": "http.request", "body": b"x" * 8, "more_body": True},
+        {"type": "http.request", "body": b"x" * 8, "more_body": False},
+    ]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return chunks.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {"type": "http", "http_version": http_version, "method": "POST"}
+    scope |= {"path": "/", "headers": headers, "query_string": b"", "root_path": ""}
+    await BodySizeLimit(_body_reader, limit=10)(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers"),
+    [("2", []), ("1.1", [(b"transfer-encoding", b"chunked")])],
+)
+async def test_a_body_of_unannounced_length_is_counted(
+    http_version: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    sent = await _through_limit(http_version, headers)
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["status"] == 413

@@ -21,7 +21,9 @@ class BodySizeLimit:
     """Refuse bodies over `limit` bytes with 413 before anything parses them.
 
     A declared `Content-Length` over the limit is answered at once; a chunked body is
-    counted as it streams in and cut off at the limit (the handler then sees a 413).
+    counted as it streams in and cut off at the limit (the handler then sees a 413). A
+    request whose length is known in advance (declared, or none at all: RFC 9112 §6.3)
+    passes straight through, so reads pay nothing for the limit.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
@@ -35,6 +37,9 @@ class BodySizeLimit:
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
             await self._refuse(scope, receive, send)
+            return
+        if declared is not None or not _may_stream_a_body(scope):
+            await self.app(scope, receive, send)
             return
         received = 0
         started = False
@@ -79,3 +84,10 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _may_stream_a_body(scope: Scope) -> bool:
+    """Whether a body of unannounced length may follow: HTTP/1.x only when chunked."""
+    if scope.get("http_version", "1.1") not in ("1.0", "1.1"):
+        return True  # HTTP/2 and 3 frame bodies without announcing their length
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
