@@ -23,6 +23,7 @@ from users_api.db.engine import create_engine
 from users_api.db.session import create_session_factory
 from users_api.errors import install_error_handlers, problem, problem_responses
 from users_api.middleware import BodySizeLimit
+from users_api.users.quick_update import QuickUpdate
 from users_api.users.reader import UserReader
 from users_api.users.router import router as users_router
 from users_api.users.service import UserService
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
         app.state.user_reader = UserReader(engine)
+        app.state.quick_update = QuickUpdate(engine)
         await _ensure_first_admin(app, settings)
         # What start-up built (modules, the OpenAPI models, compiled SQL) lives as long as
         # the process: frozen, the cyclic collector stops walking it again and again, and

@@ -21,6 +21,7 @@ from users_api.config import Settings
 from users_api.db.session import SessionDep
 from users_api.errors import Unauthorized
 from users_api.users.models import User
+from users_api.users.quick_update import QuickUpdate
 from users_api.users.reader import UserReader
 from users_api.users.service import UserService
 
@@ -135,3 +136,11 @@ async def get_user_reader(request: Request) -> UserReader:
 
 
 UserReaderDep = Annotated[UserReader, Depends(get_user_reader)]
+
+
+async def get_quick_update(request: Request) -> QuickUpdate:
+    quick: QuickUpdate = request.app.state.quick_update
+    return quick
+
+
+QuickUpdateDep = Annotated[QuickUpdate, Depends(get_quick_update)]

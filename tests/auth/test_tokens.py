@@ -154,7 +154,9 @@ async def test_every_token_dies(
         assert (await client.post("/api/v1/auth/logout-all", headers=access)).status_code == 204
 
     for login_tokens in (tokens, other_login):
-        _assert_unauthorized(await client.get(ME, headers=bearer(login_tokens["access_token"])))
+        dead = bearer(login_tokens["access_token"])
+        _assert_unauthorized(await client.get(ME, headers=dead))
+        _assert_unauthorized(await client.patch(url, headers=dead, json={"full_name": "Ghost"}))
         refreshed = await client.post(
             "/api/v1/auth/refresh", json={"refresh_token": login_tokens["refresh_token"]}
         )

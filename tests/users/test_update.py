@@ -152,7 +152,20 @@ async def test_if_match_current_succeeds(client: httpx.AsyncClient) -> None:
     assert response.headers["etag"] == '"2"'
 
 
-@pytest.mark.parametrize("header", ['"2"', '"0"', 'W/"0"', "garbage", '""'])
+@pytest.mark.parametrize("field", ["full_name", "username", "email"])
+async def test_sending_the_current_value_keeps_the_version(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    created = await create_user(client, full_name="Ada Lovelace")
+    response = await client.patch(user_url(created["id"]), json={field: created[field]})
+    assert response.status_code == 200, response.text
+    assert response.json() == created
+    assert response.headers["etag"] == '"1"'
+
+
+@pytest.mark.parametrize(
+    "header", ['"2"', '"0"', 'W/"0"', "garbage", '""', '"999999999999999999"', '"2147483648"']
+)
 async def test_if_match_stale_is_412_and_changes_nothing(
     client: httpx.AsyncClient, header: str
 ) -> None:

@@ -54,10 +54,7 @@ class AuthService:
     async def authenticate(self, access_token: str) -> User:
         """The caller of a request, or Unauthorized. One primary-key read, no more."""
         claims = verified_claims(self.tokens, access_token)
-        user = await self.users.get(claims.user_id)
-        if user is None or not user.is_active or user.auth_version != claims.auth_version:
-            raise Unauthorized
-        return user
+        return honoured(await self.users.get(claims.user_id), claims)
 
     async def login(
         self, identifier: str, password: str, *, address: str
@@ -155,6 +152,14 @@ def verified_claims(tokens: AccessTokens, access_token: str) -> AccessClaims:
         return tokens.verify(access_token)
     except InvalidToken:
         raise Unauthorized from None
+
+
+def honoured(user: User | None, claims: AccessClaims) -> User:
+    """The user the claims name while their token is honoured (active, current
+    `auth_version`), else Unauthorized: deleted, deactivated, or revoked."""
+    if user is None or not user.is_active or user.auth_version != claims.auth_version:
+        raise Unauthorized
+    return user
 
 
 async def revoke_all_tokens(session: AsyncSession, user: User) -> None:

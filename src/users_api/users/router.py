@@ -7,11 +7,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from users_api.deps import Caller, CurrentUser, OptionalUser, UserReaderDep, UserServiceDep
+from users_api.deps import (
+    Caller,
+    CurrentUser,
+    OptionalUser,
+    QuickUpdateDep,
+    UserReaderDep,
+    UserServiceDep,
+)
 from users_api.errors import problem_responses
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.responses import json_response
-from users_api.users.reads import UserRow
+from users_api.users.reads import PUBLIC_FIELDS, UserRow
 from users_api.users.schemas import UserCreate, UserListQuery, UserOut, UserPage, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -101,19 +108,27 @@ async def get_user(
 
 @router.patch(
     "/{user_id}",
+    response_model=UserOut,
     responses=problem_responses(400, 401, 403, 404, 409, 412),
     summary="Change a user (JSON merge patch)",
 )
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
-    response: Response,
+    caller: Caller,
+    quick: QuickUpdateDep,
     service: UserServiceDep,
-    actor: CurrentUser,
     if_match: IfMatch = None,
-) -> UserOut:
-    user = await service.update(user_id, body, actor=actor, if_match=parse_if_match(if_match))
-    return _user_response(response, UserOut.model_validate(user))
+) -> Response:
+    versions = parse_if_match(if_match)
+    row = None
+    if quick.covers(body):  # a name, email or username: one statement
+        row = await quick.apply(user_id, body, caller=caller, if_match=versions)
+    if row is None:  # anything else, or it changed nothing: the full rules say why
+        actor = await service.actor(caller)
+        user = await service.update(user_id, body, actor=actor, if_match=versions)
+        row = {name: getattr(user, name) for name in PUBLIC_FIELDS}
+    return _user_row_response(row)
 
 
 @router.delete(

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from users_api.auth.passwords import Passwords, policy_violation
+from users_api.auth.service import honoured
+from users_api.auth.tokens import AccessClaims
 from users_api.errors import (
     Conflict,
     Forbidden,
@@ -28,13 +30,21 @@ _ADMIN_ONLY_FIELDS = frozenset({"is_admin", "is_active"})
 _UNIQUE_FIELDS = frozenset({"email", "username"})
 
 
-def conflict_from(exc: IntegrityError) -> Conflict:
-    """Name the field whose unique index the database refused; anything else re-raises."""
-    constraint = getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
+def conflict_on(constraint: str | None) -> Conflict | None:
+    """The 409 naming the field whose unique index refused a write; None for others."""
     field = _FIELD_OF_INDEX.get(constraint or "")
     if field is None:
-        raise exc
+        return None
     return Conflict(f"This {field} is already taken.", field=field)
+
+
+def conflict_from(exc: IntegrityError) -> Conflict:
+    """`conflict_on` for the session's errors; anything but a known index re-raises."""
+    constraint = getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
+    conflict = conflict_on(constraint)
+    if conflict is None:
+        raise exc
+    return conflict
 
 
 def _is_admin(actor: User | None) -> bool:
@@ -55,6 +65,10 @@ class UserService:
         self.passwords = passwords
         self.password_min_length = password_min_length
         self.allow_registration = allow_registration
+
+    async def actor(self, caller: AccessClaims) -> User:
+        """The caller's row, while their token is honoured (else Unauthorized)."""
+        return honoured(await self.users.get(caller.user_id), caller)
 
     def _check_password(self, password: str, *, email: str, username: str) -> None:
         reason = policy_violation(
