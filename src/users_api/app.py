@@ -23,6 +23,7 @@ from users_api.db.engine import create_engine
 from users_api.db.session import create_session_factory
 from users_api.errors import install_error_handlers, problem, problem_responses
 from users_api.middleware import BodySizeLimit
+from users_api.users.hot_reads import HotReads
 from users_api.users.quick_update import QuickUpdate
 from users_api.users.reader import UserReader
 from users_api.users.router import router as users_router
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(HotReads)  # outermost of ours: a read skips the rest (hot_reads.py)
     app.include_router(auth_router)
     app.include_router(users_router)
     _add_operations(app)

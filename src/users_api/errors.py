@@ -310,7 +310,8 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _database_error(request: Request, exc: Exception) -> Response:
+async def database_error(request: Request, exc: Exception) -> Response:
+    """The 503 for a database fault (logged: an operator wants to see these)."""
     fault = database_fault(exc) or DatabaseUnavailable()
     log.warning("%s on %s %s: %s", fault.code, request.method, request.url.path, type(exc))
     return await _domain_error(request, fault)
@@ -377,7 +378,7 @@ _CONCURRENCY_FAILURES = frozenset({"40001", "40P01"})  # serialization_failure, 
 
 async def _dbapi_error(request: Request, exc: Exception) -> Response:
     if database_fault(exc) is not None:
-        return await _database_error(request, exc)
+        return await database_error(request, exc)
     if getattr(getattr(exc, "orig", None), "sqlstate", None) in _CONCURRENCY_FAILURES:
         log.warning("concurrent change on %s %s: %s", request.method, request.url.path, exc)
         return to_response(ConcurrentChange())
@@ -388,7 +389,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, database_error)
     app.add_exception_handler(DBAPIError, _dbapi_error)
-    app.add_exception_handler(OSError, _database_error)
+    app.add_exception_handler(OSError, database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from starlette.datastructures import URL
 
 from users_api.deps import (
     Caller,
@@ -18,6 +19,7 @@ from users_api.deps import (
 from users_api.errors import problem_responses
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.responses import json_response
+from users_api.users.reader import RowPage
 from users_api.users.reads import PUBLIC_FIELDS, UserRow
 from users_api.users.schemas import UserCreate, UserListQuery, UserOut, UserPage, UserUpdate
 
@@ -49,7 +51,7 @@ async def create_user(
     return _user_response(response, user)
 
 
-def _user_row_response(row: UserRow, if_none_match: str | None = None) -> Response:
+def user_row_response(row: UserRow, if_none_match: str | None = None) -> Response:
     etag = format_etag(row["version"])
     if if_none_match_hits(if_none_match, row["version"]):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
@@ -68,10 +70,13 @@ async def list_users(
     caller: Caller,
     reader: UserReaderDep,
 ) -> Response:
-    page = await reader.list(query, caller=caller)
+    return page_response(await reader.list(query, caller=caller), request.url)
+
+
+def page_response(page: RowPage, url: URL) -> Response:
     headers = {}
     if page.next_cursor is not None:
-        next_url = request.url.include_query_params(cursor=page.next_cursor)
+        next_url = url.include_query_params(cursor=page.next_cursor)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return json_response({"items": page.items, "next_cursor": page.next_cursor}, headers=headers)
 
@@ -87,7 +92,7 @@ async def get_me(
     reader: UserReaderDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    return _user_row_response(await reader.get(caller.user_id, caller=caller), if_none_match)
+    return user_row_response(await reader.get(caller.user_id, caller=caller), if_none_match)
 
 
 @router.get(
@@ -103,7 +108,7 @@ async def get_user(
     reader: UserReaderDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    return _user_row_response(await reader.get(user_id, caller=caller), if_none_match)
+    return user_row_response(await reader.get(user_id, caller=caller), if_none_match)
 
 
 @router.patch(
@@ -128,7 +133,7 @@ async def update_user(
         actor = await service.actor(caller)
         user = await service.update(user_id, body, actor=actor, if_match=versions)
         row = {name: getattr(user, name) for name in PUBLIC_FIELDS}
-    return _user_row_response(row)
+    return user_row_response(row)
 
 
 @router.delete(
