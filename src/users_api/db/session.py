@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,7 +22,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sent: a failed commit propagates as an error response instead of a 2xx for data
     that was never stored. Any exception from the handler rolls the transaction back.
     """
-    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    async with transaction(request.app.state.session_factory) as session:
+        yield session
+
+
+@asynccontextmanager
+async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session in one transaction: committed when the block ends, rolled back on error."""
     async with factory() as session, session.begin():
         yield session
 

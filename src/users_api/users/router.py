@@ -15,6 +15,7 @@ from users_api.deps import (
     QuickUpdateDep,
     UserReaderDep,
     UserServiceDep,
+    UserServicesDep,
 )
 from users_api.errors import problem_responses
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
@@ -122,7 +123,7 @@ async def update_user(
     body: UserUpdate,
     caller: Caller,
     quick: QuickUpdateDep,
-    service: UserServiceDep,
+    services: UserServicesDep,
     if_match: IfMatch = None,
 ) -> Response:
     versions = parse_if_match(if_match)
@@ -130,8 +131,9 @@ async def update_user(
     if quick.covers(body):  # a name, email or username: one statement
         row = await quick.apply(user_id, body, caller=caller, if_match=versions)
     if row is None:  # anything else, or it changed nothing: the full rules say why
-        actor = await service.actor(caller)
-        user = await service.update(user_id, body, actor=actor, if_match=versions)
+        async with services.open() as service:
+            actor = await service.actor(caller)
+            user = await service.update(user_id, body, actor=actor, if_match=versions)
         row = {name: getattr(user, name) for name in PUBLIC_FIELDS}
     return user_row_response(row)
 
