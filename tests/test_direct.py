@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from users_api.config import Settings
 from users_api.db.direct import compile_statement, driver_connection
-from users_api.db.engine import create_engine
+from users_api.db.engine import create_engine, open_pool
 from users_api.errors import DatabaseTimeout, DatabaseUnavailable
+
+UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
 
 
 @pytest.fixture
@@ -119,13 +121,31 @@ async def test_connections_the_server_closed_are_replaced_on_checkout(
 
 
 async def test_an_unreachable_database_is_unavailable(settings: Settings) -> None:
-    nowhere = settings.model_copy(
-        update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
-    )
-    engine = create_engine(nowhere)
+    engine = create_engine(settings.model_copy(update={"database_url": UNREACHABLE}))
     try:
         with pytest.raises(DatabaseUnavailable):
             async with driver_connection(engine):
                 pass
     finally:
         await engine.dispose()
+
+
+async def test_open_pool_fills_the_pool_once(service_engine: AsyncEngine) -> None:
+    await open_pool(service_engine, 2)
+    assert service_engine.pool.checkedin() == 2  # type: ignore[attr-defined]
+    before = await backend_pids(service_engine)
+    for _ in range(5):
+        async with driver_connection(service_engine) as connection:
+            await connection.fetchval("SELECT 1")
+    assert await backend_pids(service_engine) == before  # nothing new was opened
+
+
+async def test_open_pool_on_an_unreachable_database_logs_and_returns(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = create_engine(settings.model_copy(update={"database_url": UNREACHABLE}))
+    try:
+        await open_pool(engine, 3)
+    finally:
+        await engine.dispose()
+    assert "opened 0 of 3 pooled connections" in caplog.text

@@ -19,10 +19,11 @@ from users_api.auth.router import router as auth_router
 from users_api.auth.secret import resolve_secret_key
 from users_api.auth.tokens import AccessTokens
 from users_api.config import Settings
-from users_api.db.engine import create_engine
+from users_api.db.engine import create_engine, open_pool
 from users_api.db.session import create_session_factory
 from users_api.errors import install_error_handlers, problem, problem_responses
 from users_api.middleware import BodySizeLimit
+from users_api.users.creation import UserCreation
 from users_api.users.hot_reads import HotReads
 from users_api.users.quick_update import QuickUpdate
 from users_api.users.reader import UserReader
@@ -53,6 +54,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.session_factory = create_session_factory(engine)
         app.state.user_reader = UserReader(engine)
         app.state.quick_update = QuickUpdate(engine)
+        app.state.user_creation = UserCreation(
+            engine,
+            app.state.passwords,
+            password_min_length=settings.password_min_length,
+            allow_registration=settings.allow_registration,
+        )
+        await open_pool(engine, settings.db_pool_size)
         await _ensure_first_admin(app, settings)
         # What start-up built (modules, the OpenAPI models, compiled SQL) lives as long as
         # the process: frozen, the cyclic collector stops walking it again and again, and

@@ -23,6 +23,7 @@ from users_api.auth.tokens import AccessClaims, AccessTokens
 from users_api.config import Settings
 from users_api.db.session import SessionDep, transaction
 from users_api.errors import Unauthorized
+from users_api.users.creation import UserCreation
 from users_api.users.models import User
 from users_api.users.quick_update import QuickUpdate
 from users_api.users.reader import UserReader
@@ -72,32 +73,17 @@ async def get_auth_service(
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service, scope="function")]
 
 
-async def optional_user(
-    auth: AuthServiceDep, token: Annotated[str | None, Depends(bearer)]
-) -> User | None:
-    """The caller if credentials were sent (and then they must be valid), else None."""
-    if token is None:
-        return None
-    return await auth.authenticate(token)
-
-
 async def current_user(auth: AuthServiceDep, token: Annotated[str | None, Depends(bearer)]) -> User:
     if token is None:
         raise Unauthorized
     return await auth.authenticate(token)
 
 
-OptionalUser = Annotated[User | None, Depends(optional_user, scope="function")]
 CurrentUser = Annotated[User, Depends(current_user, scope="function")]
 
 
 def _user_service(session: AsyncSession, passwords: Passwords, settings: Settings) -> UserService:
-    return UserService(
-        session,
-        passwords,
-        password_min_length=settings.password_min_length,
-        allow_registration=settings.allow_registration,
-    )
+    return UserService(session, passwords, password_min_length=settings.password_min_length)
 
 
 async def get_user_service(
@@ -152,9 +138,26 @@ class BearerClaims(OAuth2PasswordBearer):
         return verified_claims(request.app.state.tokens, token)
 
 
+class OptionalBearerClaims(OAuth2PasswordBearer):
+    """As `BearerClaims`, for routes open to anyone: None when no token was sent (one
+    that was sent must still verify)."""
+
+    async def __call__(self, request: Request) -> AccessClaims | None:  # type: ignore[override]
+        token = await super().__call__(request)
+        if token is None:
+            return None
+        return verified_claims(request.app.state.tokens, token)
+
+
 Caller = Annotated[
     AccessClaims,
     Depends(BearerClaims(tokenUrl=TOKEN_URL, auto_error=False, scheme_name=bearer.scheme_name)),
+]
+OptionalCaller = Annotated[
+    AccessClaims | None,
+    Depends(
+        OptionalBearerClaims(tokenUrl=TOKEN_URL, auto_error=False, scheme_name=bearer.scheme_name)
+    ),
 ]
 
 
@@ -172,3 +175,11 @@ async def get_quick_update(request: Request) -> QuickUpdate:
 
 
 QuickUpdateDep = Annotated[QuickUpdate, Depends(get_quick_update)]
+
+
+async def get_user_creation(request: Request) -> UserCreation:
+    creation: UserCreation = request.app.state.user_creation
+    return creation
+
+
+UserCreationDep = Annotated[UserCreation, Depends(get_user_creation)]

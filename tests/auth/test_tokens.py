@@ -157,6 +157,8 @@ async def test_every_token_dies(
         dead = bearer(login_tokens["access_token"])
         _assert_unauthorized(await client.get(ME, headers=dead))
         _assert_unauthorized(await client.patch(url, headers=dead, json={"full_name": "Ghost"}))
+        body = {"email": "ghost@example.com", "username": "ghost", "password": PASSWORD}
+        _assert_unauthorized(await client.post("/api/v1/users", headers=dead, json=body))
         refreshed = await client.post(
             "/api/v1/auth/refresh", json={"refresh_token": login_tokens["refresh_token"]}
         )

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from users_api.config import Settings
+
+log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "users-api"
 COMMAND_TIMEOUT_MARGIN_SECONDS = 5.0
@@ -62,3 +67,23 @@ def _command_timeout(settings: Settings) -> float | None:
     if settings.db_statement_timeout_ms == 0:
         return None  # statements may run forever by choice: so may their wait
     return settings.db_statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_SECONDS
+
+
+async def open_pool(engine: AsyncEngine, size: int) -> None:
+    """Open the pool's connections now, so that the first burst of requests does not pay
+    for connection set-up and the database sees one steady set of backends from the start.
+
+    Best effort: a database that is not up yet is no reason not to start (requests then
+    get 503s until it is); the pool opens connections on demand as before.
+    """
+    opened = await asyncio.gather(
+        *(engine.raw_connection() for _ in range(size)), return_exceptions=True
+    )
+    failures = [outcome for outcome in opened if isinstance(outcome, BaseException)]
+    if failures:  # unreachable, refused, starting up
+        log.warning(
+            "opened %d of %d pooled connections: %s", size - len(failures), size, failures[0]
+        )
+    for connection in opened:
+        if not isinstance(connection, BaseException):
+            await greenlet_spawn(connection.close)  # back to the pool, still connected

@@ -11,8 +11,9 @@ from starlette.datastructures import URL
 from users_api.deps import (
     Caller,
     CurrentUser,
-    OptionalUser,
+    OptionalCaller,
     QuickUpdateDep,
+    UserCreationDep,
     UserReaderDep,
     UserServiceDep,
     UserServicesDep,
@@ -29,27 +30,20 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 IfMatch = Annotated[str | None, Header(description="Only act if the user's ETag still matches.")]
 
 
-def _user_response(response: Response, user: UserOut) -> UserOut:
-    response.headers["ETag"] = format_etag(user.version)
-    return user
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
     responses=problem_responses(400, 401, 403, 409),
     summary="Register a user",
 )
 async def create_user(
-    body: UserCreate,
-    request: Request,
-    response: Response,
-    service: UserServiceDep,
-    actor: OptionalUser,
-) -> UserOut:
-    user = UserOut.model_validate(await service.create(body, actor=actor))
-    response.headers["Location"] = str(request.url_for("get_user", user_id=user.id).path)
-    return _user_response(response, user)
+    body: UserCreate, request: Request, caller: OptionalCaller, creation: UserCreationDep
+) -> Response:
+    row = await creation.create(body, caller=caller)
+    location = str(request.url_for("get_user", user_id=row["id"]).path)
+    headers = {"Location": location, "ETag": format_etag(row["version"])}
+    return json_response(row, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
 def user_row_response(row: UserRow, if_none_match: str | None = None) -> Response:

@@ -47,8 +47,25 @@ def conflict_from(exc: IntegrityError) -> Conflict:
     return conflict
 
 
-def _is_admin(actor: User | None) -> bool:
-    return actor is not None and actor.is_admin
+def refuse_creation(
+    data: UserCreate, *, signed_in: bool, admin: bool, allow_registration: bool
+) -> None:
+    """Admins create anyone; others register themselves while registration is open, and
+    never as an admin or with `is_active` chosen."""
+    if admin:
+        return
+    if not allow_registration:
+        if not signed_in:
+            raise Unauthorized("Registration is closed.")
+        raise Forbidden("Registration is closed; only an admin may create users.")
+    if data.model_fields_set & _ADMIN_ONLY_FIELDS:
+        raise Forbidden("Only an admin may set is_admin or is_active.")
+
+
+def check_password(password: str, *, email: str, username: str, min_length: int) -> None:
+    reason = policy_violation(password, email=email, username=username, min_length=min_length)
+    if reason is not None:
+        raise InvalidInput(loc=("body", "password"), msg=f"Password {reason}.")
 
 
 class UserService:
@@ -58,48 +75,20 @@ class UserService:
         passwords: Passwords,
         *,
         password_min_length: int,
-        allow_registration: bool = True,
     ) -> None:
         self.session = session
         self.users = UserRepository(session)
         self.passwords = passwords
         self.password_min_length = password_min_length
-        self.allow_registration = allow_registration
 
     async def actor(self, caller: AccessClaims) -> User:
         """The caller's row, while their token is honoured (else Unauthorized)."""
         return honoured(await self.users.get(caller.user_id), caller)
 
     def _check_password(self, password: str, *, email: str, username: str) -> None:
-        reason = policy_violation(
+        check_password(
             password, email=email, username=username, min_length=self.password_min_length
         )
-        if reason is not None:
-            raise InvalidInput(loc=("body", "password"), msg=f"Password {reason}.")
-
-    async def create(self, data: UserCreate, *, actor: User | None) -> User:
-        if not _is_admin(actor):
-            if not self.allow_registration:
-                raise (
-                    Unauthorized("Registration is closed.")
-                    if actor is None
-                    else Forbidden("Registration is closed; only an admin may create users.")
-                )
-            if data.model_fields_set & _ADMIN_ONLY_FIELDS:
-                raise Forbidden("Only an admin may set is_admin or is_active.")
-        self._check_password(data.password, email=data.email, username=data.username)
-        user = User(
-            email=data.email,
-            username=data.username,
-            full_name=data.full_name,
-            password_hash=await self.passwords.hash(data.password),
-            is_active=True if data.is_active is None else data.is_active,
-            is_admin=bool(data.is_admin),
-        )
-        try:
-            return await self.users.add(user)
-        except IntegrityError as exc:
-            raise conflict_from(exc) from None
 
     async def create_admin(self, *, email: str, username: str, password: str) -> User:
         """For start-up and the CLI: no caller, the password policy still holds."""
