@@ -14,9 +14,11 @@ from fastapi.responses import Response
 from sqlalchemy import text
 
 from users_api import __version__
+from users_api.auth.login import Login
 from users_api.auth.passwords import Passwords, default_hash_concurrency
 from users_api.auth.router import router as auth_router
 from users_api.auth.secret import resolve_secret_key
+from users_api.auth.throttle import ThrottleRules
 from users_api.auth.tokens import AccessTokens
 from users_api.config import Settings
 from users_api.db.engine import create_engine, open_pool
@@ -54,6 +56,17 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.session_factory = create_session_factory(engine)
         app.state.user_reader = UserReader(engine)
         app.state.quick_update = QuickUpdate(engine)
+        app.state.login = Login(
+            engine,
+            passwords=app.state.passwords,
+            tokens=app.state.tokens,
+            refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+            throttle=ThrottleRules(
+                per_account=settings.login_failures_per_account,
+                per_address=settings.login_failures_per_address,
+                window=timedelta(seconds=settings.login_failure_window_seconds),
+            ),
+        )
         app.state.user_creation = UserCreation(
             engine,
             app.state.passwords,

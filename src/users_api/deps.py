@@ -16,9 +16,9 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from users_api.auth.client_address import client_address
+from users_api.auth.login import Login
 from users_api.auth.passwords import Passwords
 from users_api.auth.service import AuthService, verified_claims
-from users_api.auth.throttle import ThrottleRules
 from users_api.auth.tokens import AccessClaims, AccessTokens
 from users_api.config import Settings
 from users_api.db.session import SessionDep, transaction
@@ -55,18 +55,12 @@ TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
 
 
 async def get_auth_service(
-    session: SessionDep, passwords: PasswordsDep, tokens: TokensDep, settings: SettingsDep
+    session: SessionDep, tokens: TokensDep, settings: SettingsDep
 ) -> AuthService:
     return AuthService(
         session,
-        passwords=passwords,
         tokens=tokens,
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
-        throttle=ThrottleRules(
-            per_account=settings.login_failures_per_account,
-            per_address=settings.login_failures_per_address,
-            window=timedelta(seconds=settings.login_failure_window_seconds),
-        ),
     )
 
 
@@ -183,3 +177,11 @@ async def get_user_creation(request: Request) -> UserCreation:
 
 
 UserCreationDep = Annotated[UserCreation, Depends(get_user_creation)]
+
+
+async def get_login(request: Request) -> Login:
+    login: Login = request.app.state.login
+    return login
+
+
+LoginDep = Annotated[Login, Depends(get_login)]

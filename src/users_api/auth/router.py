@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Response, status
 
 from users_api.auth.schemas import RefreshRequest, TokenResponse
 from users_api.auth.service import TokenPair
-from users_api.deps import AuthServiceDep, ClientAddress, CurrentUser
+from users_api.deps import AuthServiceDep, ClientAddress, CurrentUser, LoginDep
 from users_api.errors import DomainError, problem_responses, to_response
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -37,12 +37,9 @@ def _answer(result: TokenPair | DomainError) -> TokenResponse | Response:
     summary="Log in (OAuth2 password grant): username or email, and password",
 )
 async def login(
-    username: LoginName,
-    password: LoginPassword,
-    auth: AuthServiceDep,
-    address: ClientAddress,
+    username: LoginName, password: LoginPassword, login: LoginDep, address: ClientAddress
 ) -> TokenResponse | Response:
-    return _answer(await auth.login(username, password, address=address))
+    return _answer(await login(username, password, address=address))
 
 
 @router.post(

@@ -1,19 +1,19 @@
-"""Authentication rules: login, refresh rotation with reuse detection, revocation."""
+"""Authentication rules: refresh rotation with reuse detection, revocation. (Login: `login.py`.)"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from uuid_utils.compat import uuid7
 
 from users_api.auth.models import RefreshToken
-from users_api.auth.passwords import Passwords
 from users_api.auth.repository import RefreshTokenRepository
-from users_api.auth.throttle import LoginThrottle, ThrottleRules
 from users_api.auth.tokens import (
     AccessClaims,
     AccessTokens,
@@ -21,7 +21,7 @@ from users_api.auth.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
-from users_api.errors import DomainError, InvalidCredentials, TooManyAttempts, Unauthorized
+from users_api.errors import DomainError, Unauthorized
 from users_api.users.models import User
 from users_api.users.repository import UserRepository
 
@@ -33,21 +33,43 @@ class TokenPair:
     expires_in: int
 
 
+def refresh_token_row(
+    user_id: uuid.UUID, auth_version: int, *, family_id: uuid.UUID, ttl: timedelta
+) -> tuple[str, dict[str, Any]]:
+    """A new refresh token, and the row that stores it (its hash, never the token)."""
+    refresh = new_refresh_token()
+    row = {
+        "id": uuid7(),
+        "token_hash": hash_refresh_token(refresh),
+        "family_id": family_id,
+        "user_id": user_id,
+        "auth_version": auth_version,
+        "expires_at": datetime.now(UTC) + ttl,
+    }
+    return refresh, row
+
+
+def token_pair(
+    tokens: AccessTokens, user_id: uuid.UUID, auth_version: int, refresh: str
+) -> TokenPair:
+    return TokenPair(
+        access_token=tokens.issue(user_id, auth_version),
+        refresh_token=refresh,
+        expires_in=int(tokens.ttl.total_seconds()),
+    )
+
+
 class AuthService:
     def __init__(
         self,
         session: AsyncSession,
         *,
-        passwords: Passwords,
         tokens: AccessTokens,
         refresh_ttl: timedelta,
-        throttle: ThrottleRules,
     ) -> None:
         self.session = session
         self.users = UserRepository(session)
         self.refresh_tokens = RefreshTokenRepository(session)
-        self.throttle = LoginThrottle(session, throttle)
-        self.passwords = passwords
         self.tokens = tokens
         self.refresh_ttl = refresh_ttl
 
@@ -55,36 +77,6 @@ class AuthService:
         """The caller of a request, or Unauthorized. One primary-key read, no more."""
         claims = verified_claims(self.tokens, access_token)
         return honoured(await self.users.get(claims.user_id), claims)
-
-    async def login(
-        self, identifier: str, password: str, *, address: str
-    ) -> TokenPair | DomainError:
-        """Tokens, or the error to answer with.
-
-        Failures are returned rather than raised so the request's transaction commits
-        the recorded failure that the throttle counts.
-        """
-        user = await self.users.get_by_login(identifier)
-        account_key = f"user:{user.id}" if user else f"name:{identifier.lower()}"
-        await self.throttle.serialize(account_key)
-        retry_after = await self.throttle.retry_after(account_key=account_key, address=address)
-        if retry_after is not None:
-            return TooManyAttempts(retry_after)
-        if user is None:
-            await self.passwords.verify_dummy(password)
-            ok = False
-        else:
-            ok, new_hash = await self.passwords.verify_and_update(password, user.password_hash)
-            if ok and new_hash is not None:
-                await self._store_rehash(user, new_hash)
-        if user is None or not ok or not user.is_active:
-            await self.throttle.record_failure(account_key=account_key, address=address)
-            return InvalidCredentials()
-        # Deleted or deactivated while the password was being checked: no tokens.
-        user = await self.users.get_for_key_share(user.id)
-        if user is None or not user.is_active:
-            return InvalidCredentials()
-        return await self._issue(user, family_id=uuid.uuid4())
 
     async def refresh(self, presented: str) -> TokenPair | DomainError:
         token_hash = hash_refresh_token(presented)
@@ -117,32 +109,11 @@ class AuthService:
         await revoke_all_tokens(self.session, user)
 
     async def _issue(self, user: User, *, family_id: uuid.UUID) -> TokenPair:
-        refresh = new_refresh_token()
-        await self.refresh_tokens.add(
-            RefreshToken(
-                token_hash=hash_refresh_token(refresh),
-                family_id=family_id,
-                user_id=user.id,
-                auth_version=user.auth_version,
-                expires_at=datetime.now(UTC) + self.refresh_ttl,
-            )
+        refresh, row = refresh_token_row(
+            user.id, user.auth_version, family_id=family_id, ttl=self.refresh_ttl
         )
-        return TokenPair(
-            access_token=self.tokens.issue(user.id, user.auth_version),
-            refresh_token=refresh,
-            expires_in=int(self.tokens.ttl.total_seconds()),
-        )
-
-    async def _store_rehash(self, user: User, new_hash: str) -> None:
-        # Core UPDATE: the same password under new parameters is no change of the user,
-        # so neither `version` (the ETag) nor `auth_version` moves.
-        await self.session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(password_hash=new_hash)
-            .execution_options(synchronize_session=False)
-        )
-        set_committed_value(user, "password_hash", new_hash)
+        await self.refresh_tokens.add(RefreshToken(**row))
+        return token_pair(self.tokens, user.id, user.auth_version, refresh)
 
 
 def verified_claims(tokens: AccessTokens, access_token: str) -> AccessClaims:

@@ -40,7 +40,7 @@ class UserRepository:
         statement = (
             select(User)
             .where(User.id == user_id)
-            .with_for_update(key_share=True)
+            .with_for_update(read=True, key_share=True)
             .execution_options(populate_existing=True)
         )
         return (await self.session.execute(statement)).scalar_one_or_none()

@@ -1,0 +1,197 @@
+"""The OAuth2 password grant: find the account, throttle, verify, issue tokens.
+
+A login is one transaction of short statements around an argon2 verification that
+takes tens of milliseconds on a worker thread. What runs on the event loop shares the
+CPU with that hash, so the statements are compiled once and run by asyncpg on a pooled
+connection (`db/direct.py`); through the ORM the same seven cost milliseconds a login.
+
+The account's advisory lock is held from before the throttle's count until the commit,
+so racing attempts on one account are counted one by one: no burst of parallel guesses
+gets past the limit. A failure is returned, not raised, so that the transaction commits
+the failure the throttle counts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Interval,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from users_api.auth.models import LoginFailure, RefreshToken
+from users_api.auth.passwords import Passwords
+from users_api.auth.service import TokenPair, refresh_token_row, token_pair
+from users_api.auth.throttle import ThrottleRules, seconds_to_wait
+from users_api.auth.tokens import AccessTokens
+from users_api.db.direct import DriverConnection, Statement, compile_statement, driver_connection
+from users_api.db.locks import LOGIN_LOCK_CLASS
+from users_api.errors import DomainError, InvalidCredentials, TooManyAttempts
+from users_api.users.models import User
+
+_WINDOW = bindparam("window", type_=Interval)
+
+
+def _by_login(column: Any) -> Statement:
+    return compile_statement(
+        select(User.id, User.password_hash, User.is_active).where(
+            func.lower(column) == bindparam("login")
+        )
+    )
+
+
+# By email when the name has an `@` (usernames cannot), else by username; any case.
+_BY_EMAIL, _BY_USERNAME = _by_login(User.email), _by_login(User.username)
+_LOCK_ACCOUNT = compile_statement(
+    select(
+        func.pg_advisory_xact_lock(
+            literal_column(str(LOGIN_LOCK_CLASS)), func.hashtext(bindparam("account_key"))
+        )
+    )
+)
+
+
+def _nth_newest(key: Any, value: str, n: str) -> Any:
+    """When the n-th newest failure of this key happened in the window (NULL if fewer)."""
+    return (
+        select(LoginFailure.failed_at)
+        .where(key == bindparam(value), LoginFailure.failed_at > func.now() - _WINDOW)
+        .order_by(LoginFailure.failed_at.desc())
+        .offset(bindparam(n) - literal_column("1"))
+        .limit(literal_column("1"))
+        .scalar_subquery()
+    )
+
+
+_MARKS = compile_statement(
+    select(
+        _nth_newest(LoginFailure.account_key, "account_key", "per_account").label("account"),
+        _nth_newest(LoginFailure.client_address, "address", "per_address").label("address"),
+        func.now().label("now"),
+    )
+)
+_STORE_REHASH = compile_statement(
+    # The same password under new parameters is no change of the user: `version` stays.
+    update(User)
+    .where(User.id == bindparam("user_id"))
+    .values(password_hash=bindparam("password_hash"))
+)
+_FORGET_EXPIRED_FAILURES = compile_statement(
+    delete(LoginFailure).where(
+        or_(
+            LoginFailure.account_key == bindparam("account_key"),
+            LoginFailure.client_address == bindparam("address"),
+        ),
+        LoginFailure.failed_at <= func.now() - _WINDOW,
+    )
+)
+_RECORD_FAILURE = compile_statement(
+    insert(LoginFailure).values(
+        account_key=bindparam("account_key"), client_address=bindparam("address")
+    )
+)
+# The user's row, kept from being deleted until the refresh token referencing it is in:
+# a delete locks the user first and its cascade the tokens second, as here.
+_KEY_SHARE = compile_statement(
+    select(User.is_active, User.auth_version)
+    .where(User.id == bindparam("user_id"))
+    .with_for_update(read=True, key_share=True)
+)
+_ISSUED = ("id", "token_hash", "family_id", "user_id", "auth_version", "expires_at")
+_STORE_REFRESH_TOKEN = compile_statement(
+    insert(RefreshToken).values({name: bindparam(name) for name in _ISSUED})
+)
+
+
+class Login:
+    """Stateless, one per app."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        passwords: Passwords,
+        tokens: AccessTokens,
+        refresh_ttl: timedelta,
+        throttle: ThrottleRules,
+    ) -> None:
+        self.engine = engine
+        self.passwords = passwords
+        self.tokens = tokens
+        self.refresh_ttl = refresh_ttl
+        self.throttle = throttle
+
+    async def __call__(
+        self, identifier: str, password: str, *, address: str
+    ) -> TokenPair | DomainError:
+        """Tokens, or the error to answer with."""
+        async with driver_connection(self.engine) as connection, connection.transaction():
+            return await self._attempt(connection, identifier, password, address=address)
+
+    async def _attempt(
+        self, connection: DriverConnection, identifier: str, password: str, *, address: str
+    ) -> TokenPair | DomainError:
+        found = _BY_EMAIL if "@" in identifier else _BY_USERNAME
+        user = await connection.fetchrow(found.sql, identifier.lower())
+        account_key = f"user:{user['id']}" if user else f"name:{identifier.lower()}"
+        await connection.execute(_LOCK_ACCOUNT.sql, account_key)
+        marks = await connection.fetchrow(
+            _MARKS.sql,
+            *_MARKS.args(
+                {
+                    "account_key": account_key,
+                    "per_account": self.throttle.per_account,
+                    "address": address,
+                    "per_address": self.throttle.per_address,
+                    "window": self.throttle.window,
+                }
+            ),
+        )
+        wait = seconds_to_wait(
+            (marks["account"], marks["address"]), now=marks["now"], window=self.throttle.window
+        )
+        if wait is not None:
+            return TooManyAttempts(wait)
+        if user is None:
+            await self.passwords.verify_dummy(password)
+            ok = False
+        else:
+            ok, new_hash = await self.passwords.verify_and_update(password, user["password_hash"])
+            if ok and new_hash is not None:
+                await connection.execute(
+                    _STORE_REHASH.sql,
+                    *_STORE_REHASH.args({"user_id": user["id"], "password_hash": new_hash}),
+                )
+        if user is None or not ok or not user["is_active"]:
+            failure = {"account_key": account_key, "address": address}
+            await connection.execute(
+                _FORGET_EXPIRED_FAILURES.sql,
+                *_FORGET_EXPIRED_FAILURES.args({**failure, "window": self.throttle.window}),
+            )
+            await connection.execute(_RECORD_FAILURE.sql, *_RECORD_FAILURE.args(failure))
+            return InvalidCredentials()
+        # Deleted or deactivated while the password was being checked: no tokens.
+        current = await connection.fetchrow(_KEY_SHARE.sql, user["id"])
+        if current is None or not current["is_active"]:
+            return InvalidCredentials()
+        return await self._issue(connection, user["id"], current["auth_version"])
+
+    async def _issue(
+        self, connection: DriverConnection, user_id: uuid.UUID, auth_version: int
+    ) -> TokenPair:
+        refresh, row = refresh_token_row(
+            user_id, auth_version, family_id=uuid.uuid4(), ttl=self.refresh_ttl
+        )
+        await connection.execute(_STORE_REFRESH_TOKEN.sql, *_STORE_REFRESH_TOKEN.args(row))
+        return token_pair(self.tokens, user_id, auth_version, refresh)
