@@ -1,12 +1,15 @@
-"""Hot reads: statements SQLAlchemy compiles once, run straight on a pooled asyncpg connection.
+"""Hot paths: statements SQLAlchemy compiles once, run straight on a pooled asyncpg connection.
 
-The reads every client repeats (a user by id, a page of users) are one statement each.
-Through the ORM or Core's DB-API adaptation layer a statement costs about 150 µs of Python
-on top of asyncpg (bench/README.md has the profile), and the implicit BEGIN the layer
-sends adds a round trip. Here the statement is written with SQLAlchemy, compiled to
-PostgreSQL's `$n` form once, and asyncpg runs it as a cached prepared statement. A
-single statement needs no explicit transaction: PostgreSQL runs it atomically, in one
-snapshot, so the read is still one transaction. Writes keep the session.
+The requests every client repeats are a few statements each: a read or a profile PATCH
+is one (`users/reads.py`, `users/quick_update.py`), a registration two around the hash
+(`users/creation.py`), a login one short transaction (`auth/login.py`). Through the ORM
+or Core's DB-API adaptation layer a statement costs about 150 µs of Python on top of
+asyncpg (bench/README.md has the profile), and the implicit BEGIN the layer sends adds
+a round trip. Here the statement is written with SQLAlchemy, compiled to PostgreSQL's
+`$n` form once, and asyncpg runs it as a cached prepared statement. A single statement
+needs no explicit transaction: PostgreSQL runs it atomically, in one snapshot, so the
+request is still one transaction. Everything else (the full rules of a change, deletes,
+refresh tokens) keeps the session.
 
 The connection comes from the engine's pool, so there is one pool, one set of settings,
 one place that connects; faults are translated here into the 503s the ORM path gives.
