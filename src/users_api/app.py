@@ -26,7 +26,7 @@ from users_api.db.session import create_session_factory
 from users_api.errors import install_error_handlers, problem, problem_responses
 from users_api.middleware import BodySizeLimit
 from users_api.users.creation import UserCreation
-from users_api.users.hot_reads import HotReads
+from users_api.users.hot_paths import HotPaths
 from users_api.users.quick_update import QuickUpdate
 from users_api.users.reader import UserReader
 from users_api.users.router import router as users_router
@@ -105,8 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    app.add_middleware(HotReads)  # outermost of ours: a read skips the rest (hot_reads.py)
+    app.add_middleware(HotPaths)  # the common requests skip the rest (hot_paths.py)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)  # outermost of ours
     app.include_router(auth_router)
     app.include_router(users_router)
     _add_operations(app)
