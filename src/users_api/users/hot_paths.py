@@ -50,7 +50,7 @@ class HotPaths:
         response = None
         if scope["type"] == "http" and scope["method"] == "GET":
             response = await _rendered(self._read(scope), scope)
-        elif scope["type"] == "http" and scope["method"] == "PATCH":
+        elif scope["type"] == "http" and scope["method"] == "PATCH" and _target(scope):
             body = await _read_body(receive)
             receive = _replaying(body, receive)  # the route may need to read it again
             response = await _rendered(self._patch(scope, body), scope)
