@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -75,10 +76,17 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]
         yield app
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that talks to `app` in-process, with no credentials of its own."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        yield client
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app) as client:
         yield client
 
 
@@ -110,8 +118,7 @@ async def login(client: httpx.AsyncClient, username: str, password: str) -> dict
 @pytest.fixture
 async def admin_client(app: FastAPI, admin: User) -> AsyncIterator[httpx.AsyncClient]:
     """A client signed in as `admin`."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+    async with asgi_client(app) as client:
         tokens = await login(client, admin.username, ADMIN_PASSWORD)
         client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
         yield client

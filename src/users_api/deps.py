@@ -6,10 +6,10 @@ Every dependency is `async def`, even those that never await: FastAPI runs a pla
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -34,24 +34,24 @@ TOKEN_URL = "/api/v1/auth/token"  # noqa: S105  # a path, not a secret
 bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency giving the app's `state.<name>`: the one per-app objects (settings,
+    hashing, tokens, the stateless services) built in `create_app` and its lifespan."""
+
+    async def from_state(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    from_state.__name__ = f"app_state_{name}"
+    return from_state
 
 
-async def get_passwords(request: Request) -> Passwords:
-    passwords: Passwords = request.app.state.passwords
-    return passwords
-
-
-async def get_tokens(request: Request) -> AccessTokens:
-    tokens: AccessTokens = request.app.state.tokens
-    return tokens
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
-TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
+SettingsDep = Annotated[Settings, Depends(_app_state("settings"))]
+PasswordsDep = Annotated[Passwords, Depends(_app_state("passwords"))]
+TokensDep = Annotated[AccessTokens, Depends(_app_state("tokens"))]
+UserReaderDep = Annotated[UserReader, Depends(_app_state("user_reader"))]
+QuickUpdateDep = Annotated[QuickUpdate, Depends(_app_state("quick_update"))]
+UserCreationDep = Annotated[UserCreation, Depends(_app_state("user_creation"))]
+LoginDep = Annotated[Login, Depends(_app_state("login"))]
 
 
 async def get_auth_service(
@@ -118,70 +118,27 @@ ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
 class BearerClaims(OAuth2PasswordBearer):
-    """The caller's verified token, for reads that check it against the database in the
-    same statement as the data (see `users/reads.py`): no session, no extra round trip.
+    """The caller's verified token, for requests that check it against the database in
+    the same statement as their data (see `users/reads.py`): no session, no extra round
+    trip. Without a token: Unauthorized, or None where `required=False` (routes open to
+    anyone); a token that was sent must verify either way.
 
     One dependency instead of three (header, token checker, claims): FastAPI's resolution
     is a tenth of a cached read's time. Documented as the same bearer scheme.
     """
 
-    async def __call__(self, request: Request) -> AccessClaims:  # type: ignore[override]
-        token = await super().__call__(request)
-        if token is None:
-            raise Unauthorized
-        return verified_claims(request.app.state.tokens, token)
-
-
-class OptionalBearerClaims(OAuth2PasswordBearer):
-    """As `BearerClaims`, for routes open to anyone: None when no token was sent (one
-    that was sent must still verify)."""
+    def __init__(self, *, required: bool) -> None:
+        super().__init__(tokenUrl=TOKEN_URL, auto_error=False, scheme_name=bearer.scheme_name)
+        self.required = required
 
     async def __call__(self, request: Request) -> AccessClaims | None:  # type: ignore[override]
         token = await super().__call__(request)
         if token is None:
+            if self.required:
+                raise Unauthorized
             return None
         return verified_claims(request.app.state.tokens, token)
 
 
-Caller = Annotated[
-    AccessClaims,
-    Depends(BearerClaims(tokenUrl=TOKEN_URL, auto_error=False, scheme_name=bearer.scheme_name)),
-]
-OptionalCaller = Annotated[
-    AccessClaims | None,
-    Depends(
-        OptionalBearerClaims(tokenUrl=TOKEN_URL, auto_error=False, scheme_name=bearer.scheme_name)
-    ),
-]
-
-
-async def get_user_reader(request: Request) -> UserReader:
-    reader: UserReader = request.app.state.user_reader
-    return reader
-
-
-UserReaderDep = Annotated[UserReader, Depends(get_user_reader)]
-
-
-async def get_quick_update(request: Request) -> QuickUpdate:
-    quick: QuickUpdate = request.app.state.quick_update
-    return quick
-
-
-QuickUpdateDep = Annotated[QuickUpdate, Depends(get_quick_update)]
-
-
-async def get_user_creation(request: Request) -> UserCreation:
-    creation: UserCreation = request.app.state.user_creation
-    return creation
-
-
-UserCreationDep = Annotated[UserCreation, Depends(get_user_creation)]
-
-
-async def get_login(request: Request) -> Login:
-    login: Login = request.app.state.login
-    return login
-
-
-LoginDep = Annotated[Login, Depends(get_login)]
+Caller = Annotated[AccessClaims, Depends(BearerClaims(required=True))]
+OptionalCaller = Annotated[AccessClaims | None, Depends(BearerClaims(required=False))]

@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
 from tests.auth.helpers import bearer, register, register_and_login
-from tests.conftest import BASE_URL
+from tests.conftest import asgi_client
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.users.hot_paths import HotPaths
 from users_api.users.models import User
+from users_api.users.schemas import UserListQuery
 
 USERS = "/api/v1/users"
 
@@ -38,17 +39,14 @@ async def routes_only(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     kept = [entry for entry in app.user_middleware if entry.cls is not shortcut]
     assert len(kept) == len(app.user_middleware) - 1
     app.user_middleware = kept
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
+        yield client
 
 
 @pytest.fixture
 async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The app as served, with no credentials of its own."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+    async with asgi_client(app) as client:
         yield client
 
 
@@ -137,19 +135,7 @@ async def test_pages_answer_as_the_routes_do(
         assert response.status_code == status, (params, response.text)
 
 
-_PARAMETERS = (
-    "limit",
-    "cursor",
-    "sort",
-    "q",
-    "email",
-    "username",
-    "is_active",
-    "is_admin",
-    "created_after",
-    "created_before",
-    "other",
-)
+_PARAMETERS = (*UserListQuery.model_fields, "other")
 _VALUES = st.one_of(
     st.sampled_from(
         [
