@@ -41,16 +41,17 @@ async def test_login_rehashes_old_parameters(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     await register(client, "ada")
-    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1, type=Type.ID)
+    # The parameters of earlier releases (OWASP's 19 MiB row), as stored hashes have them.
+    earlier = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1, type=Type.ID)
     async with engine.begin() as connection:
         await connection.execute(
             text("UPDATE users SET password_hash = :h WHERE username = 'ada'"),
-            {"h": weak.hash(PASSWORD)},
+            {"h": earlier.hash(PASSWORD)},
         )
     version_before = await _version(engine, "ada")
     await login(client, "ada", PASSWORD)
     rehashed = await _stored_hash(engine, "ada")
-    assert f"m={ARGON2_MEMORY_KIB}" in rehashed
+    assert f"m={ARGON2_MEMORY_KIB},t={ARGON2_TIME_COST},p={ARGON2_PARALLELISM}" in rehashed
     # The same password under new parameters is not a change of the user.
     assert await _version(engine, "ada") == version_before
     await login(client, "ada", PASSWORD)
