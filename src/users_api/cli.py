@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 
 from users_api.auth.passwords import Passwords
 from users_api.config import Settings, describe_error
-from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from users_api.db.engine import create_engine
 from users_api.db.session import create_session_factory
 from users_api.errors import DomainError, InvalidInput
@@ -89,6 +88,10 @@ def database(settings: Settings) -> Iterator[str]:
     if settings.database_url is not None:
         yield settings.database_url
         return
+    # Imported only here: psutil and the wrapper take ~2 MiB that a worker serving a
+    # database given by URL (production) would otherwise keep for its whole life.
+    from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+
     embedded = EmbeddedPostgres(settings.data_dir)
     try:
         url = embedded.start().render_as_string(hide_password=False)
