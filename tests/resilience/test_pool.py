@@ -15,6 +15,7 @@ import pytest
 
 from tests.resilience.conftest import Postgres
 from tests.resilience.helpers import (
+    PASSWORD,
     assert_unavailable,
     register,
     running_app,
@@ -150,3 +151,41 @@ async def test_lock_timeout_is_a_503_not_a_500(
         locked = await client.post(f"/_test/lock/{user['id']}")
         assert locked.status_code == 200, locked.text
         assert app.state.engine.pool.checkedout() == 0
+
+
+LOGIN_STORM = 40
+
+
+async def test_a_login_storm_bigger_than_the_pool_leaves_connections_to_the_rest(
+    resilience_settings: Settings,
+) -> None:
+    """A login waits for a hashing thread before it takes a connection.
+
+    The other way round, every queued login held a pooled connection (and its
+    transaction) while it waited for the hash: a storm bigger than the pool left no
+    connection for anything else, and whatever waited past the pool timeout got a 503.
+    """
+    small = {"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout": 0.5}
+    async with running_app(resilience_settings, **small, password_hash_concurrency=1) as (
+        _,
+        client,
+    ):
+        await register(client, "ada")
+        headers = await token_for(client, "ada")
+        form = {"username": "ada", "password": PASSWORD}
+        storm = [
+            asyncio.create_task(timed(client, "POST", "/api/v1/auth/token", data=form))
+            for _ in range(LOGIN_STORM)
+        ]
+        await asyncio.sleep(0.05)  # the storm has started and queued
+        reads = [await timed(client, "GET", "/api/v1/users/me", headers=headers) for _ in range(5)]
+        still_storming = not all(task.done() for task in storm)
+        logins = await asyncio.gather(*storm)
+
+    assert still_storming  # the reads ran while logins were queued (each is a ~20 ms hash)
+    for response, took in reads:
+        assert response.status_code == 200, response.text
+        assert took < 0.5  # never waited out the pool timeout behind the logins
+    assert [response.status_code for response, _ in logins] == [200] * LOGIN_STORM
+    slowest = max(took for _, took in logins)
+    print(f"\nlogin storm: {LOGIN_STORM} logins, the slowest {slowest:.2f} s; reads all 200")

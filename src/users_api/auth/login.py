@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from users_api.auth.models import LoginFailure, RefreshToken
-from users_api.auth.passwords import Passwords
+from users_api.auth.passwords import HashingTurn, Passwords
 from users_api.auth.service import TokenPair, refresh_token_row, token_pair
 from users_api.auth.throttle import ThrottleRules, seconds_to_wait
 from users_api.auth.tokens import AccessTokens
@@ -135,12 +135,26 @@ class Login:
     async def __call__(
         self, identifier: str, password: str, *, address: str
     ) -> TokenPair | DomainError:
-        """Tokens, or the error to answer with."""
-        async with driver_connection(self.engine) as connection, connection.transaction():
-            return await self._attempt(connection, identifier, password, address=address)
+        """Tokens, or the error to answer with.
+
+        A hashing thread first, a connection second (`Passwords.turn`): queued logins
+        hold no connection.
+        """
+        async with (
+            self.passwords.turn() as hashing,
+            driver_connection(self.engine) as connection,
+            connection.transaction(),
+        ):
+            return await self._attempt(connection, hashing, identifier, password, address=address)
 
     async def _attempt(
-        self, connection: DriverConnection, identifier: str, password: str, *, address: str
+        self,
+        connection: DriverConnection,
+        hashing: HashingTurn,
+        identifier: str,
+        password: str,
+        *,
+        address: str,
     ) -> TokenPair | DomainError:
         found = _BY_EMAIL if "@" in identifier else _BY_USERNAME
         user = await connection.fetchrow(found.sql, identifier.lower())
@@ -164,10 +178,10 @@ class Login:
         if wait is not None:
             return TooManyAttempts(wait)
         if user is None:
-            await self.passwords.verify_dummy(password)
+            await hashing.verify_dummy(password)
             ok = False
         else:
-            ok, new_hash = await self.passwords.verify_and_update(password, user["password_hash"])
+            ok, new_hash = await hashing.verify_and_update(password, user["password_hash"])
             if ok and new_hash is not None:
                 await connection.execute(
                     _STORE_REHASH.sql,

@@ -15,8 +15,9 @@ import contextlib
 import importlib.machinery
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TypeVar
@@ -83,9 +84,24 @@ class Passwords:
         )
     )
     _executor: ThreadPoolExecutor | None = field(default=None, init=False)
+    _turns: asyncio.Semaphore | None = field(default=None, init=False)
     _dummy_hash: str | None = field(default=None, init=False)
 
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[HashingTurn]:
+        """One of the hashing threads, held for the block: its hashes start at once.
+
+        A login waits here before it takes a database connection. The other way round,
+        every queued login held a pooled connection while it waited for a thread, and a
+        storm of logins bigger than the pool left none for any other request.
+        """
+        if self._turns is None:
+            self._turns = asyncio.Semaphore(self.concurrency)
+        async with self._turns:
+            yield HashingTurn(self)
+
     async def _run(self, function: Callable[..., _T], *args: str) -> _T:
+        """Run on a hashing thread; only ever called holding a turn, so one is free."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 self.concurrency, thread_name_prefix="argon2", initializer=yield_to_requests
@@ -97,22 +113,39 @@ class Passwords:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        self._turns = None  # bound to the loop that is ending
 
     async def hash(self, password: str) -> str:
-        return await self._run(self._hash.hash, password)
+        async with self.turn() as turn:
+            return await turn.hash(password)
 
     async def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """Verify; when the stored hash uses old parameters, also return a fresh hash."""
-        return await self._run(self._hash.verify_and_update, password, hashed)
+        async with self.turn() as turn:
+            return await turn.verify_and_update(password, hashed)
+
+
+@dataclass(frozen=True, slots=True)
+class HashingTurn:
+    """The hashing a holder of `Passwords.turn()` does: no further wait for a thread."""
+
+    passwords: Passwords
+
+    async def hash(self, password: str) -> str:
+        return await self.passwords._run(self.passwords._hash.hash, password)
+
+    async def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        """Verify; when the stored hash uses old parameters, also return a fresh hash."""
+        return await self.passwords._run(self.passwords._hash.verify_and_update, password, hashed)
 
     async def verify_dummy(self, password: str) -> None:
         """Spend what a real verification costs, for a user that does not exist.
 
         Without it an unknown username answers measurably faster than a wrong password.
         """
-        if self._dummy_hash is None:
-            self._dummy_hash = await self.hash("not the password of anyone")
-        await self.verify_and_update(password, self._dummy_hash)
+        if self.passwords._dummy_hash is None:
+            self.passwords._dummy_hash = await self.hash("not the password of anyone")
+        await self.verify_and_update(password, self.passwords._dummy_hash)
 
 
 @lru_cache(maxsize=1)
