@@ -54,6 +54,7 @@ TITLES = {
     "mixed": "GET /users/{id} during POSTs",
 }
 MIB = 1024 * 1024
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(message: str) -> None:
@@ -330,6 +331,18 @@ class Server:
                         total += int(line.split()[1]) * 1024
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) of the server process and its descendants."""
+        if self.proc is None:
+            return 0.0
+        ticks = 0
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # the command name (field 2) may hold spaces: split after its ')'
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / CLOCK_TICKS
+
     def login(self, username: str, password: str) -> str | None:
         """A Bearer header value, or None when the server has no /auth/token (404)."""
         body = urllib.parse.urlencode({"username": username, "password": password}).encode()
@@ -497,6 +510,7 @@ class Run:
     rss_max_mib: float
     new_backends: int
     peak_backends: int
+    cpu_ms: float  # server CPU per request answered, all threads
     writer_rps: float | None = None
 
 
@@ -525,19 +539,21 @@ class Monitor:
 
 async def measured(
     monitor: Monitor, server: Server, body: Any
-) -> tuple[Any, float, float, int, int]:
-    """Run `body` (a coroutine) while sampling; returns result, rss, rss max, new, peak.
+) -> tuple[Any, float, float, int, int, float]:
+    """Run `body` (a coroutine) while sampling; returns result, rss, rss max, new, peak, cpu.
 
     New backends: the database's `pg_stat_database.sessions` delta (only the server under
     load connects during a run; exact, catches even short-lived backends), or the server's
     backend pids (by application_name) seen during the run but not before, if more.
     Peak: the most backends of this server seen at once (sampled every 0.25 s).
+    CPU: the server's CPU seconds spent while `body` ran.
     """
     sessions_before = await monitor.sessions()
     seen = await monitor.backend_pids(server.app_name)
     pids_before = set(seen)
     peak = len(seen)
     rss_max = server.rss_bytes()
+    cpu_before = server.cpu_seconds()
     task = asyncio.ensure_future(body)
     try:
         while not task.done():
@@ -552,10 +568,11 @@ async def measured(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     result = task.result()
+    cpu = server.cpu_seconds() - cpu_before
     await asyncio.sleep(1.0)  # let backends report their session to pg_stat_database
     rss = server.rss_bytes()
     new = max(await monitor.sessions() - sessions_before, len(seen - pids_before))
-    return result, rss / MIB, max(rss_max, rss) / MIB, new, peak
+    return result, rss / MIB, max(rss_max, rss) / MIB, new, peak, cpu
 
 
 async def run_scenario(
@@ -601,7 +618,8 @@ async def run_scenario(
             return reader, writer
         return await drive(scenario, args.connections), None
 
-    (result, writer), rss, rss_max, new, peak = await measured(monitor, server, body())
+    (result, writer), rss, rss_max, new, peak, cpu = await measured(monitor, server, body())
+    answered = result.requests + (writer.requests if writer else 0)
     if profiler is not None:
         profiler.wait()
     return Run(
@@ -617,6 +635,7 @@ async def run_scenario(
         rss_max_mib=rss_max,
         new_backends=new,
         peak_backends=peak,
+        cpu_ms=cpu * 1000 / answered if answered else 0.0,
         writer_rps=writer.rps if writer else None,
     )
 
@@ -661,6 +680,7 @@ class Cell:
     rss_max_mib: float
     new_backends: int
     peak_backends: int
+    cpu_ms: float
     cv_pct: float
     spread_pct: float
     rounds: int
@@ -682,6 +702,7 @@ def summarize(runs: list[Run]) -> Cell:
         rss_max_mib=max(r.rss_max_mib for r in runs),
         new_backends=sum(r.new_backends for r in runs),
         peak_backends=max(r.peak_backends for r in runs),
+        cpu_ms=statistics.median(r.cpu_ms for r in runs),
         cv_pct=cv,
         spread_pct=spread,
         rounds=len(runs),
@@ -733,11 +754,12 @@ def report(
     out.append(
         "columns: req/s median [min-max spread %, CV %]; latency medians in ms; errors summed "
         "(socket + non-2xx); RSS MiB at end of last round (max seen); new PG backends summed "
-        "over measured runs (peak backends in use)"
+        "over measured runs (peak backends in use); CPU: median server CPU ms per request"
+        " answered, all threads (steadier than req/s on a noisy machine)"
     )
     header = (
         f"{'scenario':<30} {'server':<9} {'req/s':>8} {'spread':>7} {'CV':>5} {'p50':>8} "
-        f"{'p99':>8} {'errors':>6} {'RSS':>12} {'new PG':>7} {'peak':>5}"
+        f"{'p99':>8} {'errors':>6} {'RSS':>12} {'new PG':>7} {'peak':>5} {'CPU':>6}"
     )
     for scenario in args.scenarios:
         out.append("")
@@ -752,14 +774,15 @@ def report(
                 f"{TITLES[scenario]:<30} {server:<9} {c.rps:>8.0f} {c.spread_pct:>6.1f}% "
                 f"{c.cv_pct:>4.1f}% {c.p50_ms:>8.2f} {c.p99_ms:>8.2f} {c.errors:>6} "
                 f"{c.rss_mib:>5.1f} ({c.rss_max_mib:>4.0f}) {c.new_backends:>7} "
-                f"{c.peak_backends:>5}{extra}"
+                f"{c.peak_backends:>5} {c.cpu_ms:>6.3f}{extra}"
             )
         u, raw, tut = cell("users-api", scenario), cell("raw", scenario), cell("tutorial", scenario)
         if u is not None:
             out.append(
                 f"{'':<30} ratios: users-api/raw {fmt_ratio(u.rps, raw and raw.rps)} req/s, "
-                f"{fmt_ratio(u.p99_ms, raw and raw.p99_ms)} p99; users-api/tutorial "
-                f"{fmt_ratio(u.rps, tut and tut.rps)} req/s"
+                f"{fmt_ratio(u.p99_ms, raw and raw.p99_ms)} p99, "
+                f"{fmt_ratio(raw and raw.cpu_ms, u.cpu_ms)} CPU/request (raw's/ours); "
+                f"users-api/tutorial {fmt_ratio(u.rps, tut and tut.rps)} req/s"
             )
 
     # noise
@@ -947,7 +970,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
                         f"round {round_no}/{args.rounds} {TITLES[scenario]:<28} "
                         f"{server.name:<9} {run.rps:8.0f} req/s p50 {run.p50_ms:7.2f} ms "
                         f"p99 {run.p99_ms:7.2f} ms err {run.errors} rss {run.rss_mib:.0f} MiB "
-                        f"new PG {run.new_backends}"
+                        f"new PG {run.new_backends} cpu {run.cpu_ms:.3f} ms/req"
                     )
                     assert server.proc is not None
                     if server.proc.poll() is not None:
