@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
@@ -46,3 +47,21 @@ async def test_hashing_threads_yield_the_cpu_to_the_event_loop() -> None:
         passwords.close()
     assert hashing_niceness == min(19, loop_niceness + HASHING_NICENESS)
     assert _own_niceness() == loop_niceness  # the event loop's thread is untouched
+
+
+async def test_two_turns_per_hashing_thread() -> None:
+    """While one holder hashes, one more may run its statements; the rest queue."""
+    passwords = Passwords(concurrency=1)
+    holding = most = 0
+
+    async def hold() -> None:
+        nonlocal holding, most
+        async with passwords.turn():
+            holding += 1
+            most = max(most, holding)
+            await asyncio.sleep(0.01)
+            holding -= 1
+
+    await asyncio.gather(*(hold() for _ in range(6)))
+    passwords.close()
+    assert most == 2

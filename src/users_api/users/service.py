@@ -182,19 +182,21 @@ class UserService:
         *,
         actor: User,
     ) -> None:
-        if user.id == actor.id:
-            current = patch.current_password
-            if current is None:
-                raise Forbidden("Send current_password to change your own password.")
-            ok, _ = await self.passwords.verify_and_update(current, user.password_hash)
-            if not ok:
-                raise Forbidden("current_password is not correct.")
-        self._check_password(
-            password,
-            email=changes.get("email", user.email),
-            username=changes.get("username", user.username),
-        )
-        user.password_hash = await self.passwords.hash(password)
+        # One turn for both hashes: the row is locked, so queue once, not twice.
+        async with self.passwords.turn() as hashing:
+            if user.id == actor.id:
+                current = patch.current_password
+                if current is None:
+                    raise Forbidden("Send current_password to change your own password.")
+                ok, _ = await hashing.verify_and_update(current, user.password_hash)
+                if not ok:
+                    raise Forbidden("current_password is not correct.")
+            self._check_password(
+                password,
+                email=changes.get("email", user.email),
+                username=changes.get("username", user.username),
+            )
+            user.password_hash = await hashing.hash(password)
         user.auth_version += 1  # a new password kills every token at once
 
     async def delete(
