@@ -14,6 +14,7 @@ the failure the throttle counts.
 from __future__ import annotations
 
 import uuid
+from dataclasses import KW_ONLY, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -114,23 +115,16 @@ _STORE_REFRESH_TOKEN = compile_statement(
 )
 
 
+@dataclass(frozen=True, slots=True)
 class Login:
     """Stateless, one per app."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        passwords: Passwords,
-        tokens: AccessTokens,
-        refresh_ttl: timedelta,
-        throttle: ThrottleRules,
-    ) -> None:
-        self.engine = engine
-        self.passwords = passwords
-        self.tokens = tokens
-        self.refresh_ttl = refresh_ttl
-        self.throttle = throttle
+    engine: AsyncEngine
+    _: KW_ONLY
+    passwords: Passwords
+    tokens: AccessTokens
+    refresh_ttl: timedelta
+    throttle: ThrottleRules
 
     async def __call__(
         self, identifier: str, password: str, *, address: str

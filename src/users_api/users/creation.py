@@ -12,9 +12,9 @@ Who may create whom, and the password policy, are the service's rules (`service.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import bindparam, insert, literal_column
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
@@ -24,9 +24,9 @@ from users_api.auth.tokens import AccessClaims
 from users_api.db.direct import compile_statement, driver_connection
 from users_api.errors import Unauthorized
 from users_api.users.models import User
-from users_api.users.reads import PUBLIC_FIELDS, UserReads, UserRow
+from users_api.users.reads import UserReads, UserRow, public_columns
 from users_api.users.schemas import UserCreate
-from users_api.users.service import check_password, conflict_on, refuse_creation
+from users_api.users.service import check_password, refuse_creation, unique_as_conflict
 
 _INSERTED = ("id", "email", "username", "full_name", "password_hash", "is_active", "is_admin")
 _INSERT = compile_statement(
@@ -39,25 +39,19 @@ _INSERT = compile_statement(
             "auth_version": literal_column("1"),
         }
     )
-    .returning(*(getattr(User, name) for name in PUBLIC_FIELDS))
+    .returning(*public_columns(User))
 )
 
 
+@dataclass(frozen=True, slots=True)
 class UserCreation:
     """Stateless, one per app, like `UserReader`."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        passwords: Passwords,
-        *,
-        password_min_length: int,
-        allow_registration: bool,
-    ) -> None:
-        self.engine = engine
-        self.passwords = passwords
-        self.password_min_length = password_min_length
-        self.allow_registration = allow_registration
+    engine: AsyncEngine
+    passwords: Passwords
+    _: KW_ONLY
+    password_min_length: int
+    allow_registration: bool
 
     async def create(self, data: UserCreate, *, caller: AccessClaims | None) -> UserRow:
         caller_is_admin = caller is not None and await self._is_admin(caller)
@@ -83,13 +77,8 @@ class UserCreation:
             "is_admin": bool(data.is_admin),
         }
         async with driver_connection(self.engine) as connection:
-            try:
+            with unique_as_conflict():
                 record = await connection.fetchrow(_INSERT.sql, *_INSERT.args(values))
-            except asyncpg.UniqueViolationError as exc:
-                conflict = conflict_on(exc.constraint_name)
-                if conflict is None:
-                    raise
-                raise conflict from None
         assert record is not None  # INSERT ... RETURNING returns the row it inserted
         return dict(record)
 

@@ -27,7 +27,6 @@ from collections.abc import Collection
 from functools import lru_cache
 from typing import Any
 
-import asyncpg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -49,9 +48,9 @@ from users_api.auth.tokens import AccessClaims
 from users_api.db.direct import Statement, compile_statement, driver_connection
 from users_api.db.locks import IDENTITY_LOCK_CLASS
 from users_api.users.models import User
-from users_api.users.reads import PUBLIC_FIELDS, UserRow
+from users_api.users.reads import UserRow, public_columns
 from users_api.users.schemas import UserUpdate
-from users_api.users.service import conflict_on
+from users_api.users.service import unique_as_conflict
 
 # What a quick update may change; anything else (a password, the admin fields) needs
 # the service: hashing, the last-admin rule, revocation.
@@ -92,7 +91,7 @@ def _update_statement(fields: frozenset[str], conditional: bool) -> Statement:
                 "updated_at": func.now(),
             }
         )
-        .returning(*(getattr(User, name) for name in PUBLIC_FIELDS))
+        .returning(*public_columns(User))
     )
     return compile_statement(statement)
 
@@ -132,16 +131,11 @@ class QuickUpdate:
         }
         args = statement.args(values)
         async with driver_connection(self.engine) as connection:
-            try:
+            with unique_as_conflict():
                 if changes.keys() & _IDENTITY_FIELDS:
                     async with connection.transaction():
                         await connection.execute(_IDENTITY_LOCK.sql)
                         record = await connection.fetchrow(statement.sql, *args)
                 else:
                     record = await connection.fetchrow(statement.sql, *args)
-            except asyncpg.UniqueViolationError as exc:
-                conflict = conflict_on(exc.constraint_name)
-                if conflict is None:
-                    raise
-                raise conflict from None
         return dict(record) if record is not None else None

@@ -28,6 +28,12 @@ from users_api.users.schemas import UserListQuery, UserOut, UserSort
 PUBLIC_FIELDS = tuple(UserOut.model_fields)
 UserRow = dict[str, Any]
 
+
+def public_columns(entity: Any) -> list[Any]:
+    """`entity`'s public columns, in that order: every statement that returns users."""
+    return [getattr(entity, name) for name in PUBLIC_FIELDS]
+
+
 _CALLER_IS_ADMIN = "caller_is_admin"
 _caller = aliased(User, name="caller")
 _target = aliased(User, name="target")
@@ -44,7 +50,7 @@ def _is_caller() -> ColumnElement[bool]:
 _USER_BY_ID = compile_statement(
     select(
         _caller.is_admin.label(_CALLER_IS_ADMIN),
-        *(getattr(_target, name) for name in PUBLIC_FIELDS),
+        *public_columns(_target),
     )
     .select_from(_caller)
     .outerjoin(_target, _target.id == bindparam("user_id"))
@@ -186,9 +192,7 @@ def _after_condition(sort: UserSort) -> ColumnElement[bool]:
 
 @lru_cache(maxsize=256)
 def _page_statement(shape: _Shape) -> Statement:
-    page: Select[Any] = select(*(getattr(User, name) for name in PUBLIC_FIELDS)).where(
-        *_filter_conditions(shape.filters)
-    )
+    page: Select[Any] = select(*public_columns(User)).where(*_filter_conditions(shape.filters))
     if shape.after:
         page = page.where(_after_condition(shape.sort))
     lateral = page.order_by(*_ordering(User, shape.sort)).limit(bindparam("limit")).lateral("page")

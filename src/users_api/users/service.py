@@ -4,8 +4,11 @@ the last admin. Reads live in `reader.py`."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -36,6 +39,18 @@ def conflict_on(constraint: str | None) -> Conflict | None:
     if field is None:
         return None
     return Conflict(f"This {field} is already taken.", field=field)
+
+
+@contextmanager
+def unique_as_conflict() -> Iterator[None]:
+    """`conflict_on` for statements run on the driver connection (`db/direct.py`)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        conflict = conflict_on(exc.constraint_name)
+        if conflict is None:
+            raise
+        raise conflict from None
 
 
 def conflict_from(exc: IntegrityError) -> Conflict:
