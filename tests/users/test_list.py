@@ -206,6 +206,28 @@ async def test_following_link_equals_passing_the_cursor(
     assert ids(by_link.json()["items"]) == ids(everyone)[5:10]
 
 
+async def test_link_keeps_encoded_parameters_and_replaces_the_cursor(
+    client: httpx.AsyncClient, population: list[dict[str, Any]]
+) -> None:
+    """The other parameters go on as the client sent them (`%40` stays `%40`); the
+    cursor is replaced, never repeated, however its name was spelled."""
+    first = await client.get(f"{USERS}?limit=2&q=%40example&sort=email")
+    second_link = first.headers["link"]
+    assert "q=%40example" in second_link
+    second = await client.get(second_link[1 : second_link.index(">")])
+    third_link = second.headers["link"]
+    target = httpx.URL(third_link[1 : third_link.index(">")])
+    assert target.params.get_list("cursor") == [second.json()["next_cursor"]]
+    assert target.params["q"] == "@example"
+    spelled = await client.get(f"{USERS}?limit=2&q=%40example&sort=email&cur%73or=x")
+    assert spelled.status_code == 400  # the route read `cur%73or` as the cursor
+    respelled = await client.get(
+        f"{USERS}?limit=2&q=%40example&sort=email&cur%73or={first.json()['next_cursor']}"
+    )
+    respelled_link = httpx.URL(respelled.headers["link"][1 : respelled.headers["link"].index(">")])
+    assert respelled_link.params.get_list("cursor") == [respelled.json()["next_cursor"]]
+
+
 # --- filters ---------------------------------------------------------------------
 
 
