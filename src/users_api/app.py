@@ -13,7 +13,6 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy import text
 
 from users_api import __version__
 from users_api.auth.login import Login
@@ -23,6 +22,7 @@ from users_api.auth.secret import resolve_secret_key
 from users_api.auth.throttle import ThrottleRules
 from users_api.auth.tokens import AccessTokens
 from users_api.config import Settings
+from users_api.db.direct import DirectPool
 from users_api.db.engine import create_engine, open_pool
 from users_api.db.session import create_session_factory
 from users_api.errors import install_error_handlers, problem, problem_responses
@@ -56,10 +56,13 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
-        app.state.user_reader = UserReader(engine)
-        app.state.quick_update = QuickUpdate(engine)
+        await open_pool(engine, settings.db_session_pool_size)
+        pool = await DirectPool.open(engine, settings)
+        app.state.direct_pool = pool
+        app.state.user_reader = UserReader(pool)
+        app.state.quick_update = QuickUpdate(pool)
         app.state.login = Login(
-            engine,
+            pool,
             passwords=app.state.passwords,
             tokens=app.state.tokens,
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
@@ -70,18 +73,18 @@ def create_app(settings: Settings) -> FastAPI:
             ),
         )
         app.state.user_creation = UserCreation(
-            engine,
+            pool,
             app.state.passwords,
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
         )
-        await open_pool(engine, settings.db_pool_size)
         await _ensure_first_admin(app, settings)
         common_passwords()  # read now, not on the loop during the first registration
         _settle_after_startup()
         try:
             yield
         finally:
+            await pool.close()
             await engine.dispose()
             app.state.passwords.close()
 
@@ -160,8 +163,8 @@ def _add_operations(app: FastAPI) -> None:
     async def readyz(request: Request) -> Response:
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                async with request.app.state.engine.connect() as connection:
-                    await connection.execute(text("SELECT 1"))
+                async with request.app.state.direct_pool.connection() as connection:
+                    await connection.execute("SELECT 1")
         except Exception:  # any failure at all means "not ready"
             return problem(
                 503,

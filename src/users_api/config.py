@@ -59,10 +59,13 @@ class Settings(BaseSettings):
     first_admin_username: str | None = None
     first_admin_password: SecretStr | None = None
 
-    # A fixed pool: overflow connections are opened under load and closed right after,
-    # a new PostgreSQL backend (a fork and an authentication) per burst. Requests beyond
-    # the pool wait for a connection instead, at most DB_POOL_TIMEOUT.
+    # Fixed pools: overflow connections are opened under load and closed after, a new
+    # PostgreSQL backend (a fork and an authentication) per burst. Requests beyond a pool
+    # wait for a connection instead, at most DB_POOL_TIMEOUT. DB_POOL_SIZE is asyncpg's
+    # pool, which nearly every request uses (db/direct.py); DB_SESSION_POOL_SIZE is the
+    # engine's, for the ORM sessions of the rarer writes (deletes, full updates, refresh).
     db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 20
+    db_session_pool_size: Annotated[int, Field(ge=1, le=1000)] = 5
     db_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 0
     db_pool_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
     db_pool_recycle: Annotated[int, Field(ge=-1)] = 1800

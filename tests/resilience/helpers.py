@@ -122,3 +122,9 @@ async def wait_until_ready(client: httpx.AsyncClient, within: float = 10.0) -> N
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"not ready {within} s after the database came back")
+
+
+def assert_every_connection_returned(app: FastAPI) -> None:
+    """Both pools, the sessions' and the hot paths', hold every connection again."""
+    assert app.state.engine.pool.checkedout() == 0
+    assert app.state.direct_pool.checked_out() == 0

@@ -20,6 +20,7 @@ import pytest
 from tests.resilience.conftest import Postgres
 from tests.resilience.helpers import (
     PASSWORD,
+    assert_every_connection_returned,
     assert_unavailable,
     register,
     running_app,
@@ -111,7 +112,7 @@ async def test_outage_answers_503_then_recovers_without_losing_writes(
         assert writes.unavailable > 0
         assert len(writes.created) > recovered_with  # writes succeed again
         assert writes.slowest < 5.0
-        assert app.state.engine.pool.checkedout() == 0
+        assert_every_connection_returned(app)
 
     # Every acknowledged write survived the outage (and the crash recovery).
     connection = await postgres.connect()
@@ -187,7 +188,9 @@ async def test_connect_timeout_bounds_a_database_that_accepts_but_never_answers(
     async with running_app(
         resilience_settings, db_connect_timeout=1.0, db_pool_size=1, db_max_overflow=0
     ) as (app, client):
-        await app.state.engine.dispose()  # start-up filled the pool: empty it
+        # start-up filled the pools: empty them
+        await app.state.engine.dispose()
+        await app.state.direct_pool.expire()
         with postgres.frozen():
             for attempt in range(2):
                 ready, took = await timed(client, "GET", "/readyz")
@@ -207,7 +210,7 @@ async def test_connect_timeout_bounds_a_database_that_accepts_but_never_answers(
                 assert took < 5.0
         await wait_until_ready(client)
         await register(client, "thawed")
-        assert app.state.engine.pool.checkedout() == 0
+        assert_every_connection_returned(app)
 
 
 async def test_a_database_that_is_shutting_down_gets_503(

@@ -1,6 +1,6 @@
 """More work than connections, and statements that run too long.
 
-A tiny pool (one connection, no overflow, half a second to wait for it) makes the
+Tiny pools (one connection each, no overflow, half a second to wait for one) make the
 limits reachable with a handful of requests; the slow requests are real ones, blocked
 on a row lock that the test holds from its own connection.
 """
@@ -16,6 +16,7 @@ import pytest
 from tests.resilience.conftest import Postgres
 from tests.resilience.helpers import (
     PASSWORD,
+    assert_every_connection_returned,
     assert_unavailable,
     register,
     running_app,
@@ -29,7 +30,12 @@ from users_api.db.engine import APPLICATION_NAME
 # Runs on a PostgreSQL of its own: the same whatever TEST_DATABASE_URL says.
 pytestmark = pytest.mark.own_database
 
-TINY_POOL = {"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.5}
+TINY_POOL = {
+    "db_pool_size": 1,
+    "db_session_pool_size": 1,
+    "db_max_overflow": 0,
+    "db_pool_timeout": 0.5,
+}
 EXCESS = 5
 
 
@@ -76,7 +82,7 @@ async def test_requests_beyond_the_pool_wait_at_most_the_pool_timeout_then_get_5
             me = await client.get("/api/v1/users/me", headers=headers)
             assert me.status_code == 200, me.text
             assert me.json()["full_name"] == "Ada Lovelace"
-        assert app.state.engine.pool.checkedout() == 0
+        assert_every_connection_returned(app)
         print(f"\npool exhaustion: {EXCESS} excess requests, {len(excess)} answered 503")
 
 
@@ -110,12 +116,12 @@ async def test_statement_timeout_cancels_the_statement_and_the_connection_stays_
             assert_unavailable(slept, code="database-timeout")
             assert took < 5.0
 
-            # The pool's one connection came back usable, outside any transaction.
+            # Each pool's one connection came back usable, outside any transaction.
             states = await holder.fetch(
                 "SELECT state FROM pg_stat_activity WHERE application_name = $1",
                 APPLICATION_NAME,
             )
-            assert [row["state"] for row in states] == ["idle"]
+            assert [row["state"] for row in states] == ["idle", "idle"]
             me = await client.get("/api/v1/users/me", headers=headers)
             assert me.status_code == 200, me.text
             assert me.json()["version"] == 1  # nothing of the cancelled change was kept
@@ -127,7 +133,7 @@ async def test_statement_timeout_cancels_the_statement_and_the_connection_stays_
         )
         assert patched.status_code == 200, patched.text
         assert patched.json()["version"] == 2
-        assert app.state.engine.pool.checkedout() == 0
+        assert_every_connection_returned(app)
 
 
 async def test_lock_timeout_is_a_503_not_a_500(
@@ -150,7 +156,7 @@ async def test_lock_timeout_is_a_503_not_a_500(
                 await holder.close(timeout=1)
         locked = await client.post(f"/_test/lock/{user['id']}")
         assert locked.status_code == 200, locked.text
-        assert app.state.engine.pool.checkedout() == 0
+        assert_every_connection_returned(app)
 
 
 LOGIN_STORM = 40

@@ -29,14 +29,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from users_api.auth.models import LoginFailure, RefreshToken
 from users_api.auth.passwords import HashingTurn, Passwords
 from users_api.auth.service import TokenPair, refresh_token_row, token_pair
 from users_api.auth.throttle import ThrottleRules, seconds_to_wait
 from users_api.auth.tokens import AccessTokens
-from users_api.db.direct import DriverConnection, Statement, compile_statement, driver_connection
+from users_api.db.direct import DirectPool, DriverConnection, Statement, compile_statement
 from users_api.db.locks import LOGIN_LOCK_CLASS
 from users_api.errors import DomainError, InvalidCredentials, TooManyAttempts
 from users_api.users.models import User
@@ -119,7 +118,7 @@ _STORE_REFRESH_TOKEN = compile_statement(
 class Login:
     """Stateless, one per app."""
 
-    engine: AsyncEngine
+    pool: DirectPool
     _: KW_ONLY
     passwords: Passwords
     tokens: AccessTokens
@@ -136,7 +135,7 @@ class Login:
         """
         async with (
             self.passwords.turn() as hashing,
-            driver_connection(self.engine) as connection,
+            self.pool.connection() as connection,
             connection.transaction(),
         ):
             return await self._attempt(connection, hashing, identifier, password, address=address)

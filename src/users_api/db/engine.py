@@ -1,4 +1,4 @@
-"""The one place that creates an engine."""
+"""The one place that creates an engine, and what its connections and asyncpg's pool share."""
 
 from __future__ import annotations
 
@@ -20,7 +20,23 @@ COMMAND_TIMEOUT_MARGIN_SECONDS = 5.0
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """An asyncpg engine sized by settings.
+    """The engine of the ORM sessions, its pool sized by DB_SESSION_POOL_SIZE."""
+    engine = create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_session_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        echo=settings.db_echo,
+        connect_args=connect_arguments(settings),
+    )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def connect_arguments(settings: Settings) -> dict[str, Any]:
+    """What every connection is opened with, by either pool (see db/direct.py).
 
     `statement_timeout` is set per connection so one runaway query cannot hold a pooled
     connection forever; asyncpg's `command_timeout`, a little longer, bounds the wait on
@@ -28,26 +44,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
     cancels nothing). `application_name` makes our backends easy to find in
     `pg_stat_activity`.
     """
-    server_settings = {
-        "application_name": APPLICATION_NAME,
-        "statement_timeout": str(settings.db_statement_timeout_ms),
-    }
-    engine = create_async_engine(
-        settings.sqlalchemy_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=settings.db_pool_pre_ping,
-        echo=settings.db_echo,
-        connect_args={
-            "server_settings": server_settings,
-            "timeout": settings.db_connect_timeout,
-            "command_timeout": _command_timeout(settings),
+    return {
+        "server_settings": {
+            "application_name": APPLICATION_NAME,
+            "statement_timeout": str(settings.db_statement_timeout_ms),
         },
-    )
-    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
-    return engine
+        "timeout": settings.db_connect_timeout,
+        "command_timeout": _command_timeout(settings),
+    }
 
 
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

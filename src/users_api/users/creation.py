@@ -16,15 +16,14 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, literal_column
-from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
 from users_api.auth.passwords import Passwords
 from users_api.auth.tokens import AccessClaims
-from users_api.db.direct import compile_statement, driver_connection
+from users_api.db.direct import DirectPool, compile_statement
 from users_api.errors import Unauthorized
 from users_api.users.models import User
-from users_api.users.reads import UserReads, UserRow, public_columns
+from users_api.users.reads import UserReads, UserRow, as_row, public_columns
 from users_api.users.schemas import UserCreate
 from users_api.users.service import check_password, refuse_creation, unique_as_conflict
 
@@ -47,7 +46,7 @@ _INSERT = compile_statement(
 class UserCreation:
     """Stateless, one per app, like `UserReader`."""
 
-    engine: AsyncEngine
+    pool: DirectPool
     passwords: Passwords
     _: KW_ONLY
     password_min_length: int
@@ -76,16 +75,16 @@ class UserCreation:
             "is_active": True if data.is_active is None else data.is_active,
             "is_admin": bool(data.is_admin),
         }
-        async with driver_connection(self.engine) as connection:
+        async with self.pool.connection() as connection:
             with unique_as_conflict():
                 record = await connection.fetchrow(_INSERT.sql, *_INSERT.args(values))
         assert record is not None  # INSERT ... RETURNING returns the row it inserted
-        return dict(record)
+        return as_row(record)
 
     async def _is_admin(self, caller: AccessClaims) -> bool:
         """Whether the caller is an admin; Unauthorized when their token is not honoured."""
-        async with driver_connection(self.engine) as connection:
-            found = await UserReads(connection).user_by_id(caller, caller.user_id)
-        if found is None:
+        async with self.pool.connection() as connection:
+            is_admin = await UserReads(connection).caller_is_admin(caller)
+        if is_admin is None:
             raise Unauthorized
-        return found.caller_is_admin
+        return is_admin

@@ -41,14 +41,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
 from users_api.auth.tokens import AccessClaims
-from users_api.db.direct import Statement, compile_statement, driver_connection
+from users_api.db.direct import DirectPool, Statement, compile_statement
 from users_api.db.locks import IDENTITY_LOCK_CLASS
 from users_api.users.models import User
-from users_api.users.reads import UserRow, public_columns
+from users_api.users.reads import UserRow, as_row, public_columns
 from users_api.users.schemas import UserUpdate
 from users_api.users.service import unique_as_conflict
 
@@ -99,8 +98,8 @@ def _update_statement(fields: frozenset[str], conditional: bool) -> Statement:
 class QuickUpdate:
     """Stateless, one per app, like `UserReader`: a connection per call, from the pool."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, pool: DirectPool) -> None:
+        self.pool = pool
 
     @staticmethod
     def covers(patch: UserUpdate) -> bool:
@@ -130,7 +129,7 @@ class QuickUpdate:
             **{_new(field): value for field, value in changes.items()},
         }
         args = statement.args(values)
-        async with driver_connection(self.engine) as connection:
+        async with self.pool.connection() as connection:
             with unique_as_conflict():
                 if changes.keys() & _IDENTITY_FIELDS:
                     async with connection.transaction():
@@ -138,4 +137,4 @@ class QuickUpdate:
                         record = await connection.fetchrow(statement.sql, *args)
                 else:
                     record = await connection.fetchrow(statement.sql, *args)
-        return dict(record) if record is not None else None
+        return as_row(record) if record is not None else None

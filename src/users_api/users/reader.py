@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from users_api.auth.tokens import AccessClaims
-from users_api.db.direct import driver_connection
+from users_api.db.direct import DirectPool
 from users_api.errors import Forbidden, InvalidCursor, NotFound, Unauthorized
 from users_api.users import cursor
-from users_api.users.reads import Found, UserReads, UserRow
+from users_api.users.reads import UserReads, UserRow
 from users_api.users.schemas import UserListQuery
 
 
@@ -23,55 +19,52 @@ class RowPage:
     next_cursor: str | None
 
 
-def _signed_in(found: Found | None) -> Found:
-    """The caller's row did not match: deleted, deactivated, or the token was revoked."""
-    if found is None:
+def _signed_in(caller_is_admin: bool | None) -> bool:
+    """None: the caller's row did not match (deleted, deactivated, or token revoked)."""
+    if caller_is_admin is None:
         raise Unauthorized
-    return found
+    return caller_is_admin
 
 
-def _admin_only(found: Found) -> Found:
-    if not found.caller_is_admin:
+def _admin_only(caller_is_admin: bool) -> None:
+    if not caller_is_admin:
         raise Forbidden("Only an admin may list users.")
-    return found
 
 
 class UserReader:
     """Stateless, one per app: each read borrows a pooled connection for its one statement
     and gives it back before the response is written."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    @asynccontextmanager
-    async def _reads(self) -> AsyncIterator[UserReads]:
-        async with driver_connection(self.engine) as connection:
-            yield UserReads(connection)
+    def __init__(self, pool: DirectPool) -> None:
+        self.pool = pool
 
     async def get(self, user_id: uuid.UUID, *, caller: AccessClaims) -> UserRow:
         """Admins see anyone; others only themselves (404 for the rest, not 403)."""
-        async with self._reads() as reads:
+        async with self.pool.connection() as connection:
+            reads = UserReads(connection)
             user = await reads.user_by_id(caller, user_id)
-        found = _signed_in(user)
-        if not found.rows or not (found.caller_is_admin or user_id == caller.user_id):
-            raise NotFound("No user with this id.")
-        return found.rows[0]
+            if user is None:  # why: no such user, not theirs to see, or not signed in
+                _signed_in(await reads.caller_is_admin(caller))
+                raise NotFound("No user with this id.")
+        return user
 
     async def list(self, query: UserListQuery, *, caller: AccessClaims) -> RowPage:
         try:
             after = cursor.decode(query.cursor, query.sort) if query.cursor else None
         except InvalidCursor:
             # Who may ask is answered first (401, 403), as for every other request.
-            async with self._reads() as reads:
-                me = await reads.user_by_id(caller, caller.user_id)
-            _admin_only(_signed_in(me))
+            async with self.pool.connection() as connection:
+                is_admin = await UserReads(connection).caller_is_admin(caller)
+            _admin_only(_signed_in(is_admin))
             raise
-        async with self._reads() as reads:
-            page = await reads.page(caller, query, after=after, limit=query.limit + 1)
-        found = _admin_only(_signed_in(page))
-        items = list(found.rows[: query.limit])
+        async with self.pool.connection() as connection:
+            reads = UserReads(connection)
+            rows = await reads.page(caller, query, after=after, limit=query.limit + 1)
+            if not rows:  # why: nothing matched, not an admin, or not signed in
+                _admin_only(_signed_in(await reads.caller_is_admin(caller)))
+        items = rows[: query.limit]
         next_cursor = None
-        if len(found.rows) > query.limit:
+        if len(rows) > query.limit:
             last = items[-1]
             next_cursor = cursor.encode(
                 cursor.Position(sort=query.sort, key=last[query.sort.key], id=last["id"])

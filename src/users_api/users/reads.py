@@ -1,21 +1,35 @@
 """SQL for the hot reads, each one statement that also checks the caller's token version.
 
 A request that reads users must first know that its caller still exists, is active and
-holds a token of the current `auth_version` (revocation). Asking that in the same
-statement as the read costs no extra round trip: the caller's row is the statement's
-first table, the data is joined to it, and a missing caller row means "not signed in".
-The statements run on the driver connection (see `db/direct.py`); no rules live here.
+holds a token of the current `auth_version` (revocation), and may see what it asks for.
+Asking that in the same statement as the read costs no extra round trip: the caller's
+row is a subquery in the WHERE clause, which PostgreSQL evaluates once, before the scan
+(an InitPlan), and a caller who does not qualify gets no rows at all. Only a read that
+found nothing asks again, with `caller_is_admin`, to tell "not signed in" (401) from
+"not allowed" (403) from "nothing there" (404, an empty page): the rare answers pay the
+second round trip, not the common ones. The rows are exactly the public columns, so
+each becomes a dict by zipping it with the names. The statements run on the driver
+connection (see `db/direct.py`); no rules live here.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import aliased
 
 from users_api.auth.tokens import AccessClaims
@@ -34,9 +48,12 @@ def public_columns(entity: Any) -> list[Any]:
     return [getattr(entity, name) for name in PUBLIC_FIELDS]
 
 
-_CALLER_IS_ADMIN = "caller_is_admin"
+def as_row(record: Any) -> UserRow:
+    """A record of `public_columns`, by position: a third cheaper than `dict(record)`."""
+    return dict(zip(PUBLIC_FIELDS, record, strict=True))
+
+
 _caller = aliased(User, name="caller")
-_target = aliased(User, name="target")
 
 
 def _is_caller() -> ColumnElement[bool]:
@@ -47,78 +64,61 @@ def _is_caller() -> ColumnElement[bool]:
     )
 
 
+_CALLER_IS_ADMIN = compile_statement(select(_caller.is_admin).where(_is_caller()))
+
 _USER_BY_ID = compile_statement(
-    select(
-        _caller.is_admin.label(_CALLER_IS_ADMIN),
-        *public_columns(_target),
+    select(*public_columns(User)).where(
+        User.id == bindparam("user_id"),
+        exists().where(
+            _is_caller(),
+            or_(_caller.is_admin.is_(True), _caller.id == bindparam("user_id")),
+        ),
     )
-    .select_from(_caller)
-    .outerjoin(_target, _target.id == bindparam("user_id"))
-    .where(_is_caller())
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """What a read found: who the caller is, and the rows (none when nothing matched)."""
-
-    caller_is_admin: bool
-    rows: Sequence[UserRow]
-
-
-def _found(records: Sequence[Any]) -> Found | None:
-    """None when the caller's row did not match: not signed in (any longer).
-
-    Each record is the caller's column, then the public fields in the schema's order
-    (both statements select them so); a NULL id is the outer join finding no user.
-    Zipping by position costs a third less than `dict(record)` on a 50-row page.
-    """
-    if not records:
-        return None
-    caller_is_admin: bool = records[0][0]
-    rows = [
-        dict(zip(PUBLIC_FIELDS, record[1:], strict=True))
-        for record in records
-        if record[1] is not None
-    ]
-    return Found(caller_is_admin=caller_is_admin, rows=rows)
 
 
 class UserReads:
     def __init__(self, connection: DriverConnection) -> None:
         self.connection = connection
 
-    async def user_by_id(self, caller: AccessClaims, user_id: uuid.UUID) -> Found | None:
-        values = {
-            "caller_id": caller.user_id,
-            "auth_version": caller.auth_version,
-            "user_id": user_id,
-        }
+    async def caller_is_admin(self, caller: AccessClaims) -> bool | None:
+        """None when the caller's row does not match: not signed in (any longer)."""
+        values = _caller_values(caller)
+        is_admin: bool | None = await self.connection.fetchval(
+            _CALLER_IS_ADMIN.sql, *_CALLER_IS_ADMIN.args(values)
+        )
+        return is_admin
+
+    async def user_by_id(self, caller: AccessClaims, user_id: uuid.UUID) -> UserRow | None:
+        """The user, if there is one and the caller may see it (an admin, or themself)."""
+        values = {**_caller_values(caller), "user_id": user_id}
         record = await self.connection.fetchrow(_USER_BY_ID.sql, *_USER_BY_ID.args(values))
-        return _found([record] if record is not None else [])
+        return as_row(record) if record is not None else None
 
     async def page(
         self, caller: AccessClaims, query: UserListQuery, *, after: Position | None, limit: int
-    ) -> Found | None:
-        """Up to `limit` users in `query.sort` order after `after`, filtered by `query`."""
+    ) -> list[UserRow]:
+        """Up to `limit` users in `query.sort` order after `after`, filtered by `query`;
+        none unless the caller is an admin."""
         filters = {name: getattr(query, name) for name in _FILTERS}
         shape = _Shape(
             sort=query.sort,
             filters=frozenset(name for name, value in filters.items() if value is not None),
             after=after is not None,
         )
-        values: dict[str, Any] = {
-            "caller_id": caller.user_id,
-            "auth_version": caller.auth_version,
-            "limit": limit,
-            **filters,
-        }
+        values: dict[str, Any] = {**_caller_values(caller), "limit": limit, **filters}
         if query.q is not None:
             values["q"] = f"%{_escape_like(query.q)}%"
         if after is not None:
             values["after_key"], values["after_id"] = after.key, after.id
         statement = _page_statement(shape)
-        return _found(await self.connection.fetch(statement.sql, *statement.args(values)))
+        records = await self.connection.fetch(statement.sql, *statement.args(values))
+        # as_row, inlined: one Python call fewer per row
+        return [dict(zip(PUBLIC_FIELDS, record, strict=True)) for record in records]
+
+
+def _caller_values(caller: AccessClaims) -> dict[str, Any]:
+    return {"caller_id": caller.user_id, "auth_version": caller.auth_version}
 
 
 # --- the list statement: one per query shape, compiled on first use ------------------
@@ -147,16 +147,16 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _sort_expression(columns: Any, sort: UserSort) -> ColumnElement[Any]:
+def _sort_expression(sort: UserSort) -> ColumnElement[Any]:
     """What a sort orders by; text keys order case-insensitively (as the indexes do)."""
-    column: ColumnElement[Any] = getattr(columns, sort.key)
+    column: ColumnElement[Any] = getattr(User, sort.key)
     return func.lower(column) if sort.key in ("username", "email") else column
 
 
-def _ordering(columns: Any, sort: UserSort) -> list[ColumnElement[Any]]:
-    keys = [_sort_expression(columns, sort)]
+def _ordering(sort: UserSort) -> list[ColumnElement[Any]]:
+    keys: list[ColumnElement[Any]] = [_sort_expression(sort)]
     if sort.key != "id":
-        keys.append(columns.id)
+        keys.append(User.__table__.c.id)
     return [key.desc() if sort.descending else key.asc() for key in keys]
 
 
@@ -185,23 +185,18 @@ def _after_condition(sort: UserSort) -> ColumnElement[bool]:
     key: ColumnElement[Any] = bindparam("after_key", type_=getattr(User, sort.key).type)
     if sort.key in ("username", "email"):
         key = func.lower(key)
-    bound = tuple_(_sort_expression(User, sort), User.id)
+    bound = tuple_(_sort_expression(sort), User.id)
     position = tuple_(key, bindparam("after_id", type_=User.id.type))
     return bound < position if sort.descending else bound > position
 
 
 @lru_cache(maxsize=256)
 def _page_statement(shape: _Shape) -> Statement:
-    page: Select[Any] = select(*public_columns(User)).where(*_filter_conditions(shape.filters))
+    caller_is_admin = select(_caller.is_admin).where(_is_caller()).scalar_subquery()
+    page: Select[Any] = select(*public_columns(User)).where(
+        caller_is_admin, *_filter_conditions(shape.filters)
+    )
     if shape.after:
         page = page.where(_after_condition(shape.sort))
-    lateral = page.order_by(*_ordering(User, shape.sort)).limit(bindparam("limit")).lateral("page")
-    # The outer ORDER BY repeats the inner one: a join promises no order of its own.
-    statement = (
-        select(_caller.is_admin.label(_CALLER_IS_ADMIN), *lateral.c)
-        .select_from(_caller)
-        .outerjoin(lateral, true())
-        .where(_is_caller())
-        .order_by(*_ordering(lateral.c, shape.sort))
-    )
+    statement = page.order_by(*_ordering(shape.sort)).limit(bindparam("limit"))
     return compile_statement(statement)
