@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from ipaddress import ip_network
 
+import asyncpg
 import httpx
-from sqlalchemy import text
+import pytest
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.auth.helpers import PASSWORD, app_with, register
 from tests.conftest import login
+from tests.resilience.helpers import wait_until_blocked
 from users_api.config import Settings
 
 TOKEN = "/api/v1/auth/token"
@@ -140,3 +145,37 @@ async def test_concurrent_failures_never_exceed_the_limit(
     async with engine.connect() as connection:
         stored = await connection.scalar(text("SELECT count(*) FROM login_failures"))
     assert stored == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "status"),
+    [
+        # what a password change does to the row
+        ("renewed", "UPDATE users SET auth_version = auth_version + 1 WHERE id = $1", 401),
+        ("benched", "UPDATE users SET is_active = false WHERE id = $1", 401),
+        ("renamed", "UPDATE users SET full_name = 'Ada' WHERE id = $1", 200),
+    ],
+)
+async def test_a_change_landing_during_the_login_decides_whether_tokens_are_issued(
+    client: httpx.AsyncClient, database_url: str, name: str, change: str, status: int
+) -> None:
+    """The login checked the password it read before the hash: a password change or a
+    deactivation committed meanwhile leaves it without tokens, any other change not.
+    The test's row lock holds the login at its last statement while the change lands."""
+    user = await register(client, name)
+    dsn = make_url(database_url).set(drivername="postgresql")
+    holder = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", uuid.UUID(user["id"]))
+        attempt = asyncio.create_task(_attempt(client, name, PASSWORD))
+        await wait_until_blocked(holder)
+        await holder.execute(change, uuid.UUID(user["id"]))
+        await holder.execute("COMMIT")
+        response = await attempt
+    finally:
+        await holder.close()
+    assert response.status_code == status, response.text
+    if status == 401:  # the answer to any failed login: nothing tells this one apart
+        wrong = await _attempt(client, name, "not the password at all")
+        assert _comparable(response) == _comparable(wrong)

@@ -3,7 +3,10 @@
 A login is one transaction of short statements around an argon2 verification that
 takes tens of milliseconds on a worker thread. What runs on the event loop shares the
 CPU with that hash, so the statements are compiled once and run by asyncpg on a pooled
-connection (`db/direct.py`); through the ORM the same seven cost milliseconds a login.
+connection (`db/direct.py`); through the ORM they cost milliseconds a login. And each
+round trip wakes the loop (~180 µs of CPU here), so a login that succeeds is five:
+BEGIN, the account with its lock, the throttle's count, the refresh token with the
+check that the account still holds, COMMIT.
 
 The account's advisory lock is held from before the throttle's count until the commit,
 so racing attempts on one account are counted one by one: no burst of parallel guesses
@@ -20,13 +23,16 @@ from typing import Any
 
 from sqlalchemy import (
     Interval,
+    Text,
     bindparam,
+    cast,
     delete,
     func,
     insert,
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 
@@ -43,23 +49,32 @@ from users_api.users.models import User
 _WINDOW = bindparam("window", type_=Interval)
 
 
-def _by_login(column: Any) -> Statement:
+def _found_and_locked(column: Any) -> Statement:
+    """The account by its login name, and the account's lock taken in the same statement.
+
+    The lock's key is the user's id when there is one, else the name asked for, so that
+    guesses at a name that does not exist are throttled too. One row always: the user's
+    columns are NULL when there is none.
+    """
+    found = (
+        select(User.id, User.password_hash, User.is_active, User.auth_version)
+        .where(func.lower(column) == bindparam("login"))
+        .subquery("found")
+    )
+    key = func.coalesce(
+        literal_column("'user:'", Text) + cast(found.c.id, Text),
+        literal_column("'name:'", Text) + bindparam("login"),
+    )
+    lock = func.pg_advisory_xact_lock(literal_column(str(LOGIN_LOCK_CLASS)), func.hashtext(key))
     return compile_statement(
-        select(User.id, User.password_hash, User.is_active).where(
-            func.lower(column) == bindparam("login")
+        select(*found.c, key.label("account_key"), lock.label("locked")).select_from(
+            select(literal_column("1").label("one")).subquery("one").outerjoin(found, true())
         )
     )
 
 
 # By email when the name has an `@` (usernames cannot), else by username; any case.
-_BY_EMAIL, _BY_USERNAME = _by_login(User.email), _by_login(User.username)
-_LOCK_ACCOUNT = compile_statement(
-    select(
-        func.pg_advisory_xact_lock(
-            literal_column(str(LOGIN_LOCK_CLASS)), func.hashtext(bindparam("account_key"))
-        )
-    )
-)
+_BY_EMAIL, _BY_USERNAME = _found_and_locked(User.email), _found_and_locked(User.username)
 
 
 def _nth_newest(key: Any, value: str, n: str) -> Any:
@@ -101,16 +116,33 @@ _RECORD_FAILURE = compile_statement(
         account_key=bindparam("account_key"), client_address=bindparam("address")
     )
 )
-# The user's row, kept from being deleted until the refresh token referencing it is in:
-# a delete locks the user first and its cascade the tokens second, as here.
-_KEY_SHARE = compile_statement(
-    select(User.is_active, User.auth_version)
-    .where(User.id == bindparam("user_id"))
+# The refresh token goes in only if its user is still active with the token version the
+# password was checked against: deactivated, or its password changed, during the hash,
+# and there are no tokens. The user's row is locked (FOR KEY SHARE) before the token is
+# inserted, which keeps it from being deleted until the token is in; a delete locks
+# the user first and its cascade the tokens second, in the same order.
+_ISSUED = ("id", "token_hash", "family_id", "expires_at")
+_HOLDER = (
+    select(User.id, User.auth_version)
+    .where(
+        User.id == bindparam("user_id"),
+        User.auth_version == bindparam("auth_version"),
+        User.is_active.is_(True),
+    )
     .with_for_update(read=True, key_share=True)
+    .cte("holder")
 )
-_ISSUED = ("id", "token_hash", "family_id", "user_id", "auth_version", "expires_at")
 _STORE_REFRESH_TOKEN = compile_statement(
-    insert(RefreshToken).values({name: bindparam(name) for name in _ISSUED})
+    insert(RefreshToken)
+    .from_select(
+        [*_ISSUED, "user_id", "auth_version"],
+        select(
+            *(bindparam(name, type_=RefreshToken.__table__.c[name].type) for name in _ISSUED),
+            _HOLDER.c.id,
+            _HOLDER.c.auth_version,
+        ),
+    )
+    .returning(RefreshToken.id)
 )
 
 
@@ -151,8 +183,7 @@ class Login:
     ) -> TokenPair | DomainError:
         found = _BY_EMAIL if "@" in identifier else _BY_USERNAME
         user = await connection.fetchrow(found.sql, identifier.lower())
-        account_key = f"user:{user['id']}" if user else f"name:{identifier.lower()}"
-        await connection.execute(_LOCK_ACCOUNT.sql, account_key)
+        account_key: str = user["account_key"]
         marks = await connection.fetchrow(
             _MARKS.sql,
             *_MARKS.args(
@@ -170,7 +201,7 @@ class Login:
         )
         if wait is not None:
             return TooManyAttempts(wait)
-        if user is None:
+        if user["id"] is None:
             await hashing.verify_dummy(password)
             ok = False
         else:
@@ -180,7 +211,7 @@ class Login:
                     _STORE_REHASH.sql,
                     *_STORE_REHASH.args({"user_id": user["id"], "password_hash": new_hash}),
                 )
-        if user is None or not ok or not user["is_active"]:
+        if user["id"] is None or not ok or not user["is_active"]:
             failure = {"account_key": account_key, "address": address}
             await connection.execute(
                 _FORGET_EXPIRED_FAILURES.sql,
@@ -188,17 +219,17 @@ class Login:
             )
             await connection.execute(_RECORD_FAILURE.sql, *_RECORD_FAILURE.args(failure))
             return InvalidCredentials()
-        # Deleted or deactivated while the password was being checked: no tokens.
-        current = await connection.fetchrow(_KEY_SHARE.sql, user["id"])
-        if current is None or not current["is_active"]:
-            return InvalidCredentials()
-        return await self._issue(connection, user["id"], current["auth_version"])
+        return await self._issue(connection, user["id"], user["auth_version"])
 
     async def _issue(
         self, connection: DriverConnection, user_id: uuid.UUID, auth_version: int
-    ) -> TokenPair:
+    ) -> TokenPair | DomainError:
         refresh, row = refresh_token_row(
             user_id, auth_version, family_id=uuid.uuid4(), ttl=self.refresh_ttl
         )
-        await connection.execute(_STORE_REFRESH_TOKEN.sql, *_STORE_REFRESH_TOKEN.args(row))
+        stored = await connection.fetchval(
+            _STORE_REFRESH_TOKEN.sql, *_STORE_REFRESH_TOKEN.args(row)
+        )
+        if stored is None:  # deactivated, deleted or given a new password meanwhile
+            return InvalidCredentials()
         return token_pair(self.tokens, user_id, auth_version, refresh)
