@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.conftest import BASE_URL
 from tests.users.helpers import (
     PASSWORD,
     RFC3339_UTC,
@@ -62,6 +64,20 @@ async def test_location_points_at_the_created_user(client: httpx.AsyncClient) ->
     fetched = await client.get(created.headers["location"])
     assert fetched.status_code == 200
     assert fetched.json() == created.json()
+
+
+@pytest.mark.parametrize("root_path", ["", "/behind/a/proxy"])
+async def test_location_is_the_path_of_the_get_user_route(app: FastAPI, root_path: str) -> None:
+    """As `url_for` would give it, mount point (ASGI `root_path`) included."""
+    transport = httpx.ASGITransport(app=app, root_path=root_path)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        name = f"at{len(root_path)}"
+        created = await client.post(
+            USERS, json=valid_body(username=name, email=f"{name}@example.com")
+        )
+    assert created.status_code == 201, created.text
+    expected = root_path + app.url_path_for("get_user", user_id=created.json()["id"])
+    assert created.headers["location"] == expected
 
 
 async def test_ids_are_unique_and_time_ordered(client: httpx.AsyncClient) -> None:
