@@ -13,14 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
-from tests.auth.helpers import bearer, register, register_and_login
+from tests.auth.helpers import PASSWORD, bearer, register, register_and_login
 from tests.conftest import asgi_client
 from users_api.app import create_app
 from users_api.config import Settings
@@ -235,3 +235,85 @@ async def test_patches_answer_as_the_routes_do(
     text_plain = {"Content-Type": "text/plain"}
     response = await served.patch(ada_url, headers=as_ada | text_plain, content=b"full_name=A")
     assert response.status_code == 422, response.text
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+TOKEN = "/api/v1/auth/token"
+
+
+async def test_logins_answer_as_the_routes_do(
+    served: httpx.AsyncClient, routes_only: httpx.AsyncClient
+) -> None:
+    """Failures byte for byte; a success alike in all but the tokens, which both work."""
+    password = "pässword that is long"  # percent-encoded as UTF-8 in a form
+    await register(served, "lin", password)
+    await register(served, "lou", password)
+    encoded = "p%C3%A4ssword+that+is+long"
+    await register(served, "lia", password)
+    # Each failure counts twice (once per app) against its account's throttle: one
+    # account per failing case keeps them all under the limit.
+    cases: list[tuple[dict[str, str], bytes, int | None]] = [
+        (FORM, f"username=lin&password={encoded}".encode(), 200),
+        (FORM, f"grant_type=password&username=LOU%40example.com&password={encoded}".encode(), 200),
+        (FORM, b"username=lia&password=wrong+password", 401),
+        (FORM, b"username=nobody&password=whatever+it+is", 401),
+        (FORM, b"username=n1", 422),
+        (FORM, b"username=&password=x", 422),
+        (FORM, b"username=n2&username=n3&password=x", None),  # the route decides
+        (FORM, b"username=n4;password=x", None),
+        (FORM, "username=n5&password=pässword".encode(), None),  # raw UTF-8
+        (FORM, b"username=n6&password=%FF%FE", None),  # not UTF-8
+        (FORM, b"username=n%007&password=x", 422),
+        ({"Content-Type": "application/json"}, b'{"username": "n8"}', 422),
+    ]
+    for headers, content, status in cases:
+        shortcut = await served.post(TOKEN, headers=headers, content=content)
+        route = await routes_only.post(TOKEN, headers=headers, content=content)
+        if status is not None:
+            assert shortcut.status_code == status, (content, shortcut.text)
+        if shortcut.status_code != 200:
+            assert _answer(shortcut) == _answer(route), (content, shortcut.text, route.text)
+            continue
+        assert route.status_code == 200, route.text
+        assert shortcut.headers["cache-control"] == "no-store"
+        drop = {"content-length"}
+        assert [h for h in shortcut.headers.multi_items() if h[0] not in drop] == [
+            h for h in route.headers.multi_items() if h[0] not in drop
+        ]
+        mine, theirs = shortcut.json(), route.json()
+        assert list(mine) == list(theirs)
+        assert mine["token_type"] == theirs["token_type"] == "bearer"
+        assert mine["expires_in"] == theirs["expires_in"]
+        me = [
+            (await served.get(f"{USERS}/me", headers=bearer(body["access_token"]))).json()
+            for body in (mine, theirs)
+        ]
+        assert me[0] == me[1]
+
+
+async def test_the_shortcut_answers_plain_logins_itself(
+    app: FastAPI, served: httpx.AsyncClient
+) -> None:
+    """Behind the shortcut, an app that answers every request with 599: a plain login
+    never gets there, anything else does."""
+    await register(served, "solo")
+    reached: list[str] = []
+
+    async def routes(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await Response(status_code=599)(scope, receive, send)
+
+    async def mounted(scope: Any, receive: Any, send: Any) -> None:
+        # The shortcut finds the service's parts through scope["app"], as in the app.
+        await HotPaths(routes)({**scope, "app": app}, receive, send)
+
+    transport = httpx.ASGITransport(app=mounted)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        plain = await client.post(
+            TOKEN, headers=FORM, data={"username": "solo", "password": PASSWORD}
+        )
+        assert plain.status_code == 200, plain.text
+        assert reached == []
+        odd = await client.post(TOKEN, headers=FORM, content=b"username=solo")
+        assert odd.status_code == 599
+        assert reached == [TOKEN]

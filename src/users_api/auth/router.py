@@ -6,28 +6,30 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Response, status
 
-from users_api.auth.schemas import RefreshRequest, TokenResponse
+from users_api.auth.schemas import LoginForm, RefreshRequest, TokenResponse
 from users_api.auth.service import TokenPair
 from users_api.deps import AuthServiceDep, ClientAddress, CurrentUser, LoginDep
 from users_api.errors import DomainError, problem_responses, to_response
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-# Form fields of the OAuth2 password grant; bounded so a huge form is refused early.
-# No username or email holds a NUL, and PostgreSQL cannot even compare text with one.
-LoginName = Annotated[str, Form(min_length=1, max_length=320, pattern=r"^[^\x00]*$")]
-LoginPassword = Annotated[str, Form(min_length=1, max_length=1024)]
+# RFC 6749 §5.1: a response that carries tokens must not be stored by any cache.
+_NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _answer(result: TokenPair | DomainError) -> TokenResponse | Response:
-    # Failures are rendered, not raised: the transaction must commit what they recorded.
+def token_response(result: TokenPair | DomainError) -> Response:
+    """The `TokenResponse` body, or the failure's problem+json.
+
+    Failures are rendered, not raised: the transaction must commit what they recorded.
+    """
     if isinstance(result, DomainError):
         return to_response(result)
-    return TokenResponse(
+    body = TokenResponse(
         access_token=result.access_token,
         refresh_token=result.refresh_token,
         expires_in=result.expires_in,
     )
+    return Response(body.model_dump_json(), media_type="application/json", headers=_NOT_STORED)
 
 
 @router.post(
@@ -37,9 +39,9 @@ def _answer(result: TokenPair | DomainError) -> TokenResponse | Response:
     summary="Log in (OAuth2 password grant): username or email, and password",
 )
 async def login(
-    username: LoginName, password: LoginPassword, login: LoginDep, address: ClientAddress
-) -> TokenResponse | Response:
-    return _answer(await login(username, password, address=address))
+    form: Annotated[LoginForm, Form()], login: LoginDep, address: ClientAddress
+) -> Response:
+    return token_response(await login(form.username, form.password, address=address))
 
 
 @router.post(
@@ -48,8 +50,8 @@ async def login(
     responses=problem_responses(400, 401),
     summary="Trade a refresh token for a new pair (the old one is used up)",
 )
-async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> TokenResponse | Response:
-    return _answer(await auth.refresh(body.refresh_token))
+async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Response:
+    return token_response(await auth.refresh(body.refresh_token))
 
 
 @router.post(
