@@ -22,19 +22,26 @@ from users_api.errors import DatabaseTimeout, DatabaseUnavailable
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
 
 
-async def open_direct(settings: Settings, **changes: object) -> tuple[AsyncEngine, DirectPool]:
+@contextlib.asynccontextmanager
+async def open_direct(
+    settings: Settings, **changes: object
+) -> AsyncIterator[tuple[AsyncEngine, DirectPool]]:
+    """The engine and asyncpg's pool as the service opens them, closed on exit."""
     tuned = settings.model_copy(update=changes)
     engine = create_engine(tuned)
-    return engine, await DirectPool.open(engine, tuned)
+    pool = await DirectPool.open(engine, tuned)
+    try:
+        yield engine, pool
+    finally:
+        await pool.close()
+        await engine.dispose()
 
 
 @pytest.fixture
 async def service_pool(settings: Settings) -> AsyncIterator[DirectPool]:
     """A pool built as the service builds it: 2 connections, a short statement timeout."""
-    engine, pool = await open_direct(settings, db_pool_size=2, db_statement_timeout_ms=200)
-    yield pool
-    await pool.close()
-    await engine.dispose()
+    async with open_direct(settings, db_pool_size=2, db_statement_timeout_ms=200) as (_, pool):
+        yield pool
 
 
 async def backend_pids(pool: DirectPool, size: int = 2) -> set[int]:
@@ -108,8 +115,10 @@ async def test_connections_the_server_closed_are_replaced_on_checkout(
 ) -> None:
     """What pre-ping would catch, caught for free: every pooled backend is terminated
     while idle, and the next requests still get working connections, with no error."""
-    service_engine, pool = await open_direct(settings, db_pool_size=2, db_pool_pre_ping=pre_ping)
-    try:
+    async with open_direct(settings, db_pool_size=2, db_pool_pre_ping=pre_ping) as (
+        service_engine,
+        pool,
+    ):
         before = await backend_pids(pool)
         await open_pool(service_engine, 2)
         async with service_engine.connect() as connection:
@@ -122,9 +131,6 @@ async def test_connections_the_server_closed_are_replaced_on_checkout(
                 assert pid not in before
         async with service_engine.connect() as connection:  # the sessions' pool too
             assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
-    finally:
-        await pool.close()
-        await service_engine.dispose()
 
 
 async def terminate(engine: AsyncEngine, pids: set[int]) -> None:
@@ -148,8 +154,7 @@ async def terminate(engine: AsyncEngine, pids: set[int]) -> None:
 async def test_a_connection_comes_back_as_it_was_lent(settings: Settings) -> None:
     """No reset query on release (a round trip per request): the session keeps its
     settings, so the hot paths must leave nothing in it, and do not."""
-    engine, pool = await open_direct(settings, db_pool_size=1, db_statement_timeout_ms=1234)
-    try:
+    async with open_direct(settings, db_pool_size=1, db_statement_timeout_ms=1234) as (_, pool):
         async with pool.connection() as connection:
             await connection.execute("SELECT set_config('users_api.probe', 'kept', false)")
         async with pool.connection() as connection:
@@ -157,16 +162,12 @@ async def test_a_connection_comes_back_as_it_was_lent(settings: Settings) -> Non
             timeout = await connection.fetchval("SHOW statement_timeout")
         assert kept == "kept"
         assert timeout == "1234ms"
-    finally:
-        await pool.close()
-        await engine.dispose()
 
 
 async def test_a_pool_with_nothing_free_is_unavailable_after_the_pool_timeout(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine, pool = await open_direct(settings, db_pool_size=1, db_pool_timeout=0.2)
-    try:
+    async with open_direct(settings, db_pool_size=1, db_pool_timeout=0.2) as (_, pool):
         async with pool.connection():
             started = asyncio.get_running_loop().time()
             with pytest.raises(DatabaseUnavailable):
@@ -177,9 +178,6 @@ async def test_a_pool_with_nothing_free_is_unavailable_after_the_pool_timeout(
         assert "no database connection free within 0.2 s" in caplog.text
         async with pool.connection() as connection:  # given back: free again
             assert await connection.fetchval("SELECT 1") == 1
-    finally:
-        await pool.close()
-        await engine.dispose()
 
 
 async def test_an_unreachable_database_is_unavailable(
@@ -187,29 +185,21 @@ async def test_an_unreachable_database_is_unavailable(
 ) -> None:
     """Start-up goes on (the pool logs what it could not open); requests get 503s."""
     caplog.set_level(logging.WARNING)
-    engine, pool = await open_direct(settings, database_url=UNREACHABLE, db_pool_size=3)
-    try:
+    async with open_direct(settings, database_url=UNREACHABLE, db_pool_size=3) as (_, pool):
         assert "opened 0 of 3 pooled connections" in caplog.text
         with pytest.raises(DatabaseUnavailable):
             async with pool.connection():
                 pass
-    finally:
-        await pool.close()
-        await engine.dispose()
 
 
 async def test_open_fills_the_pool_once(settings: Settings) -> None:
-    engine, pool = await open_direct(settings, db_pool_size=2)
-    try:
+    async with open_direct(settings, db_pool_size=2) as (_, pool):
         assert pool.checked_out() == 0
         before = await backend_pids(pool)
         for _ in range(5):
             async with pool.connection() as connection:
                 await connection.fetchval("SELECT 1")
         assert await backend_pids(pool) == before  # nothing new was opened
-    finally:
-        await pool.close()
-        await engine.dispose()
 
 
 async def test_open_pool_on_an_unreachable_database_logs_and_returns(

@@ -39,7 +39,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from users_api.config import Settings
-from users_api.db.engine import connect_arguments
+from users_api.db.engine import connect_arguments, fill_pool
 from users_api.errors import DatabaseUnavailable, sqlstate_fault
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,8 @@ class DirectPool:
 
     @classmethod
     async def open(cls, engine: AsyncEngine, settings: Settings) -> DirectPool:
-        """Open DB_POOL_SIZE connections now, so the first burst does not pay for them.
-
-        Best effort: a database that is not up yet is no reason not to start (requests
-        then get 503s until it is); the pool connects on demand as before.
-        """
+        """Open DB_POOL_SIZE connections now, so the first burst does not pay for them
+        (best effort, as `fill_pool` says)."""
         pool: asyncpg.Pool = await asyncpg.create_pool(
             min_size=0,  # connected below, where a failure is only logged
             max_size=settings.db_pool_size + settings.db_max_overflow,
@@ -93,21 +90,8 @@ class DirectPool:
             **driver_arguments(engine, settings),
         )
         direct = cls(pool, timeout=settings.db_pool_timeout, pre_ping=settings.db_pool_pre_ping)
-        await direct._fill(settings.db_pool_size)
+        await fill_pool(settings.db_pool_size, pool.acquire, pool.release)
         return direct
-
-    async def _fill(self, size: int) -> None:
-        taken = await asyncio.gather(
-            *(self._pool.acquire() for _ in range(size)), return_exceptions=True
-        )
-        failures = [outcome for outcome in taken if isinstance(outcome, BaseException)]
-        if failures:  # unreachable, refused, starting up
-            log.warning(
-                "opened %d of %d pooled connections: %s", size - len(failures), size, failures[0]
-            )
-        for connection in taken:
-            if not isinstance(connection, BaseException):
-                await self._pool.release(connection)
 
     async def expire(self) -> None:
         """Replace every connection before its next use (after a failover, say)."""

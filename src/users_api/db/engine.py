@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
@@ -14,6 +15,7 @@ from sqlalchemy.util import greenlet_spawn
 from users_api.config import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 APPLICATION_NAME = "users-api"
 COMMAND_TIMEOUT_MARGIN_SECONDS = 5.0
@@ -76,18 +78,24 @@ def _command_timeout(settings: Settings) -> float | None:
 async def open_pool(engine: AsyncEngine, size: int) -> None:
     """Open the pool's connections now, so that the first burst of requests does not pay
     for connection set-up and the database sees one steady set of backends from the start.
+    """
+    await fill_pool(size, engine.raw_connection, lambda pooled: greenlet_spawn(pooled.close))
+
+
+async def fill_pool(
+    size: int, take: Callable[[], Awaitable[T]], give_back: Callable[[T], Awaitable[object]]
+) -> None:
+    """Take `size` connections at once and give them back, still connected; either pool.
 
     Best effort: a database that is not up yet is no reason not to start (requests then
     get 503s until it is); the pool opens connections on demand as before.
     """
-    opened = await asyncio.gather(
-        *(engine.raw_connection() for _ in range(size)), return_exceptions=True
-    )
-    failures = [outcome for outcome in opened if isinstance(outcome, BaseException)]
+    taken = await asyncio.gather(*(take() for _ in range(size)), return_exceptions=True)
+    failures = [outcome for outcome in taken if isinstance(outcome, BaseException)]
     if failures:  # unreachable, refused, starting up
         log.warning(
             "opened %d of %d pooled connections: %s", size - len(failures), size, failures[0]
         )
-    for connection in opened:
+    for connection in taken:
         if not isinstance(connection, BaseException):
-            await greenlet_spawn(connection.close)  # back to the pool, still connected
+            await give_back(connection)
