@@ -746,7 +746,7 @@ def report(
     out.append(f"auth: {auth_note}")
     out.append(
         f"argon2 bound: one hash = {hash_s * 1000:.1f} ms (median of the timings before each"
-        f" round: {timed} ms; users_api.auth.passwords parameters);"
+        f" round: {timed} ms; users_api.security.passwords parameters);"
         f" {hash_threads} hash threads, {server_cpu_count} server CPU(s) ->"
         f" bound = {bound_threads} / {hash_s * 1000:.1f} ms = {bound:.1f} req/s"
         f" (nominal {hash_threads} / t = {hash_threads / hash_s:.1f} req/s)"
@@ -1023,7 +1023,7 @@ def same_json(servers: list[Server], user_id: str) -> None:
 
 
 def _hash_threads() -> int:
-    from users_api.auth.passwords import Passwords
+    from users_api.security.passwords import Passwords
 
     return Passwords().concurrency
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,7 +20,6 @@ from tests import databases
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.db.migrations import upgrade_on
-from users_api.users.models import User
 from users_api.users.service import UserService
 
 BASE_URL = "http://testserver"
@@ -95,14 +96,21 @@ ADMIN_USERNAME = "root"
 ADMIN_PASSWORD = "admin password that is long"
 
 
+@dataclass(frozen=True)
+class Admin:
+    id: uuid.UUID
+    username: str
+
+
 @pytest.fixture
-async def admin(app: FastAPI) -> User:
+async def admin(app: FastAPI) -> Admin:
     """An active admin, created through the service as `FIRST_ADMIN_*` would."""
-    async with app.state.session_factory() as session, session.begin():
-        service = UserService(session, app.state.passwords, password_min_length=12)
-        return await service.create_admin(
-            email=ADMIN_EMAIL, username=ADMIN_USERNAME, password=ADMIN_PASSWORD
-        )
+    users: UserService = app.state.users
+    created = await users.ensure_admin(
+        email=ADMIN_EMAIL, username=ADMIN_USERNAME, password=ADMIN_PASSWORD
+    )
+    assert created is not None
+    return Admin(id=created["id"], username=created["username"])
 
 
 async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, Any]:
@@ -116,7 +124,7 @@ async def login(client: httpx.AsyncClient, username: str, password: str) -> dict
 
 
 @pytest.fixture
-async def admin_client(app: FastAPI, admin: User) -> AsyncIterator[httpx.AsyncClient]:
+async def admin_client(app: FastAPI, admin: Admin) -> AsyncIterator[httpx.AsyncClient]:
     """A client signed in as `admin`."""
     async with asgi_client(app) as client:
         tokens = await login(client, admin.username, ADMIN_PASSWORD)

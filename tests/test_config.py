@@ -80,10 +80,9 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.allow_registration is True
     assert settings.password_min_length == 12
     assert settings.db_pool_size >= 1
-    assert settings.db_session_pool_size >= 1
     assert settings.db_echo is False
     with pytest.raises(RuntimeError, match="DATABASE_URL"):
-        _ = settings.sqlalchemy_url
+        settings.require_database_url()
 
 
 @pytest.mark.parametrize(
@@ -92,7 +91,6 @@ def test_defaults_follow_the_contract() -> None:
         ("DATABASE_URL", "mysql://x/y", "must be a postgresql+asyncpg:// URL, not mysql://"),
         ("DB_POOL_SIZE", "abc", "Input should be a valid integer"),
         ("DB_POOL_SIZE", "0", "Input should be greater than or equal to 1"),
-        ("DB_SESSION_POOL_SIZE", "0", "Input should be greater than or equal to 1"),
         ("SECRET_KEY", "short", "must be at least 32 bytes long"),
         ("ALLOW_REGISTRATION", "perhaps", "Input should be a valid boolean"),
     ],

@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import text
+from fastapi import FastAPI, Request
 from uuid_utils.compat import uuid7
 
 from tests.users.helpers import (
@@ -22,7 +21,7 @@ from tests.users.helpers import (
 )
 from users_api.app import create_app
 from users_api.config import Settings
-from users_api.db.session import SessionDep
+from users_api.db.database import Database, Unit
 from users_api.middleware import BodySizeLimit
 
 LIMIT = 64 * 1024
@@ -201,8 +200,12 @@ async def faulty_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         raise RuntimeError(f"unexpected state; api key {SECRET}")
 
     @app.get("/bad-sql")
-    async def bad_sql(session: SessionDep) -> dict[str, Any]:
-        await session.execute(text(f"SELECT password_hash FROM no_such_table_{SECRET[:6]}"))  # noqa: S608
+    async def bad_sql(request: Request) -> dict[str, Any]:
+        async def work(unit: Unit) -> None:
+            await unit.connection.execute(f"SELECT password_hash FROM no_such_table_{SECRET[:6]}")  # noqa: S608
+
+        database: Database = request.app.state.db
+        await database.run(work)
         return {}
 
     async with app.router.lifespan_context(app), client_for(app) as client:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from users_api.users.models import User
+from tests.conftest import Admin
 
 FAIL_AT_COMMIT = "fail at commit"
 
@@ -46,7 +46,7 @@ async def commit_trap(engine: AsyncEngine) -> AsyncIterator[None]:
 
 @pytest.mark.usefixtures("commit_trap")
 async def test_a_failed_commit_is_never_a_success(
-    admin_client: httpx.AsyncClient, admin: User, engine: AsyncEngine
+    admin_client: httpx.AsyncClient, admin: Admin, engine: AsyncEngine
 ) -> None:
     url = f"/api/v1/users/{admin.id}"
     response = await admin_client.patch(url, json={"full_name": FAIL_AT_COMMIT})
@@ -65,7 +65,7 @@ async def test_a_failed_commit_is_never_a_success(
 
 
 async def test_a_refused_request_changes_nothing(
-    admin_client: httpx.AsyncClient, admin: User, engine: AsyncEngine
+    admin_client: httpx.AsyncClient, admin: Admin, engine: AsyncEngine
 ) -> None:
     first = await admin_client.post(
         "/api/v1/users",

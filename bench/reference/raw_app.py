@@ -37,7 +37,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
 try:  # the service's own argon2 parameters, so a hash costs the same everywhere
-    from users_api.auth.passwords import (
+    from users_api.security.passwords import (
         ARGON2_MEMORY_KIB,
         ARGON2_PARALLELISM,
         ARGON2_TIME_COST,

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from users_api import __version__
-from users_api.auth.login import Login
-from users_api.auth.passwords import Passwords, common_passwords, default_hash_concurrency
-from users_api.auth.router import router as auth_router
-from users_api.auth.secret import resolve_secret_key
+from users_api.auth.routes import router as auth_router
+from users_api.auth.service import AuthService
 from users_api.auth.throttle import ThrottleRules
-from users_api.auth.tokens import AccessTokens
 from users_api.config import Settings
-from users_api.db.direct import DirectPool
-from users_api.db.engine import create_engine, open_pool
-from users_api.db.session import create_session_factory
+from users_api.db.database import Database, Unit
 from users_api.errors import install_error_handlers, problem, problem_responses
+from users_api.http import openapi
+from users_api.http.routing import RequestRoute, add_routes
 from users_api.middleware import BodySizeLimit
-from users_api.users.creation import UserCreation
-from users_api.users.hot_paths import HotPaths
-from users_api.users.quick_update import QuickUpdate
-from users_api.users.reader import UserReader
-from users_api.users.router import router as users_router
+from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
+from users_api.security.secret import resolve_secret_key
+from users_api.security.tokens import AccessTokens
+from users_api.users.models import UNIQUE_FIELDS
+from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
 
 READY_TIMEOUT_SECONDS = 1.0
@@ -50,21 +44,30 @@ for a lock). Nothing of such a request is stored: each request is one transactio
 """
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, on_started: Callable[[], None] | None = None) -> FastAPI:
+    """`on_started` runs once the app is ready to serve (`serving.py` tunes the process)."""
+    passwords = Passwords(
+        concurrency=settings.password_hash_concurrency or default_hash_concurrency()
+    )
+    tokens = AccessTokens(
+        secret=resolve_secret_key(settings),
+        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        app.state.engine = engine
-        app.state.session_factory = create_session_factory(engine)
-        await open_pool(engine, settings.db_session_pool_size)
-        pool = await DirectPool.open(engine, settings)
-        app.state.direct_pool = pool
-        app.state.user_reader = UserReader(pool)
-        app.state.quick_update = QuickUpdate(pool)
-        app.state.login = Login(
-            pool,
-            passwords=app.state.passwords,
-            tokens=app.state.tokens,
+        db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
+        app.state.db = db
+        app.state.users = UserService(
+            db,
+            passwords,
+            password_min_length=settings.password_min_length,
+            allow_registration=settings.allow_registration,
+        )
+        app.state.auth = AuthService(
+            db,
+            passwords=passwords,
+            tokens=tokens,
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=ThrottleRules(
                 per_account=settings.login_failures_per_account,
@@ -72,109 +75,75 @@ def create_app(settings: Settings) -> FastAPI:
                 window=timedelta(seconds=settings.login_failure_window_seconds),
             ),
         )
-        app.state.user_creation = UserCreation(
-            pool,
-            app.state.passwords,
-            password_min_length=settings.password_min_length,
-            allow_registration=settings.allow_registration,
-        )
-        await _ensure_first_admin(app, settings)
+        await _ensure_first_admin(app.state.users, settings)
         common_passwords()  # read now, not on the loop during the first registration
-        _settle_after_startup()
+        if on_started is not None:
+            on_started()
         try:
             yield
         finally:
-            await pool.close()
-            await engine.dispose()
-            app.state.passwords.close()
+            await db.close()
+            passwords.close()
 
     app = FastAPI(
         title="users-api",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks cost a few µs a request even with nothing
+        # configured; tracing, when it comes, is configured explicitly.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.state.passwords = Passwords(
-        concurrency=settings.password_hash_concurrency or default_hash_concurrency()
-    )
-    app.state.tokens = AccessTokens(
-        secret=resolve_secret_key(settings),
-        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
-    )
+    app.state.tokens = tokens
     install_error_handlers(app)
-    app.add_middleware(HotPaths)  # the common requests skip the rest (hot_paths.py)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)  # outermost of ours
-    app.include_router(auth_router)
-    app.include_router(users_router)
-    _add_operations(app)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    add_routes(app, auth_router, users_router, _operations)
+    openapi.install(app)
     return app
 
 
-def _settle_after_startup() -> None:
-    """Set the process up for serving once everything long-lived has been built.
-
-    What start-up built (modules, the OpenAPI models, compiled SQL) lives as long as the
-    process: frozen, the cyclic collector stops walking it again and again, and its full
-    collections no longer stall requests for tens of milliseconds (p99). A request leaves
-    hundreds of container objects, nearly all freed by reference counting: collecting the
-    young generation every 700 allocations (the default) ran several times per request
-    for little; every 20,000 is still well bounded.
-
-    Then glibc is asked to hand back the heap pages that start-up's garbage freed
-    (import-time objects, the source of the common-password list): ~3 MiB of a worker's
-    RSS, measured. Elsewhere than glibc there is no `malloc_trim` and nothing to do.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
-
-
-async def _ensure_first_admin(app: FastAPI, settings: Settings) -> None:
+async def _ensure_first_admin(users: UserService, settings: Settings) -> None:
     """FIRST_ADMIN_*: create that admin at start-up unless a user has the email."""
     email, username = settings.first_admin_email, settings.first_admin_username
     password = settings.first_admin_password
     if not (email and username and password):
         return
-    async with app.state.session_factory() as session, session.begin():
-        service = UserService(
-            session, app.state.passwords, password_min_length=settings.password_min_length
-        )
-        created = await service.ensure_admin(
-            email=email, username=username, password=password.get_secret_value()
-        )
-    if created is not None:
-        log.info("created the first admin %s", created.username)
-
-
-def _add_operations(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["operations"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["operations"],
-        summary="Readiness: the database answers within one second",
-        responses=problem_responses(),
+    created = await users.ensure_admin(
+        email=email, username=username, password=password.get_secret_value()
     )
-    async def readyz(request: Request) -> Response:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                async with request.app.state.direct_pool.connection() as connection:
-                    await connection.execute("SELECT 1")
-        except Exception:  # any failure at all means "not ready"
-            return problem(
-                503,
-                detail="The database did not answer within one second.",
-                code="not-ready",
-                headers={"Retry-After": "1"},
-            )
-        return Response(content=b'{"status":"ready"}', media_type="application/json")
+    if created is not None:
+        log.info("created the first admin %s", created["username"])
 
 
-def app_factory() -> FastAPI:
-    """Entry point for `uvicorn --factory`: settings come from the environment."""
-    return create_app(Settings())
+_operations = APIRouter(tags=["operations"], route_class=RequestRoute)
+
+
+@_operations.get("/healthz", summary="Liveness", operation_id="getHealth")
+async def healthz(request: Request) -> Response:
+    return Response(content=b'{"status":"ok"}', media_type="application/json")
+
+
+@_operations.get(
+    "/readyz",
+    summary="Readiness: the database answers within one second",
+    operation_id="getReadiness",
+    responses=problem_responses(),
+)
+async def readyz(request: Request) -> Response:
+    db: Database = request.app.state.db
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await db.run(_ping, transaction=False)
+    except Exception:  # any failure at all means "not ready"
+        return problem(
+            503,
+            detail="The database did not answer within one second.",
+            code="not-ready",
+            headers={"Retry-After": "1"},
+        )
+    return Response(content=b'{"status":"ready"}', media_type="application/json")
+
+
+async def _ping(unit: Unit) -> None:
+    await unit.connection.execute("SELECT 1")

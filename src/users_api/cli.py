@@ -17,12 +17,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.engine import make_url
 
-from users_api.auth.passwords import Passwords
 from users_api.config import Settings, describe_error
-from users_api.db.engine import create_engine
-from users_api.db.session import create_session_factory
 from users_api.errors import DomainError, InvalidInput
-from users_api.users.service import UserService
+from users_api.security.passwords import Passwords
 
 cli = typer.Typer(
     name="users-api",
@@ -149,7 +146,7 @@ def serve(
         import uvicorn
 
         uvicorn.run(
-            "users_api.app:app_factory",
+            "users_api.serving:app_factory",
             factory=True,
             host=host,
             port=port,
@@ -191,18 +188,28 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def _create_admin(settings: Settings, *, email: str, username: str, password: str) -> str:
-    engine = create_engine(settings)
+    from users_api.db.database import Database
+    from users_api.users.models import UNIQUE_FIELDS
+    from users_api.users.schemas import UserCreate
+    from users_api.users.service import UserService
+
+    database = await Database.open(
+        settings.model_copy(update={"db_pool_size": 1}), unique_fields=UNIQUE_FIELDS
+    )
     passwords = Passwords()
     try:
-        async with create_session_factory(engine)() as session, session.begin():
-            service = UserService(
-                session, passwords, password_min_length=settings.password_min_length
-            )
-            admin = await service.create_admin(email=email, username=username, password=password)
-            return str(admin.id)
+        users = UserService(
+            database,
+            passwords,
+            password_min_length=settings.password_min_length,
+            allow_registration=False,
+        )
+        data = UserCreate(email=email, username=username, password=password, is_admin=True)
+        admin = await users.create(data, caller=None, system=True)
+        return str(admin["id"])
     finally:
         passwords.close()
-        await engine.dispose()
+        await database.close()
 
 
 @cli.command("create-admin")

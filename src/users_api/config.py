@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 _ASYNC_DRIVER = "postgresql+asyncpg"
@@ -59,18 +59,15 @@ class Settings(BaseSettings):
     first_admin_username: str | None = None
     first_admin_password: SecretStr | None = None
 
-    # Fixed pools: overflow connections are opened under load and closed after, a new
-    # PostgreSQL backend (a fork and an authentication) per burst. Requests beyond a pool
-    # wait for a connection instead, at most DB_POOL_TIMEOUT. DB_POOL_SIZE is asyncpg's
-    # pool, which nearly every request uses (db/direct.py); DB_SESSION_POOL_SIZE is the
-    # engine's, for the ORM sessions of the rarer writes (deletes, full updates, refresh).
+    # A fixed pool: overflow connections are opened under load and closed after, a new
+    # PostgreSQL backend (a fork and an authentication) per burst. Requests beyond the
+    # pool wait for a connection instead, at most DB_POOL_TIMEOUT (db/database.py).
     db_pool_size: Annotated[int, Field(ge=1, le=1000)] = 20
-    db_session_pool_size: Annotated[int, Field(ge=1, le=1000)] = 5
     db_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 0
     db_pool_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
     db_pool_recycle: Annotated[int, Field(ge=-1)] = 1800
-    # A full ping costs three round trips per checkout; connections the server closed
-    # are dropped for free on checkout without it (see db/engine.py).
+    # A ping costs a round trip per checkout; connections the server closed are dropped
+    # for free on checkout without it (see db/database.py).
     db_pool_pre_ping: bool = False
     db_echo: bool = False
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
@@ -108,11 +105,10 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 bytes long")
         return value
 
-    @property
-    def sqlalchemy_url(self) -> URL:
+    def require_database_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("no DATABASE_URL: start the embedded database first")
-        return make_url(self.database_url)
+        return self.database_url
 
 
 def describe_error(exc: ValidationError) -> str:

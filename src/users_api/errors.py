@@ -1,9 +1,9 @@
 """Domain errors, and the one place where any error becomes an RFC 9457 problem.
 
-Services raise the `DomainError` subclasses below; they carry no HTTP. The handlers
-registered by `install_error_handlers` turn those, framework errors (404 route, 405,
-422, 413) and database faults into `application/problem+json`, and a 500 that leaks
-nothing.
+Services raise the `DomainError` subclasses below; they carry no HTTP (database faults
+become them in one place, `db/database.py`). The handlers registered by
+`install_error_handlers` turn those and framework errors (404 route, 405, 422, 413) into
+`application/problem+json`, and anything else into a 500 that leaks nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -310,13 +308,6 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def database_error(request: Request, exc: Exception) -> Response:
-    """The 503 for a database fault (logged: an operator wants to see these)."""
-    fault = database_fault(exc) or DatabaseUnavailable()
-    log.warning("%s on %s %s: %s", fault.code, request.method, request.url.path, type(exc))
-    return await _domain_error(request, fault)
-
-
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(
@@ -324,72 +315,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     )
 
 
-# PostgreSQL error codes (SQLSTATE) that say "not now" rather than "never": the same
-# request may well succeed a moment later, so they are a 503 with Retry-After, not a 500.
-_TIMEOUT_SQLSTATES = frozenset(
-    {
-        "57014",  # query_canceled: statement_timeout (DB_STATEMENT_TIMEOUT_MS) or a cancel
-        "55P03",  # lock_not_available: lock_timeout, or NOWAIT
-    }
-)
-_UNAVAILABLE_SQLSTATES = frozenset(
-    {
-        "57P01",  # admin_shutdown: the server is stopping (pg_ctl stop -m fast)
-        "57P02",  # crash_shutdown: another backend crashed
-        "57P03",  # cannot_connect_now: the server is starting up or shutting down
-        "53300",  # too_many_connections
-    }
-)
-
-
-def sqlstate_fault(sqlstate: str | None) -> DatabaseUnavailable | None:
-    """The 503 for an error code that means "not now", or None."""
-    if sqlstate in _TIMEOUT_SQLSTATES:
-        return DatabaseTimeout()
-    if sqlstate in _UNAVAILABLE_SQLSTATES or (sqlstate or "").startswith("08"):
-        return DatabaseUnavailable()  # class 08: connection exceptions
-    return None
-
-
-def database_fault(exc: BaseException) -> DatabaseUnavailable | None:
-    """The 503 to answer for a database fault worth retrying, or None for a real bug."""
-    if isinstance(exc, DBAPIError):
-        fault = sqlstate_fault(getattr(exc.orig, "sqlstate", None))
-        if fault is not None:
-            return fault
-    if is_connection_error(exc):
-        return DatabaseUnavailable()
-    return None
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True for faults that mean 'the database is not reachable right now'."""
-    if isinstance(exc, PoolTimeoutError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError)
-
-
-# SQLSTATEs of a transaction the database aborted in favour of a concurrent one: nothing
-# of it was applied, and the same request again may well succeed.
-_CONCURRENCY_FAILURES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock
-
-
-async def _dbapi_error(request: Request, exc: Exception) -> Response:
-    if database_fault(exc) is not None:
-        return await database_error(request, exc)
-    if getattr(getattr(exc, "orig", None), "sqlstate", None) in _CONCURRENCY_FAILURES:
-        log.warning("concurrent change on %s %s: %s", request.method, request.url.path, exc)
-        return to_response(ConcurrentChange())
-    return await _unexpected_error(request, exc)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(PoolTimeoutError, database_error)
-    app.add_exception_handler(DBAPIError, _dbapi_error)
-    app.add_exception_handler(OSError, database_error)
     app.add_exception_handler(Exception, _unexpected_error)

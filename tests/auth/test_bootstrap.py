@@ -11,8 +11,8 @@ from pydantic import SecretStr, ValidationError
 
 from tests.auth.helpers import app_with
 from tests.conftest import login
-from users_api.auth.secret import SecretKeyError, resolve_secret_key
 from users_api.config import Settings
+from users_api.security.secret import SecretKeyError, resolve_secret_key
 
 FIRST = {
     "first_admin_email": "boss@example.com",

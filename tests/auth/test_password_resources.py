@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from users_api.auth.passwords import (
+from users_api.security.passwords import (
     HASHING_NICENESS,
     Passwords,
     common_passwords,

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.auth.helpers import PASSWORD, register
 from tests.conftest import login
-from users_api.auth.passwords import (
+from users_api.security.passwords import (
     ARGON2_MEMORY_KIB,
     ARGON2_PARALLELISM,
     ARGON2_TIME_COST,
@@ -91,7 +91,7 @@ def test_policy() -> None:
 
 
 async def test_common_password_is_refused(client: httpx.AsyncClient) -> None:
-    from users_api.auth.passwords import common_passwords
+    from users_api.security.passwords import common_passwords
 
     common = next(p for p in sorted(common_passwords()) if 12 <= len(p) <= 128)
     response = await client.post(

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.auth.helpers import PASSWORD, app_with, bearer, register, register_and_login
+from tests.conftest import Admin
 from users_api.config import Settings
-from users_api.users.models import User
 
 USERS = "/api/v1/users"
 
@@ -114,7 +114,7 @@ async def test_admin_resets_a_password_without_the_current_one(
 
 
 async def test_admin_changing_own_password_needs_the_current_one(
-    admin_client: httpx.AsyncClient, admin: User
+    admin_client: httpx.AsyncClient, admin: Admin
 ) -> None:
     response = await admin_client.patch(
         f"{USERS}/{admin.id}", json={"password": "a new admin password"}
@@ -131,7 +131,7 @@ async def test_registration_closed(settings: Settings, admin_client: httpx.Async
         assert created.status_code == 201
 
 
-async def test_the_last_active_admin_stays(admin_client: httpx.AsyncClient, admin: User) -> None:
+async def test_the_last_active_admin_stays(admin_client: httpx.AsyncClient, admin: Admin) -> None:
     url = f"{USERS}/{admin.id}"
     for change in ({"is_admin": False}, {"is_active": False}):
         response = await admin_client.patch(url, json=change)
@@ -153,7 +153,7 @@ async def test_the_last_active_admin_stays(admin_client: httpx.AsyncClient, admi
 
 
 async def test_two_admins_demoting_each_other_leave_one(
-    client: httpx.AsyncClient, admin_client: httpx.AsyncClient, admin: User, engine: AsyncEngine
+    client: httpx.AsyncClient, admin_client: httpx.AsyncClient, admin: Admin, engine: AsyncEngine
 ) -> None:
     second = await admin_client.post(
         USERS,

@@ -13,8 +13,8 @@ import pytest
 
 from tests.auth.helpers import PASSWORD, bearer, register, register_and_login
 from tests.conftest import login
-from users_api.auth.tokens import AUDIENCE, ISSUER, AccessTokens, InvalidToken
 from users_api.config import Settings
+from users_api.security.tokens import AUDIENCE, ISSUER, AccessTokens, InvalidToken
 
 ME = "/api/v1/users/me"
 
@@ -115,7 +115,7 @@ def test_a_checked_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPa
     token = tokens.issue(user_id, 3)
     assert tokens.verify(token).user_id == user_id  # checked, and now cached
     now = datetime.now(UTC).timestamp()
-    monkeypatch.setattr("users_api.auth.tokens.time.time", lambda: now + 61)
+    monkeypatch.setattr("users_api.security.tokens.time.time", lambda: now + 61)
     with pytest.raises(InvalidToken):
         tokens.verify(token)
 

@@ -23,10 +23,9 @@ from schemathesis.specs.openapi.formats import email_values
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.auth.helpers import register_and_login
-from tests.conftest import ADMIN_PASSWORD, login
+from tests.conftest import ADMIN_PASSWORD, Admin, login
 from users_api.app import create_app
 from users_api.config import Settings
-from users_api.users.models import User
 
 MAX_EXAMPLES = 40
 BASE_URL = "http://testserver"
@@ -103,7 +102,7 @@ class Caller:
 
 
 @pytest.fixture
-async def callers(client: httpx.AsyncClient, admin: User) -> dict[str, Caller]:
+async def callers(client: httpx.AsyncClient, admin: Admin) -> dict[str, Caller]:
     """An admin and a plain user, signed in, and their ids for the fuzzer to aim at."""
     plain, plain_tokens = await register_and_login(client, "plain")
     admin_tokens = await login(client, admin.username, ADMIN_PASSWORD)

@@ -11,14 +11,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-from fastapi import FastAPI
-from sqlalchemy import text
+from fastapi import FastAPI, Request
 
 from tests.conftest import BASE_URL
 from users_api.app import create_app
 from users_api.config import Settings
-from users_api.db.engine import APPLICATION_NAME
-from users_api.db.session import SessionDep
+from users_api.db.database import APPLICATION_NAME, Database, Unit
 
 # Far above any answer we expect: a request still open this long has hung.
 HUNG_AFTER_SECONDS = 15.0
@@ -29,16 +27,22 @@ def add_test_routes(app: FastAPI) -> None:
     """Routes that exist only in these tests, to hold a pooled connection on purpose."""
 
     @app.get("/_test/sleep")
-    async def sleep(session: SessionDep, seconds: float) -> dict[str, bool]:
-        await session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    async def sleep(request: Request, seconds: float) -> dict[str, bool]:
+        async def work(unit: Unit) -> None:
+            await unit.connection.execute("SELECT pg_sleep($1)", seconds)
+
+        database: Database = request.app.state.db
+        await database.run(work)
         return {"slept": True}
 
     @app.post("/_test/lock/{user_id}")
-    async def lock(session: SessionDep, user_id: uuid.UUID) -> dict[str, bool]:
-        await session.execute(text("SET LOCAL lock_timeout = '300ms'"))
-        await session.execute(
-            text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
-        )
+    async def lock(request: Request, user_id: uuid.UUID) -> dict[str, bool]:
+        async def work(unit: Unit) -> None:
+            await unit.connection.execute("SET LOCAL lock_timeout = '300ms'")
+            await unit.connection.execute("SELECT id FROM users WHERE id = $1 FOR UPDATE", user_id)
+
+        database: Database = request.app.state.db
+        await database.run(work)
         return {"locked": True}
 
 
@@ -126,5 +130,4 @@ async def wait_until_ready(client: httpx.AsyncClient, within: float = 10.0) -> N
 
 def assert_every_connection_returned(app: FastAPI) -> None:
     """Both pools, the sessions' and the hot paths', hold every connection again."""
-    assert app.state.engine.pool.checkedout() == 0
-    assert app.state.direct_pool.checked_out() == 0
+    assert app.state.db.in_use() == 0

@@ -189,8 +189,7 @@ async def test_connect_timeout_bounds_a_database_that_accepts_but_never_answers(
         resilience_settings, db_connect_timeout=1.0, db_pool_size=1, db_max_overflow=0
     ) as (app, client):
         # start-up filled the pools: empty them
-        await app.state.engine.dispose()
-        await app.state.direct_pool.expire()
+        await app.state.db.expire()
         with postgres.frozen():
             for attempt in range(2):
                 ready, took = await timed(client, "GET", "/readyz")

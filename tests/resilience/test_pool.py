@@ -25,14 +25,13 @@ from tests.resilience.helpers import (
     wait_until_blocked,
 )
 from users_api.config import Settings
-from users_api.db.engine import APPLICATION_NAME
+from users_api.db.database import APPLICATION_NAME
 
 # Runs on a PostgreSQL of its own: the same whatever TEST_DATABASE_URL says.
 pytestmark = pytest.mark.own_database
 
 TINY_POOL = {
     "db_pool_size": 1,
-    "db_session_pool_size": 1,
     "db_max_overflow": 0,
     "db_pool_timeout": 0.5,
 }
@@ -116,12 +115,12 @@ async def test_statement_timeout_cancels_the_statement_and_the_connection_stays_
             assert_unavailable(slept, code="database-timeout")
             assert took < 5.0
 
-            # Each pool's one connection came back usable, outside any transaction.
+            # The pool's one connection came back usable, outside any transaction.
             states = await holder.fetch(
                 "SELECT state FROM pg_stat_activity WHERE application_name = $1",
                 APPLICATION_NAME,
             )
-            assert [row["state"] for row in states] == ["idle", "idle"]
+            assert [row["state"] for row in states] == ["idle"]
             me = await client.get("/api/v1/users/me", headers=headers)
             assert me.status_code == 200, me.text
             assert me.json()["version"] == 1  # nothing of the cancelled change was kept

@@ -26,7 +26,7 @@ from tests.users.helpers import (
     user_url,
     without_admin,
 )
-from users_api.auth.passwords import Passwords
+from users_api.security.passwords import Passwords
 
 
 def valid_body(**overrides: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tests.users.helpers import (
     password_hash_of,
     user_url,
 )
-from users_api.auth.passwords import Passwords
+from users_api.security.passwords import Passwords
 
 
 async def test_absent_fields_stay_and_sent_fields_change(client: httpx.AsyncClient) -> None:

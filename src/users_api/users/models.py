@@ -14,6 +14,8 @@ from users_api.db.base import Base
 # Names the service reads back from an IntegrityError to say which field conflicts.
 EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
 USERNAME_UNIQUE_INDEX = "uq_users_username_lower"
+# The field a write conflicts on when one of these unique indexes refuses it (409).
+UNIQUE_FIELDS = {EMAIL_UNIQUE_INDEX: "email", USERNAME_UNIQUE_INDEX: "username"}
 
 
 class User(Base):
@@ -44,6 +46,3 @@ class User(Base):
         Index("ix_users_created_at_id", "created_at", "id"),
         CheckConstraint("version >= 1", name="version_positive"),
     )
-    # The ORM bumps `version` on every UPDATE and adds `WHERE version = :old`, so a
-    # concurrent change can never be silently overwritten.
-    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}  # noqa: RUF012

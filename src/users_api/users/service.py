@@ -1,223 +1,329 @@
-"""The rules for changing users: who may do what, hashing, conflicts, optimistic locking,
-the last admin. Reads live in `reader.py`."""
+"""The rules for users: reading, creating, changing and deleting them. No HTTP.
+
+Stateless, one per app: every method runs one unit of work (`Database.run`), committed
+before it returns. Every front (REST, CLI, start-up) calls these methods.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-import asyncpg
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
+from uuid_utils.compat import uuid7
 
-from users_api.auth.passwords import Passwords, policy_violation
-from users_api.auth.service import honoured
-from users_api.auth.tokens import AccessClaims
-from users_api.errors import (
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    PreconditionFailed,
-    Unauthorized,
-)
-from users_api.users.models import EMAIL_UNIQUE_INDEX, USERNAME_UNIQUE_INDEX, User
-from users_api.users.repository import UserRepository
-from users_api.users.schemas import UserCreate, UserUpdate
-
-_FIELD_OF_INDEX = {EMAIL_UNIQUE_INDEX: "email", USERNAME_UNIQUE_INDEX: "username"}
-_ADMIN_ONLY_FIELDS = frozenset({"is_admin", "is_active"})
-_UNIQUE_FIELDS = frozenset({"email", "username"})
+from users_api.db.database import Database, Record, Unit, Work
+from users_api.errors import Conflict, Forbidden, InvalidCursor, PreconditionFailed
+from users_api.security.passwords import HashingTurn, Passwords
+from users_api.security.tokens import AccessClaims
+from users_api.users import cursor, policy
+from users_api.users import queries as q
+from users_api.users.queries import UserRow, as_row
+from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
 
 
-def conflict_on(constraint: str | None) -> Conflict | None:
-    """The 409 naming the field whose unique index refused a write; None for others."""
-    field = _FIELD_OF_INDEX.get(constraint or "")
-    if field is None:
-        return None
-    return Conflict(f"This {field} is already taken.", field=field)
+@dataclass(frozen=True, slots=True)
+class RowPage:
+    items: list[UserRow]
+    next_cursor: str | None
 
 
-@contextmanager
-def unique_as_conflict() -> Iterator[None]:
-    """`conflict_on` for statements run on the driver connection (`db/direct.py`)."""
-    try:
-        yield
-    except asyncpg.UniqueViolationError as exc:
-        conflict = conflict_on(exc.constraint_name)
-        if conflict is None:
-            raise
-        raise conflict from None
+def _caller_values(caller: AccessClaims) -> dict[str, Any]:
+    return {"caller_id": caller.user_id, "auth_version": caller.auth_version}
 
 
-def conflict_from(exc: IntegrityError) -> Conflict:
-    """`conflict_on` for the session's errors; anything but a known index re-raises."""
-    constraint = getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
-    conflict = conflict_on(constraint)
-    if conflict is None:
-        raise exc
-    return conflict
-
-
-def refuse_creation(
-    data: UserCreate, *, signed_in: bool, admin: bool, allow_registration: bool
-) -> None:
-    """Admins create anyone; others register themselves while registration is open, and
-    never as an admin or with `is_active` chosen."""
-    if admin:
-        return
-    if not allow_registration:
-        if not signed_in:
-            raise Unauthorized("Registration is closed.")
-        raise Forbidden("Registration is closed; only an admin may create users.")
-    if data.model_fields_set & _ADMIN_ONLY_FIELDS:
-        raise Forbidden("Only an admin may set is_admin or is_active.")
-
-
-def check_password(password: str, *, email: str, username: str, min_length: int) -> None:
-    reason = policy_violation(password, email=email, username=username, min_length=min_length)
-    if reason is not None:
-        raise InvalidInput(loc=("body", "password"), msg=f"Password {reason}.")
-
-
+@dataclass(frozen=True, slots=True)
 class UserService:
-    def __init__(
-        self,
-        session: AsyncSession,
-        passwords: Passwords,
-        *,
-        password_min_length: int,
-    ) -> None:
-        self.session = session
-        self.users = UserRepository(session)
-        self.passwords = passwords
-        self.password_min_length = password_min_length
+    db: Database
+    passwords: Passwords
+    _: KW_ONLY
+    password_min_length: int
+    allow_registration: bool
 
-    async def actor(self, caller: AccessClaims) -> User:
-        """The caller's row, while their token is honoured (else Unauthorized)."""
-        return honoured(await self.users.get(caller.user_id), caller)
+    # --- reading -------------------------------------------------------------------
 
-    def _check_password(self, password: str, *, email: str, username: str) -> None:
-        check_password(
-            password, email=email, username=username, min_length=self.password_min_length
-        )
+    async def get(self, user_id: uuid.UUID, *, caller: AccessClaims) -> UserRow:
+        """Admins see anyone; others only themselves (404 for the rest, not 403)."""
 
-    async def create_admin(self, *, email: str, username: str, password: str) -> User:
-        """For start-up and the CLI: no caller, the password policy still holds."""
-        data = UserCreate(email=email, username=username, password=password, is_admin=True)
-        admin = User(email=data.email, username=data.username, is_admin=True)
-        self._check_password(data.password, email=data.email, username=data.username)
-        admin.password_hash = await self.passwords.hash(data.password)
+        async def read(unit: Unit) -> Record:
+            values = _caller_values(caller)
+            record = await unit.one(q.USER_BY_ID, user_id=user_id, **values)
+            if record is None:  # no such user, not theirs to see, or not signed in
+                raise policy.missing_user(await unit.value(q.CALLER_IS_ADMIN, **values))
+            return record
+
+        return as_row(await self.db.run(read, transaction=False))
+
+    async def list(self, query: UserListQuery, *, caller: AccessClaims) -> RowPage:
+        values: dict[str, Any] = _caller_values(caller)
         try:
-            return await self.users.add(admin)
-        except IntegrityError as exc:
-            raise conflict_from(exc) from None
+            after = cursor.decode(query.cursor, query.sort) if query.cursor else None
+        except InvalidCursor:
+            # Who may ask is answered first (401, 403), as for every other request.
+            policy.require_lister(await self.db.run(_caller_is_admin(values), transaction=False))
+            raise
+        filters = {name: getattr(query, name) for name in q.FILTERS}
+        shape = q.PageShape(
+            sort=query.sort,
+            filters=frozenset(name for name, value in filters.items() if value is not None),
+            after=after is not None,
+        )
+        values.update(filters, limit=query.limit + 1)
+        if query.q is not None:
+            values["q"] = f"%{q.escape_like(query.q)}%"
+        if after is not None:
+            values["after_key"], values["after_id"] = after.key, after.id
+        statement = q.page(shape)
 
-    async def ensure_admin(self, *, email: str, username: str, password: str) -> User | None:
+        async def read(unit: Unit) -> list[Record]:
+            records = await unit.all(statement, **values)
+            if not records:  # nothing matched, not an admin, or not signed in
+                policy.require_lister(await unit.value(q.CALLER_IS_ADMIN, **values))
+            return records
+
+        records = await self.db.run(read, transaction=False)
+        # as_row, inlined: one Python call fewer per row
+        rows = [dict(zip(q.PUBLIC_FIELDS, record, strict=True)) for record in records]
+        items = rows[: query.limit]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = items[-1]
+            next_cursor = cursor.encode(
+                cursor.Position(sort=query.sort, key=last[query.sort.key], id=last["id"])
+            )
+        return RowPage(items=items, next_cursor=next_cursor)
+
+    # --- creating ------------------------------------------------------------------
+
+    async def create(
+        self, data: UserCreate, *, caller: AccessClaims | None, system: bool = False
+    ) -> UserRow:
+        """Register, or create as an admin (or as the system: start-up, the CLI).
+
+        Two statements around the hash, and no connection held during it: who the
+        caller is, then the INSERT. An admin's INSERT checks again that its caller is
+        still an admin, so a demotion during the hash creates nobody.
+        """
+        as_admin = caller is not None and await self._is_admin(caller)
+        fields = data.model_fields_set
+        policy.refuse_creation(
+            fields,
+            signed_in=caller is not None,
+            admin=as_admin or system,
+            allow_registration=self.allow_registration,
+        )
+        self._check_password(data.password, email=data.email, username=data.username)
+        values: dict[str, Any] = {
+            "id": uuid7(),
+            "email": data.email,
+            "username": data.username,
+            "full_name": data.full_name,
+            "password_hash": await self.passwords.hash(data.password),
+            "is_active": True if data.is_active is None else data.is_active,
+            "is_admin": bool(data.is_admin),
+        }
+        if not as_admin or caller is None:
+            return as_row(await self.db.run(_insert(values), transaction=False))
+        admin_values = {**values, **_caller_values(caller)}
+
+        async def insert_as_admin(unit: Unit) -> Record:
+            record = await unit.one(q.INSERT_USER_AS_ADMIN, **admin_values)
+            if record is None:  # demoted, or signed out, while the password was hashed
+                is_admin = policy.signed_in(await unit.value(q.CALLER_IS_ADMIN, **admin_values))
+                policy.refuse_creation(
+                    fields,
+                    signed_in=True,
+                    admin=is_admin,
+                    allow_registration=self.allow_registration,
+                )
+                record = await _insert(values)(unit)
+            return record
+
+        return as_row(await self.db.run(insert_as_admin, transaction=False))
+
+    async def ensure_admin(self, *, email: str, username: str, password: str) -> UserRow | None:
         """Create this admin unless a user already has the email; None when nothing was done.
 
         Idempotent, and safe when several workers start at once: the loser of the race
         sees the unique index refuse the email and does nothing.
         """
-        if await self.users.get_by_login(email) is not None:
+        data = UserCreate(email=email, username=username, password=password, is_admin=True)
+        if await self.db.run(_user_id_by_email(data.email), transaction=False) is not None:
             return None
         try:
-            async with self.session.begin_nested():
-                return await self.create_admin(email=email, username=username, password=password)
+            return await self.create(data, caller=None, system=True)
         except Conflict as exc:
             if exc.field == "email":
                 return None
             raise
 
-    async def _locked(
-        self, user_id: uuid.UUID, *, actor: User, if_match: frozenset[int] | None
-    ) -> User:
-        """Load and row-lock the user, so the version check and the write are atomic."""
-        user = None
-        if actor.is_admin or user_id == actor.id:
-            user = await self.users.get_for_update(user_id)
-        if user is None:
-            raise NotFound("No user with this id.")
-        if if_match is not None and user.version not in if_match:
-            raise PreconditionFailed
-        return user
+    async def _is_admin(self, caller: AccessClaims) -> bool:
+        """Whether the caller is an admin; Unauthorized when their token is not honoured."""
+        return policy.signed_in(
+            await self.db.run(_caller_is_admin(_caller_values(caller)), transaction=False)
+        )
 
-    async def _guard_last_admin(self, user: User, *, removing: bool) -> None:
-        """Refuse to leave no active admin. Callers hold the admin-set lock."""
-        last = removing and user.is_admin and user.is_active
-        if last and await self.users.count_active_admins(excluding=user.id) == 0:
-            raise Conflict("This would leave no active admin.")
+    def _check_password(self, password: str, *, email: str, username: str) -> None:
+        policy.check_password(
+            password, email=email, username=username, min_length=self.password_min_length
+        )
+
+    # --- changing ------------------------------------------------------------------
 
     async def update(
         self,
         user_id: uuid.UUID,
         patch: UserUpdate,
         *,
-        actor: User,
+        caller: AccessClaims,
         if_match: frozenset[int] | None,
-    ) -> User:
-        changes: dict[str, Any] = patch.changes()
-        touches_admin_set = bool(changes.keys() & _ADMIN_ONLY_FIELDS)
-        # Advisory locks first, then the row: one order everywhere, so no deadlock.
-        if touches_admin_set:
-            await self.users.lock_admin_set()
-        if changes.keys() & _UNIQUE_FIELDS:
-            # Two users swapping names would each wait for the other's index entry.
-            await self.users.lock_identity_changes()
-        user = await self._locked(user_id, actor=actor, if_match=if_match)
-        if touches_admin_set and not actor.is_admin:
-            raise Forbidden("Only an admin may change is_admin or is_active.")
-        password = changes.pop("password", None)
-        if password is not None:
-            await self._change_password(user, password, patch, changes, actor=actor)
-        removing = changes.get("is_admin") is False or changes.get("is_active") is False
-        await self._guard_last_admin(user, removing=removing)
-        if changes.get("is_active") is False and user.is_active:
-            user.auth_version += 1  # deactivation kills every token at once
-        for name, value in changes.items():
-            if getattr(user, name) != value:
-                setattr(user, name, value)
-        try:
-            await self.users.flush()
-        except IntegrityError as exc:
-            raise conflict_from(exc) from None
-        except StaleDataError:
-            raise PreconditionFailed from None
-        return user
+    ) -> UserRow:
+        """A JSON merge patch, in one transaction.
 
-    async def _change_password(
+        A change of profile fields alone (name, email, username) is one guarded UPDATE
+        that checks the caller, who may change whom and If-Match in its WHERE clause
+        (`queries.update_user`); a name alone needs no transaction around it. Anything
+        else (a password, an admin field), or a guarded UPDATE that found nothing to
+        change, goes through the row lock and the rules below, in the same transaction.
+        """
+        changes = patch.changes()
+        fields = frozenset(changes)
+        values: dict[str, Any] = {
+            **_caller_values(caller),
+            "user_id": user_id,
+            "if_match": list(if_match or ()),
+            **{q.new(name): value for name, value in changes.items()},
+        }
+        profile = bool(fields) and fields <= policy.PROFILE_FIELDS
+
+        async def change(unit: Unit) -> Record:
+            # Advisory locks first, then the row: one order everywhere, so no deadlock.
+            if policy.admin_only_fields(fields):
+                await unit.execute(q.LOCK_ADMIN_SET)
+            if fields & policy.IDENTITY_FIELDS:
+                # Two users swapping names would each wait for the other's index entry.
+                await unit.execute(q.LOCK_IDENTITIES)
+            if not profile:
+                return await self._change(unit, fields, changes, patch, values, if_match)
+            statement = q.update_user(fields, guarded=True, conditional=if_match is not None)
+            record = await unit.one(statement, **values)
+            # None: why is for the rules to say (401, 404, 412), or nothing was to change.
+            return record or await self._locked_target(unit, values, if_match)
+
+        lone_statement = profile and not fields & policy.IDENTITY_FIELDS
+        return as_row(await self.db.run(change, transaction=not lone_statement))
+
+    async def _change(
         self,
-        user: User,
-        password: str,
-        patch: UserUpdate,
+        unit: Unit,
+        fields: frozenset[str],
         changes: dict[str, Any],
+        patch: UserUpdate,
+        values: dict[str, Any],
+        if_match: frozenset[int] | None,
+    ) -> Record:
+        """The rules a statement cannot hold, on the locked row."""
+        target = await self._locked_target(unit, values, if_match)
+        policy.require_admin_for(fields, admin=target["caller_is_admin"], doing="change")
+        if "password" in changes:
+            is_self = values["caller_id"] == target["id"]
+            await self._new_password(target, changes, patch, is_self=is_self)
+        removing = changes.get("is_admin") is False or changes.get("is_active") is False
+        await self._guard_last_admin(unit, target, removing=removing)
+        if changes.get("is_active") is False and target["is_active"]:
+            changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
+        changed = {name for name, value in changes.items() if target[name] != value}
+        if not changed:
+            return target
+        for name in changed:
+            values[q.new(name)] = changes[name]
+        statement = q.update_user(frozenset(changed), guarded=False, conditional=False)
+        record = await unit.one(statement, **values)
+        assert record is not None  # the row is locked: it is there
+        return record
+
+    async def _locked_target(
+        self, unit: Unit, values: dict[str, Any], if_match: frozenset[int] | None
+    ) -> Record:
+        """Load and row-lock the user, so the version check and the write are atomic."""
+        target = await unit.one(q.TARGET_FOR_UPDATE, **values)
+        if target is None:
+            raise policy.missing_user(await unit.value(q.CALLER_IS_ADMIN, **values))
+        if if_match is not None and target["version"] not in if_match:
+            raise PreconditionFailed
+        return target
+
+    async def _new_password(
+        self,
+        target: Record,
+        changes: dict[str, Any],
+        patch: UserUpdate,
         *,
-        actor: User,
+        is_self: bool,
     ) -> None:
+        password = changes.pop("password")
         # One turn for both hashes: the row is locked, so queue once, not twice.
         async with self.passwords.turn() as hashing:
-            if user.id == actor.id:
-                current = patch.current_password
-                if current is None:
-                    raise Forbidden("Send current_password to change your own password.")
-                ok, _ = await hashing.verify_and_update(current, user.password_hash)
-                if not ok:
-                    raise Forbidden("current_password is not correct.")
+            if is_self:
+                await _check_current_password(hashing, patch.current_password, target)
             self._check_password(
                 password,
-                email=changes.get("email", user.email),
-                username=changes.get("username", user.username),
+                email=changes.get("email", target["email"]),
+                username=changes.get("username", target["username"]),
             )
-            user.password_hash = await hashing.hash(password)
-        user.auth_version += 1  # a new password kills every token at once
+            changes["password_hash"] = await hashing.hash(password)
+        changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
+
+    async def _guard_last_admin(self, unit: Unit, target: Record, *, removing: bool) -> None:
+        """Refuse to leave no active admin. Callers hold the admin-set lock."""
+        last = removing and target["is_admin"] and target["is_active"]
+        if last and await unit.value(q.COUNT_OTHER_ACTIVE_ADMINS, user_id=target["id"]) == 0:
+            raise Conflict("This would leave no active admin.")
 
     async def delete(
-        self, user_id: uuid.UUID, *, actor: User, if_match: frozenset[int] | None
+        self, user_id: uuid.UUID, *, caller: AccessClaims, if_match: frozenset[int] | None
     ) -> None:
-        await self.users.lock_admin_set()
-        user = await self._locked(user_id, actor=actor, if_match=if_match)
-        await self._guard_last_admin(user, removing=True)
-        await self.users.delete(user)
+        values = {**_caller_values(caller), "user_id": user_id}
+
+        async def remove(unit: Unit) -> None:
+            await unit.execute(q.LOCK_ADMIN_SET)
+            target = await self._locked_target(unit, values, if_match)
+            await self._guard_last_admin(unit, target, removing=True)
+            await unit.execute(q.DELETE_USER, user_id=user_id)
+
+        await self.db.run(remove)
+
+
+async def _check_current_password(
+    hashing: HashingTurn, current: str | None, target: Record
+) -> None:
+    if current is None:
+        raise Forbidden("Send current_password to change your own password.")
+    ok, _ = await hashing.verify_and_update(current, target["password_hash"])
+    if not ok:
+        raise Forbidden("current_password is not correct.")
+
+
+def _caller_is_admin(values: dict[str, Any]) -> Work[bool | None]:
+    async def read(unit: Unit) -> bool | None:
+        is_admin: bool | None = await unit.value(q.CALLER_IS_ADMIN, **values)
+        return is_admin
+
+    return read
+
+
+def _user_id_by_email(email: str) -> Work[uuid.UUID | None]:
+    async def read(unit: Unit) -> uuid.UUID | None:
+        found: uuid.UUID | None = await unit.value(q.USER_ID_BY_EMAIL, email=email)
+        return found
+
+    return read
+
+
+def _insert(values: dict[str, Any]) -> Work[Record]:
+    async def insert(unit: Unit) -> Record:
+        record = await unit.one(q.INSERT_USER, **values)
+        assert record is not None  # INSERT ... RETURNING returns the row it inserted
+        return record
+
+    return insert

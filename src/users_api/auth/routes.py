@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import Request, Response, status
 
-from fastapi import APIRouter, Form, Response, status
-
+from users_api.auth.client_address import client_address
 from users_api.auth.schemas import LoginForm, RefreshRequest, TokenResponse
-from users_api.auth.service import TokenPair
-from users_api.deps import AuthServiceDep, ClientAddress, CurrentUser, LoginDep
+from users_api.auth.service import AuthService, TokenPair
 from users_api.errors import DomainError, problem_responses, to_response
+from users_api.http import parse
+from users_api.http.openapi import operation
+from users_api.http.routing import api_router
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = api_router("/api/v1/auth", "auth")
 
 # RFC 6749 §5.1: a response that carries tokens must not be stored by any cache.
 _NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _auth(request: Request) -> AuthService:
+    service: AuthService = request.app.state.auth
+    return service
 
 
 def token_response(result: TokenPair | DomainError) -> Response:
@@ -37,11 +43,13 @@ def token_response(result: TokenPair | DomainError) -> Response:
     response_model=TokenResponse,
     responses=problem_responses(400, 401, 429),
     summary="Log in (OAuth2 password grant): username or email, and password",
+    operation_id="logIn",
+    openapi_extra=operation(form=LoginForm, auth="none"),
 )
-async def login(
-    form: Annotated[LoginForm, Form()], login: LoginDep, address: ClientAddress
-) -> Response:
-    return token_response(await login(form.username, form.password, address=address))
+async def login(request: Request) -> Response:
+    form = await parse.form_body(request, LoginForm)
+    address = client_address(request, request.app.state.settings.trusted_proxies)
+    return token_response(await _auth(request).login(form.username, form.password, address=address))
 
 
 @router.post(
@@ -49,9 +57,12 @@ async def login(
     response_model=TokenResponse,
     responses=problem_responses(400, 401),
     summary="Trade a refresh token for a new pair (the old one is used up)",
+    operation_id="refreshTokens",
+    openapi_extra=operation(body=RefreshRequest, auth="none"),
 )
-async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Response:
-    return token_response(await auth.refresh(body.refresh_token))
+async def refresh(request: Request) -> Response:
+    body = await parse.json_body(request, RefreshRequest)
+    return token_response(await _auth(request).refresh(body.refresh_token))
 
 
 @router.post(
@@ -59,9 +70,13 @@ async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(400),
     summary="End one login: its refresh tokens die",
+    operation_id="logOut",
+    openapi_extra=operation(body=RefreshRequest, auth="none"),
 )
-async def logout(body: RefreshRequest, auth: AuthServiceDep) -> None:
-    await auth.logout(body.refresh_token)
+async def logout(request: Request) -> Response:
+    body = await parse.json_body(request, RefreshRequest)
+    await _auth(request).logout(body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
@@ -69,6 +84,8 @@ async def logout(body: RefreshRequest, auth: AuthServiceDep) -> None:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401),
     summary="End every login of the caller: all access and refresh tokens die",
+    operation_id="logOutEverywhere",
 )
-async def logout_all(user: CurrentUser, auth: AuthServiceDep) -> None:
-    await auth.logout_all(user)
+async def logout_all(request: Request) -> Response:
+    await _auth(request).logout_all(parse.caller(request))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

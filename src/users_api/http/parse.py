@@ -1,0 +1,161 @@
+"""The one place a request's parts become typed values, for every route.
+
+The routes take only the `Request` (see `routing.py`), and read what they need through
+these functions: path ids, query parameters, headers, JSON and form bodies, and the
+bearer token. Each answers a bad part as FastAPI would (422 with `errors`, 400 for a
+body that cannot be read, 401 for credentials), validates with the same pydantic models
+the OpenAPI document is generated from (`openapi.py`), and costs a few microseconds.
+"""
+
+from __future__ import annotations
+
+import email.message
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from users_api.errors import Unauthorized
+from users_api.security.tokens import AccessClaims, AccessTokens, InvalidToken
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def invalid(errors: Sequence[dict[str, Any]]) -> RequestValidationError:
+    return RequestValidationError(list(errors))
+
+
+def _located(exc: ValidationError, *prefix: str | int) -> RequestValidationError:
+    return invalid(
+        [
+            {"loc": (*prefix, *error["loc"]), "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+    )
+
+
+def path_id(request: Request, name: str = "user_id") -> uuid.UUID:
+    """A UUID path parameter (any spelling `uuid.UUID` reads); 422 otherwise."""
+    raw = request.path_params[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise invalid(
+            [
+                {
+                    "loc": ("path", name),
+                    "msg": "Input should be a valid UUID",
+                    "type": "uuid_parsing",
+                }
+            ]
+        ) from None
+
+
+def query(request: Request, model: type[M]) -> M:
+    """The query string as `model` (the last value of a repeated parameter, as FastAPI)."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise _located(exc, "query") from None
+
+
+def header(request: Request, name: str) -> str | None:
+    value: str | None = request.headers.get(name)
+    return value
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    if content_type == "application/json":  # the common case, without parsing it
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """The body as `model`: a JSON document of media type `application/json` (or
+    `*+json`). Unreadable bytes are 400; anything else that is not such a model, 422."""
+    raw = await request.body()
+    if not raw:
+        raise invalid([{"loc": ("body",), "msg": "Field required", "type": "missing"}])
+    if not _is_json(request.headers.get("content-type")):
+        raise invalid(
+            [
+                {
+                    "loc": ("body",),
+                    "msg": "Input should be a JSON document (Content-Type: application/json)",
+                    "type": "model_attributes_type",
+                }
+            ]
+        )
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise invalid(
+            [{"loc": ("body", exc.pos), "msg": "JSON decode error", "type": "json_invalid"}]
+        ) from None
+    except (ValueError, RecursionError):  # not UTF-8, nesting or a number too large
+        raise HTTPException(400, "There was an error parsing the body") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise _located(exc, "body") from None
+
+
+async def form_body(request: Request, model: type[M]) -> M:
+    """An `application/x-www-form-urlencoded` (or multipart) body as `model`."""
+    try:
+        async with request.form() as form:
+            fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    except HTTPException:
+        raise
+    except Exception:  # python-multipart refused it
+        raise HTTPException(400, "There was an error parsing the body") from None
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise _located(exc, "body") from None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer ...` header; None when there is none."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def caller(request: Request) -> AccessClaims:
+    """The claims of the request's well-signed, unexpired token, or Unauthorized.
+
+    Whether they are still honoured (user active, `auth_version` current) is asked of
+    the database by the statement that serves the request (`users/queries.py`).
+    """
+    found = optional_caller(request)
+    if found is None:
+        raise Unauthorized
+    return found
+
+
+def optional_caller(request: Request) -> AccessClaims | None:
+    """As `caller`, for routes open to anyone: None without a token, but a token that
+    was sent must verify."""
+    token = bearer_token(request)
+    if token is None:
+        return None
+    tokens: AccessTokens = request.app.state.tokens
+    try:
+        return tokens.verify(token)
+    except InvalidToken:
+        raise Unauthorized from None

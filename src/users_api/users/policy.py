@@ -1,0 +1,72 @@
+"""Who may do what to users, in Python: the rules a statement cannot hold.
+
+Where a rule fits in SQL it lives in `queries.py` instead (the token still honoured,
+admin or self); `docs/architecture.md` lists where each rule lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from users_api.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from users_api.security.passwords import policy_violation
+
+# The fields anyone may send about themselves; every other field is an admin's alone.
+SELF_SERVICE_FIELDS = frozenset({"email", "username", "full_name", "password", "current_password"})
+# Fields whose change takes the identity lock (their unique indexes).
+IDENTITY_FIELDS = frozenset({"email", "username"})
+# Fields a guarded one-statement update may change: no hashing, no admin rule.
+PROFILE_FIELDS = frozenset({"email", "username", "full_name"})
+
+
+def admin_only_fields(fields: Collection[str]) -> frozenset[str]:
+    return frozenset(fields) - SELF_SERVICE_FIELDS
+
+
+def require_admin_for(fields: Collection[str], *, admin: bool, doing: str) -> None:
+    """403 when a non-admin sends a field that is not theirs to send, even unchanged."""
+    refused = admin_only_fields(fields)
+    if refused and not admin:
+        names = " or ".join(sorted(refused))
+        raise Forbidden(f"Only an admin may {doing} {names}.")
+
+
+def signed_in(caller_is_admin: bool | None) -> bool:
+    """Whether the caller is an admin; Unauthorized when their token is not honoured
+    (None: no row matched: deleted, deactivated, or revoked)."""
+    if caller_is_admin is None:
+        raise Unauthorized
+    return caller_is_admin
+
+
+def missing_user(caller_is_admin: bool | None) -> NotFound:
+    """Why a user a caller asked for was not there: 401 before 404. A non-admin asking
+    for someone else gets the same 404 as for nobody, so ids do not leak."""
+    signed_in(caller_is_admin)
+    return NotFound("No user with this id.")
+
+
+def require_lister(caller_is_admin: bool | None) -> None:
+    """Listing users is for admins: 401, then 403."""
+    if not signed_in(caller_is_admin):
+        raise Forbidden("Only an admin may list users.")
+
+
+def refuse_creation(
+    fields: Collection[str], *, signed_in: bool, admin: bool, allow_registration: bool
+) -> None:
+    """Admins create anyone; others register themselves while registration is open, and
+    never with a field that is an admin's to set."""
+    if admin:
+        return
+    if not allow_registration:
+        if not signed_in:
+            raise Unauthorized("Registration is closed.")
+        raise Forbidden("Registration is closed; only an admin may create users.")
+    require_admin_for(fields, admin=False, doing="set")
+
+
+def check_password(password: str, *, email: str, username: str, min_length: int) -> None:
+    reason = policy_violation(password, email=email, username=username, min_length=min_length)
+    if reason is not None:
+        raise InvalidInput(loc=("body", "password"), msg=f"Password {reason}.")

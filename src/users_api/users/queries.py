@@ -1,0 +1,292 @@
+"""Every statement about users, written with SQLAlchemy and compiled once. No rules.
+
+Two fragments carry the access rules into SQL, so that a read or a profile change is
+one statement with no extra round trip for them:
+
+- `caller_honoured()`: the caller's row matches the token (user exists, is active,
+  `auth_version` current). It is the one test of "the token is still honoured".
+- `admin_or_self(target_id)`: that caller is an admin, or is the target.
+
+A caller's row is a subquery PostgreSQL evaluates once, before the scan (an InitPlan),
+and a caller who does not qualify gets no rows at all. Whoever finds no row asks
+`CALLER_IS_ADMIN` to tell "not signed in" (401) from "not allowed" (403) from
+"nothing there" (404): the rare answers pay the second round trip, not the common ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import aliased
+
+from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS
+from users_api.db.statements import Statement, compile_statement
+from users_api.users.models import User
+from users_api.users.schemas import UserOut, UserSort
+
+# What a response shows of a user, in the order it shows it: the output schema decides.
+PUBLIC_FIELDS = tuple(UserOut.model_fields)
+UserRow = dict[str, Any]
+
+
+def public_columns(entity: Any) -> list[Any]:
+    """`entity`'s public columns, in that order: every statement that returns users."""
+    return [getattr(entity, name) for name in PUBLIC_FIELDS]
+
+
+def as_row(record: Any) -> UserRow:
+    """A record that starts with `public_columns`, by position: a third cheaper than
+    `dict(record)`. Columns after them (what only the rules need) are left out."""
+    return dict(zip(PUBLIC_FIELDS, record, strict=False))
+
+
+# --- the caller --------------------------------------------------------------------
+
+caller = aliased(User, name="caller")
+
+
+def caller_honoured(holder: Any = caller) -> ColumnElement[bool]:
+    """The one test that a token is still honoured: binds `caller_id`, `auth_version`."""
+    return and_(
+        holder.id == bindparam("caller_id"),
+        holder.auth_version == bindparam("auth_version"),
+        holder.is_active.is_(True),
+    )
+
+
+def admin_or_self(target_id: Any) -> ColumnElement[bool]:
+    """The caller (whose row `caller_honoured` matched) may see and change `target_id`."""
+    return or_(caller.is_admin.is_(True), caller.id == target_id)
+
+
+def login_column(entity: Any, name: str) -> Any:
+    """The column a sign-in name is looked up in (compared lower-cased): the email when
+    the name has an `@` (usernames cannot), else the username."""
+    return entity.email if "@" in name else entity.username
+
+
+CALLER_IS_ADMIN = compile_statement(select(caller.is_admin).where(caller_honoured()))
+
+USER_BY_ID = compile_statement(
+    select(*public_columns(User)).where(
+        User.id == bindparam("user_id"),
+        exists().where(caller_honoured(), admin_or_self(bindparam("user_id"))),
+    )
+)
+
+# The target of a change, row-locked, if the caller may change it; with what the rules
+# need beyond the public fields.
+TARGET_FOR_UPDATE = compile_statement(
+    select(
+        *public_columns(User),
+        User.password_hash,
+        User.auth_version,
+        select(caller.is_admin).where(caller_honoured()).scalar_subquery().label("caller_is_admin"),
+    )
+    .where(
+        User.id == bindparam("user_id"),
+        exists().where(caller_honoured(), admin_or_self(User.id)),
+    )
+    .with_for_update(of=User)
+)
+
+COUNT_OTHER_ACTIVE_ADMINS = compile_statement(
+    select(func.count()).where(
+        User.is_admin.is_(True), User.is_active.is_(True), User.id != bindparam("user_id")
+    )
+)
+
+DELETE_USER = compile_statement(delete(User).where(User.id == bindparam("user_id")))
+
+# Revoking tokens changes no field a client sees, so `version` stays.
+BUMP_AUTH_VERSION = compile_statement(
+    update(User)
+    .where(User.id == bindparam("user_id"))
+    .values(auth_version=User.auth_version + literal_column("1", Integer))
+    .returning(User.auth_version)
+)
+
+# Advisory locks, taken before any row lock: one order everywhere, so no deadlock.
+LOCK_ADMIN_SET = compile_statement(
+    select(func.pg_advisory_xact_lock(literal_column(f"{ADMIN_SET_LOCK_CLASS}, 0")))
+)
+LOCK_IDENTITIES = compile_statement(
+    select(func.pg_advisory_xact_lock(literal_column(f"{IDENTITY_LOCK_CLASS}, 0")))
+)
+
+# --- inserting ---------------------------------------------------------------------
+
+INSERTED = ("id", "email", "username", "full_name", "password_hash", "is_active", "is_admin")
+_NEW_USER = {
+    **{name: bindparam(name, type_=User.__table__.c[name].type) for name in INSERTED},
+    # Both counters start at 1.
+    "version": literal_column("1", Integer),
+    "auth_version": literal_column("1", Integer),
+}
+
+
+def _insert(*, as_admin: bool) -> Statement:
+    """Insert a user; `as_admin`: only while the caller is still an honoured admin, so an
+    admin demoted while the password was being hashed creates nobody."""
+    statement = insert(User)
+    if as_admin:
+        values = select(*_NEW_USER.values()).where(
+            exists().where(caller_honoured(), caller.is_admin.is_(True))
+        )
+        statement = statement.from_select(list(_NEW_USER), values)
+    else:
+        statement = statement.values(_NEW_USER)
+    return compile_statement(statement.returning(*public_columns(User)))
+
+
+INSERT_USER = _insert(as_admin=False)
+INSERT_USER_AS_ADMIN = _insert(as_admin=True)
+
+USER_ID_BY_EMAIL = compile_statement(
+    select(User.id).where(func.lower(User.email) == func.lower(bindparam("email")))
+)
+
+# --- changing ----------------------------------------------------------------------
+
+
+def new(field: str) -> str:
+    """The bind parameter of a field's new value."""
+    return f"new_{field}"
+
+
+@lru_cache(maxsize=64)
+def update_user(fields: frozenset[str], *, guarded: bool, conditional: bool) -> Statement:
+    """SET the fields, bump `version` and `updated_at`: the one version bump.
+
+    `guarded`: the statement itself checks the caller (honoured, admin or self) and
+    that some field really changes, so a profile change needs no lock and no earlier
+    read; `conditional`: and that the version is one of `if_match`. PostgreSQL re-checks
+    the WHERE clause on the newest row version if a concurrent change got there first
+    (READ COMMITTED), so If-Match is as strict as a row lock's. Unguarded, the caller
+    has locked and checked the row already.
+    """
+    ordered = sorted(fields)
+    conditions: list[ColumnElement[bool]] = [User.id == bindparam("user_id")]
+    if guarded:
+        conditions += [
+            caller_honoured(),
+            admin_or_self(User.id),
+            or_(*(getattr(User, name).is_distinct_from(bindparam(new(name))) for name in ordered)),
+        ]
+    if conditional:
+        conditions.append(User.version == any_(bindparam("if_match", type_=ARRAY(BigInteger))))
+    statement = (
+        update(User)
+        .where(and_(*conditions))
+        .values(
+            {
+                **{name: bindparam(new(name)) for name in ordered},
+                "version": User.version + literal_column("1", Integer),
+                "updated_at": func.now(),
+            }
+        )
+        .returning(*public_columns(User))
+    )
+    return compile_statement(statement)
+
+
+# --- pages -------------------------------------------------------------------------
+
+FILTERS = (
+    "q",
+    "email",
+    "username",
+    "is_active",
+    "is_admin",
+    "created_after",
+    "created_before",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageShape:
+    """What decides the text of a list statement (not the values bound into it)."""
+
+    sort: UserSort
+    filters: frozenset[str]
+    after: bool
+
+
+def escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _sort_expression(sort: UserSort) -> ColumnElement[Any]:
+    """What a sort orders by; text keys order case-insensitively (as the indexes do)."""
+    column: ColumnElement[Any] = getattr(User, sort.key)
+    return func.lower(column) if sort.key in ("username", "email") else column
+
+
+def _ordering(sort: UserSort) -> list[ColumnElement[Any]]:
+    keys: list[ColumnElement[Any]] = [_sort_expression(sort)]
+    if sort.key != "id":
+        keys.append(User.__table__.c.id)
+    return [key.desc() if sort.descending else key.asc() for key in keys]
+
+
+def _filter_conditions(filters: frozenset[str]) -> list[ColumnElement[bool]]:
+    conditions: dict[str, ColumnElement[bool]] = {
+        "q": or_(
+            User.email.ilike(bindparam("q"), escape="\\"),
+            User.username.ilike(bindparam("q"), escape="\\"),
+            User.full_name.ilike(bindparam("q"), escape="\\"),
+        ),
+        "email": func.lower(User.email) == func.lower(bindparam("email")),
+        "username": func.lower(User.username) == func.lower(bindparam("username")),
+        "is_active": User.is_active == bindparam("is_active"),
+        "is_admin": User.is_admin == bindparam("is_admin"),
+        "created_after": User.created_at > bindparam("created_after"),
+        "created_before": User.created_at < bindparam("created_before"),
+    }
+    return [conditions[name] for name in FILTERS if name in filters]
+
+
+def _after_condition(sort: UserSort) -> ColumnElement[bool]:
+    """Rows past the cursor: a row comparison on (key, id), which the indexes serve."""
+    if sort.key == "id":
+        after_id = bindparam("after_id", type_=User.id.type)
+        return User.id < after_id if sort.descending else User.id > after_id
+    key: ColumnElement[Any] = bindparam("after_key", type_=getattr(User, sort.key).type)
+    if sort.key in ("username", "email"):
+        key = func.lower(key)
+    bound = tuple_(_sort_expression(sort), User.id)
+    position = tuple_(key, bindparam("after_id", type_=User.id.type))
+    return bound < position if sort.descending else bound > position
+
+
+@lru_cache(maxsize=256)
+def page(shape: PageShape) -> Statement:
+    """A keyset page, empty unless the caller is an honoured admin."""
+    caller_is_admin = select(caller.is_admin).where(caller_honoured()).scalar_subquery()
+    statement: Select[Any] = select(*public_columns(User)).where(
+        caller_is_admin, *_filter_conditions(shape.filters)
+    )
+    if shape.after:
+        statement = statement.where(_after_condition(shape.sort))
+    return compile_statement(statement.order_by(*_ordering(shape.sort)).limit(bindparam("limit")))
