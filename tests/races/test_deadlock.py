@@ -23,15 +23,26 @@ async def _rename(connection: AsyncConnection, user_id: str, name: str) -> None:
     )
 
 
+# Far longer than the second rename needs to reach its lock wait, even on a loaded machine.
+BLOCKED_WITHIN_SECONDS = 10.0
+
+
 async def _wait_until_blocked(engine: AsyncEngine, pid: int) -> None:
+    deadline = asyncio.get_running_loop().time() + BLOCKED_WITHIN_SECONDS
     async with engine.connect() as watcher:
         while True:
             waiting = await watcher.execute(
                 text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
                 {"pid": pid},
             )
-            if waiting.scalar_one_or_none() == "Lock":
+            wait_event_type = waiting.scalar_one_or_none()
+            if wait_event_type == "Lock":
                 return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"backend {pid} did not wait on a lock within {BLOCKED_WITHIN_SECONDS} s"
+                    f" (its wait_event_type is still {wait_event_type!r})"
+                )
             await watcher.rollback()
             await asyncio.sleep(0.01)
 
