@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.auth.helpers import PASSWORD, app_with, bearer, register, register_and_login
-from tests.conftest import Admin
+from tests.conftest import ADMIN_PASSWORD, Admin, login
 from users_api.config import Settings
 
 USERS = "/api/v1/users"
@@ -43,7 +43,9 @@ async def test_anonymous_cannot_read_or_change(client: httpx.AsyncClient) -> Non
 
 
 @pytest.mark.parametrize("field", ["is_admin", "is_active"])
-async def test_non_admins_cannot_set_admin_fields(field: str, client: httpx.AsyncClient) -> None:
+async def test_non_admins_cannot_set_admin_fields(
+    field: str, client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     body = {"email": "eve@example.com", "username": "eve", "password": PASSWORD, field: True}
     assert (await client.post(USERS, json=body)).status_code == 403
     ada, tokens = await register_and_login(client, "ada")
@@ -51,6 +53,14 @@ async def test_non_admins_cannot_set_admin_fields(field: str, client: httpx.Asyn
     assert (await client.post(USERS, json=body, headers=as_ada)).status_code == 403
     response = await client.patch(f"{USERS}/{ada['id']}", json={field: True}, headers=as_ada)
     assert response.status_code == 403
+    # Nothing was set: no eve, and ada as registered.
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text("SELECT username, is_admin, is_active, version FROM users")
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [("ada", False, True, 1)]
 
 
 async def test_admins_may_set_admin_fields(admin_client: httpx.AsyncClient) -> None:
@@ -95,8 +105,10 @@ async def test_own_password_change_needs_the_current_one(client: httpx.AsyncClie
     assert (await client.patch(url, json=new, headers=as_ada)).status_code == 403
     wrong = new | {"current_password": "not my password"}
     assert (await client.patch(url, json=wrong, headers=as_ada)).status_code == 403
+    await login(client, "ada", PASSWORD)  # the refusals changed nothing
     right = new | {"current_password": PASSWORD}
     assert (await client.patch(url, json=right, headers=as_ada)).status_code == 200
+    await login(client, "ada", "another fine password")
 
 
 async def test_admin_resets_a_password_without_the_current_one(
@@ -116,10 +128,13 @@ async def test_admin_resets_a_password_without_the_current_one(
 async def test_admin_changing_own_password_needs_the_current_one(
     admin_client: httpx.AsyncClient, admin: Admin
 ) -> None:
-    response = await admin_client.patch(
-        f"{USERS}/{admin.id}", json={"password": "a new admin password"}
-    )
-    assert response.status_code == 403
+    url, new = f"{USERS}/{admin.id}", {"password": "a new admin password"}
+    assert (await admin_client.patch(url, json=new)).status_code == 403
+    await login(admin_client, admin.username, ADMIN_PASSWORD)  # unchanged
+    right = new | {"current_password": ADMIN_PASSWORD}
+    response = await admin_client.patch(url, json=right)
+    assert response.status_code == 200, response.text
+    await login(admin_client, admin.username, "a new admin password")
 
 
 async def test_registration_closed(settings: Settings, admin_client: httpx.AsyncClient) -> None:

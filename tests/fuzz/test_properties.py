@@ -230,10 +230,30 @@ async def walk(admin_client: httpx.AsyncClient) -> dict[str, str]:
     return cursors
 
 
+@pytest.fixture
+async def orders(admin_client: httpx.AsyncClient, walk: dict[str, str]) -> dict[str, list[str]]:
+    """The ids of all the users (those of `walk` and the admin) in each sort's order."""
+    found = {}
+    for sort in UserSort:
+        page = (await admin_client.get(USERS, params={"sort": sort.value})).json()
+        assert page["next_cursor"] is None  # all on one page
+        found[sort.value] = [item["id"] for item in page["items"]]
+    return found
+
+
+def _assert_a_page_past_some_position(response: httpx.Response, order: list[str]) -> None:
+    """A cursor's page holds the rows past its position: a tail of the whole order."""
+    page = response.json()
+    assert set(page) == {"items", "next_cursor"}, page
+    ids = [item["id"] for item in page["items"]]
+    assert ids == order[len(order) - len(ids) :], (ids, order)
+    assert page["next_cursor"] is None  # what is left of 4 users fits the default limit
+
+
 @HTTP
 @given(sort=st.sampled_from([s.value for s in UserSort]), payload=_PAYLOADS)
 async def test_forged_cursors_are_400_or_a_page(
-    admin_client: httpx.AsyncClient, walk: dict[str, str], sort: str, payload: object
+    admin_client: httpx.AsyncClient, orders: dict[str, list[str]], sort: str, payload: object
 ) -> None:
     response = await admin_client.get(
         USERS, params={"sort": sort, "cursor": _b64(json.dumps(payload).encode())}
@@ -241,6 +261,8 @@ async def test_forged_cursors_are_400_or_a_page(
     assert response.status_code in {200, 400}, response.text
     if response.status_code == 400:
         assert response.json()["type"].endswith("invalid-cursor")
+    else:
+        _assert_a_page_past_some_position(response, orders[sort])
 
 
 @HTTP
@@ -253,6 +275,7 @@ async def test_forged_cursors_are_400_or_a_page(
 async def test_truncated_or_tampered_cursors_are_400_or_a_page(
     admin_client: httpx.AsyncClient,
     walk: dict[str, str],
+    orders: dict[str, list[str]],
     sort: str,
     cut: int,
     flip: int,
@@ -265,6 +288,8 @@ async def test_truncated_or_tampered_cursors_are_400_or_a_page(
         assert response.status_code in {200, 400, 422}, (tampered, response.text)
         if response.status_code == 422:  # only the documented bound
             assert len(tampered) > 1024 or tampered == ""
+        elif response.status_code == 200:
+            _assert_a_page_past_some_position(response, orders[sort])
 
 
 @HTTP

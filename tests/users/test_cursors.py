@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
-from tests.users.helpers import USERS, assert_problem, create_user
+from tests.conftest import ADMIN_USERNAME
+from tests.users.helpers import USERS, assert_problem, create_user, insert_users, walk
 
 SORTS = ["id", "-id", "created_at", "-created_at", "username", "-username", "email", "-email"]
 SOME_ID = str(uuid7())
@@ -56,26 +58,49 @@ async def test_crafted_cursor_is_400(
 ) -> None:
     await create_user(client)
     response = await client.get(USERS, params={"sort": sort, "cursor": encode(payload)})
-    assert_problem(response, 400)
+    assert assert_problem(response, 400)["type"].endswith(":invalid-cursor")
+
+
+# Around the cursors below: "nia" falls between 2026-01-01T00:00Z and 05:30Z, so a cursor
+# whose offset were ignored would page differently. The admin who lists was created now.
+FOREIGN_CURSOR_ROWS = [
+    ("ada", "ada@example.com", datetime(2025, 6, 1, tzinfo=UTC)),
+    ("kim", "kim@example.com", datetime(2025, 12, 31, 23, 0, tzinfo=UTC)),
+    ("nia", "nia@example.com", datetime(2026, 1, 1, 0, 1, tzinfo=UTC)),
+    ("zed", "zzzz@example.com", datetime(2026, 6, 1, tzinfo=UTC)),
+]
 
 
 @pytest.mark.parametrize(
-    ("sort", "key"),
+    ("sort", "key", "expected"),
     [
-        ("created_at", "2026-01-01T00:00:00+00:00"),
-        ("-created_at", "2026-01-01T05:30:00+05:30"),
-        ("username", "m"),
-        ("-email", "zzz"),
+        ("created_at", "2026-01-01T00:00:00+00:00", ["nia", "zed", ADMIN_USERNAME]),
+        ("-created_at", "2026-01-01T05:30:00+05:30", ["kim", "ada"]),
+        ("username", "m", ["nia", ADMIN_USERNAME, "zed"]),
+        ("-email", "zzz", [ADMIN_USERNAME, "nia", "kim", "ada"]),
     ],
 )
 async def test_well_formed_foreign_cursor_is_honoured(
-    client: httpx.AsyncClient, sort: str, key: str
+    client: httpx.AsyncClient, engine: AsyncEngine, sort: str, key: str, expected: list[str]
 ) -> None:
     """A cursor we could have made (for a row that is gone) still pages correctly."""
-    await create_user(client, "ada")
-    payload = {"s": sort, "k": key, "i": SOME_ID}
-    response = await client.get(USERS, params={"sort": sort, "cursor": encode(payload)})
+    await insert_users(
+        engine,
+        (
+            {"username": username, "email": email, "created_at": created_at}
+            for username, email, created_at in FOREIGN_CURSOR_ROWS
+        ),
+    )
+    cursor = encode({"s": sort, "k": key, "i": SOME_ID})
+    response = await client.get(USERS, params={"sort": sort, "cursor": cursor, "limit": 2})
     assert response.status_code == 200, response.text
+    page = response.json()
+    # The rows past the cursor's key, in the sort's order, two to a page.
+    assert [item["username"] for item in page["items"]] == expected[:2]
+    assert (page["next_cursor"] is None) is (len(expected) <= 2)
+    items, pages = await walk(client, {"sort": sort, "cursor": cursor, "limit": 2})
+    assert [item["username"] for item in items] == expected
+    assert pages == (len(expected) + 1) // 2
 
 
 # --- properties ------------------------------------------------------------------

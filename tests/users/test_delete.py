@@ -34,9 +34,11 @@ async def test_deleted_email_and_username_can_be_registered_again(
 
 async def test_delete_with_current_if_match(client: httpx.AsyncClient) -> None:
     created = await create_user(client)
-    await client.patch(user_url(created["id"]), json={"full_name": "Ada"})
+    patched = await client.patch(user_url(created["id"]), json={"full_name": "Ada"})
+    assert patched.headers["etag"] == '"2"', patched.text
     response = await client.delete(user_url(created["id"]), headers={"If-Match": '"2"'})
     assert response.status_code == 204
+    assert_problem(await client.get(user_url(created["id"])), 404)
 
 
 @pytest.mark.parametrize("header", ['"2"', '"0"', "garbage"])

@@ -150,6 +150,12 @@ async def test_if_match_current_succeeds(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.headers["etag"] == '"2"'
+    assert response.json() == created | {
+        "full_name": "Ada",
+        "version": 2,
+        "updated_at": response.json()["updated_at"],
+    }
+    assert (await client.get(user_url(created["id"]))).json() == response.json()
 
 
 @pytest.mark.parametrize("field", ["full_name", "username", "email"])
