@@ -118,6 +118,9 @@ async def test_huge_declared_length_is_413(client: httpx.AsyncClient) -> None:
     assert_problem(response, 413)
 
 
+JSON_CONTENT = {"content-type": "application/json"}
+
+
 async def chunks(body: bytes, size: int = 4096) -> AsyncIterator[bytes]:
     for start in range(0, len(body), size):
         yield body[start : start + size]
@@ -139,8 +142,22 @@ async def test_streamed_body_over_the_limit_is_413(
     assert "content-length" not in request.headers
     assert request.headers["transfer-encoding"] == "chunked"
     response = await client.send(request)
-    assert_problem(response, 413)
+    body = assert_problem(response, 413)
     assert without_admin((await client.get(USERS)).json()["items"]) == []
+    # The same problem whichever layer refused it: streamed or declared.
+    declared = await client.request(
+        method, path, content=padded_user_body(LIMIT + 1), headers=JSON_CONTENT
+    )
+    assert body["type"] == assert_problem(declared, 413)["type"]
+    assert body["type"].endswith(":too-large")
+
+
+async def test_every_framework_refusal_has_a_code(client: httpx.AsyncClient) -> None:
+    """No route, wrong method: a stable `code` at the end of the type, as everywhere."""
+    missing = assert_problem(await client.get("/api/v1/nothing-here"), 404)
+    assert missing["type"].endswith(":not-found")
+    wrong = assert_problem(await client.put(USERS), 405)
+    assert wrong["type"].endswith(":method-not-allowed")
 
 
 async def test_streamed_body_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:

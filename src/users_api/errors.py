@@ -290,12 +290,23 @@ async def _domain_error(_: Request, exc: Exception) -> Response:
     return to_response(exc)
 
 
+# The stable codes of what the framework refuses (no route, wrong method, a body that
+# cannot be read or is too large), whichever layer refuses it.
+_HTTP_CODES = {
+    HTTPStatus.BAD_REQUEST: "bad-request",
+    HTTPStatus.NOT_FOUND: "not-found",
+    HTTPStatus.METHOD_NOT_ALLOWED: "method-not-allowed",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "too-large",
+}
+
+
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
         detail = "No route matches this path."
-    return problem(exc.status_code, detail=detail, headers=exc.headers)
+    code = _HTTP_CODES.get(HTTPStatus(exc.status_code), "error")
+    return problem(exc.status_code, detail=detail, code=code, headers=exc.headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:

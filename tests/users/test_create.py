@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import BASE_URL
+from tests.conftest import BASE_URL, Admin
 from tests.users.helpers import (
     PASSWORD,
     RFC3339_UTC,
@@ -20,6 +22,7 @@ from tests.users.helpers import (
     USERS,
     assert_conflict,
     assert_no_secrets,
+    assert_problem,
     assert_validation_problem,
     create_user,
     password_hash_of,
@@ -27,6 +30,7 @@ from tests.users.helpers import (
     without_admin,
 )
 from users_api.security.passwords import Passwords
+from users_api.users.service import UserService
 
 
 def valid_body(**overrides: Any) -> dict[str, Any]:
@@ -331,3 +335,28 @@ async def test_create_race_on_username_has_exactly_one_winner(client: httpx.Asyn
         if response.status_code == 409:
             assert_conflict(response, "username")
     assert len(without_admin((await client.get(USERS)).json()["items"])) == 1
+
+
+async def test_an_admin_demoted_while_the_password_is_hashed_creates_nobody(
+    app: FastAPI, admin_client: httpx.AsyncClient, admin: Admin, engine: AsyncEngine
+) -> None:
+    """The caller is checked before the hash and again by the INSERT itself: an admin who
+    loses the role while the hash waits for a thread gets 403 and creates nobody."""
+    users: UserService = app.state.users
+    passwords = users.passwords
+    body = {"email": "eve@example.com", "username": "eve", "password": PASSWORD, "is_admin": True}
+    async with contextlib.AsyncExitStack() as every_turn:
+        for _ in range(2 * passwords.concurrency):  # every place in the hashing queue
+            await every_turn.enter_async_context(passwords.turn())
+        creating = asyncio.create_task(admin_client.post(USERS, json=body))
+        await asyncio.sleep(0.3)  # it has checked its caller and waits for a turn
+        assert not creating.done()
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE users SET is_admin = false WHERE id = :id"), {"id": admin.id}
+            )
+    response = await asyncio.wait_for(creating, 10)
+    assert_problem(response, 403)
+    async with engine.connect() as connection:
+        found = await connection.scalar(text("SELECT count(*) FROM users WHERE username = 'eve'"))
+    assert found == 0

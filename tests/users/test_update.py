@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
@@ -301,3 +303,60 @@ async def test_invalid_or_unknown_fields_are_422(
 async def test_unknown_id_with_invalid_body_is_never_500(client: httpx.AsyncClient) -> None:
     response = await client.patch(user_url(uuid7()), json={"nickname": "x"})
     assert response.status_code in (404, 422)
+
+
+@pytest.fixture
+async def update_statements(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """Count every UPDATE statement on users: a statement trigger fires even when no
+    row matches, and a sequence counts even in a transaction that rolls back."""
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE SEQUENCE test_updates"))
+        await connection.execute(
+            text(
+                "CREATE FUNCTION test_count_update() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN PERFORM nextval('test_updates'); RETURN NULL; END $$"
+            )
+        )
+        await connection.execute(
+            text(
+                "CREATE TRIGGER test_count_update BEFORE UPDATE ON users"
+                " FOR EACH STATEMENT EXECUTE FUNCTION test_count_update()"
+            )
+        )
+    yield engine
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP TRIGGER test_count_update ON users"))
+        await connection.execute(text("DROP FUNCTION test_count_update()"))
+        await connection.execute(text("DROP SEQUENCE test_updates"))
+
+
+async def _updates(engine: AsyncEngine) -> int:
+    """UPDATE statements since the last call."""
+    async with engine.begin() as connection:
+        counted = await connection.scalar(
+            text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM test_updates")
+        )
+        await connection.execute(text("SELECT setval('test_updates', 1, false)"))
+    return int(counted or 0)
+
+
+async def test_a_patch_the_guarded_update_does_not_settle_runs_it_once(
+    client: httpx.AsyncClient, update_statements: AsyncEngine
+) -> None:
+    """Stale If-Match, unchanged values, an unknown id: one UPDATE statement, not a
+    second one (or a second transaction) after it, and the rules say why it changed
+    nothing."""
+    user = await create_user(client, "ada")
+    await _updates(update_statements)
+    url = user_url(user["id"])
+    cases: list[tuple[str, dict[str, Any], dict[str, str], int]] = [
+        (url, {"email": "ada2@example.com"}, {"If-Match": '"99"'}, 412),
+        (url, {"email": "ada@example.com", "full_name": None}, {}, 200),
+        (url, {"full_name": None}, {}, 200),
+        (user_url(uuid7()), {"username": "bobby"}, {}, 404),
+    ]
+    for target, patch, headers, expected in cases:
+        response = await client.patch(target, json=patch, headers=headers)
+        assert response.status_code == expected, (patch, response.text)
+        assert await _updates(update_statements) == 1, patch
+    assert (await client.get(url)).json()["version"] == 1
