@@ -98,7 +98,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     app.state.tokens = tokens
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    add_routes(app, auth_router, users_router, _operations)
+    add_routes(app, users_router, auth_router, _operations)  # the most asked first
     openapi.install(app)
     return app
 
