@@ -17,8 +17,9 @@ from users_api.auth.service import AuthService
 from users_api.auth.throttle import ThrottleRules
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
-from users_api.errors import install_error_handlers, problem, problem_responses
+from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
+from users_api.http.openapi import Auth, doc
 from users_api.http.routing import RequestRoute, add_routes
 from users_api.middleware import BodySizeLimit
 from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
@@ -126,9 +127,7 @@ async def healthz(request: Request) -> Response:
 
 @_operations.get(
     "/readyz",
-    summary="Readiness: the database answers within one second",
-    operation_id="getReadiness",
-    responses=problem_responses(),
+    **doc("getReadiness", "Readiness: the database answers within one second", None, (), Auth.NONE),
 )
 async def readyz(request: Request) -> Response:
     db: Database = request.app.state.db

@@ -31,15 +31,20 @@ log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
-    """A rule of the service was broken; `code` is stable and machine-readable."""
+    """A rule of the service was broken. Each kind names its HTTP status and its stable,
+    machine-readable `code`; its docstring is the default `detail`."""
 
+    status = HTTPStatus.BAD_REQUEST
     code = "error"
-    detail = "The request could not be completed."
+
+    def __init_subclass__(cls, *, status: HTTPStatus | None = None, code: str = "") -> None:
+        super().__init_subclass__()
+        cls.status = status or cls.status
+        cls.code = code or cls.code
 
     def __init__(self, detail: str | None = None) -> None:
-        super().__init__(detail or self.detail)
-        if detail is not None:
-            self.detail = detail
+        self.detail = detail or (type(self).__doc__ or "").strip()
+        super().__init__(self.detail)
 
     def extra(self) -> dict[str, Any]:
         return {}
@@ -48,26 +53,20 @@ class DomainError(Exception):
         return {}
 
 
-class Unauthorized(DomainError):
-    """No valid credentials: missing, malformed, forged, expired or revoked."""
-
-    code = "unauthorized"
-    detail = "Valid bearer credentials are required."
+class Unauthorized(DomainError, status=HTTPStatus.UNAUTHORIZED, code="unauthorized"):
+    """Valid bearer credentials are required."""
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
 
 
-class InvalidCredentials(Unauthorized):
-    """One body for every failed login: unknown user, wrong password, inactive user."""
-
-    code = "invalid-credentials"
-    detail = "Incorrect username or password."
+# One body for every failed login: unknown user, wrong password, inactive user.
+class InvalidCredentials(Unauthorized, code="invalid-credentials"):
+    """Incorrect username or password."""
 
 
-class TooManyAttempts(DomainError):
-    code = "too-many-attempts"
-    detail = "Too many failed logins; try again later."
+class TooManyAttempts(DomainError, status=HTTPStatus.TOO_MANY_REQUESTS, code="too-many-attempts"):
+    """Too many failed logins; try again later."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__()
@@ -77,14 +76,12 @@ class TooManyAttempts(DomainError):
         return {"Retry-After": str(self.retry_after)}
 
 
-class NotFound(DomainError):
-    code = "not-found"
-    detail = "No such resource."
+class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
+    """No such resource."""
 
 
-class Conflict(DomainError):
-    code = "conflict"
-    detail = "The request conflicts with the current state."
+class Conflict(DomainError, status=HTTPStatus.CONFLICT, code="conflict"):
+    """The request conflicts with the current state."""
 
     def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
         super().__init__(detail)
@@ -94,26 +91,19 @@ class Conflict(DomainError):
         return {"field": self.field} if self.field else {}
 
 
-class PreconditionFailed(DomainError):
-    code = "precondition-failed"
-    detail = "The resource has changed since the given ETag (If-Match)."
+# The database gave up on this transaction to let a concurrent one finish (twice).
+class ConcurrentChange(Conflict, code="concurrent-change"):
+    """The request collided with a concurrent change and was not applied; retry it."""
 
 
-class Forbidden(DomainError):
-    code = "forbidden"
-    detail = "You may not do that."
+class PreconditionFailed(
+    DomainError, status=HTTPStatus.PRECONDITION_FAILED, code="precondition-failed"
+):
+    """The resource has changed since the given ETag (If-Match)."""
 
 
-class InvalidCursor(DomainError):
-    code = "invalid-cursor"
-    detail = "The cursor is malformed or does not belong to this query."
-
-
-class InvalidInput(DomainError):
-    """A value passed the schema but breaks a rule the service checks (422)."""
-
-    code = "validation"
-    detail = "The request is not valid."
+class InvalidInput(DomainError, status=HTTPStatus.UNPROCESSABLE_ENTITY, code="validation"):
+    """The request is not valid."""
 
     def __init__(self, *, loc: Sequence[str | int], msg: str) -> None:
         super().__init__(msg)
@@ -123,46 +113,26 @@ class InvalidInput(DomainError):
         return {"errors": self.errors}
 
 
-class ConcurrentChange(Conflict):
-    """The database gave up on this transaction to let a concurrent one finish."""
-
-    code = "concurrent-change"
-    detail = "The request collided with a concurrent change and was not applied; retry it."
+class Forbidden(DomainError, status=HTTPStatus.FORBIDDEN, code="forbidden"):
+    """You may not do that."""
 
 
-class DatabaseUnavailable(DomainError):
-    code = "database-unavailable"
-    detail = "The database is unavailable; try again shortly."
+class DatabaseUnavailable(
+    DomainError, status=HTTPStatus.SERVICE_UNAVAILABLE, code="database-unavailable"
+):
+    """The database is unavailable; try again shortly."""
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
-class DatabaseTimeout(DatabaseUnavailable):
-    """The database gave up on the statement (statement or lock timeout): busy, not broken."""
-
-    code = "database-timeout"
-    detail = "The database did not answer in time; try again shortly."
+# The database gave up on the statement (statement or lock timeout): busy, not broken.
+class DatabaseTimeout(DatabaseUnavailable, code="database-timeout"):
+    """The database did not answer in time; try again shortly."""
 
 
-_DOMAIN_STATUS: Mapping[type[DomainError], HTTPStatus] = {
-    NotFound: HTTPStatus.NOT_FOUND,
-    Conflict: HTTPStatus.CONFLICT,
-    PreconditionFailed: HTTPStatus.PRECONDITION_FAILED,
-    Forbidden: HTTPStatus.FORBIDDEN,
-    InvalidCursor: HTTPStatus.BAD_REQUEST,
-    InvalidInput: HTTPStatus.UNPROCESSABLE_ENTITY,
-    Unauthorized: HTTPStatus.UNAUTHORIZED,
-    TooManyAttempts: HTTPStatus.TOO_MANY_REQUESTS,
-    DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
-}
-
-
-def status_of(exc: DomainError) -> HTTPStatus:
-    for cls in type(exc).__mro__:
-        if cls in _DOMAIN_STATUS:
-            return _DOMAIN_STATUS[cls]
-    return HTTPStatus.BAD_REQUEST
+class InvalidCursor(DomainError, code="invalid-cursor"):
+    """The cursor is malformed or does not belong to this query."""
 
 
 # --- documentation ---------------------------------------------------------------
@@ -281,7 +251,7 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 def to_response(exc: DomainError) -> Response:
     """Render a domain error; routers return this when the transaction must still commit."""
     return problem(
-        status_of(exc), detail=exc.detail, code=exc.code, headers=exc.headers(), **exc.extra()
+        exc.status, detail=exc.detail, code=exc.code, headers=exc.headers(), **exc.extra()
     )
 
 

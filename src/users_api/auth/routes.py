@@ -7,9 +7,9 @@ from fastapi import Request, Response, status
 from users_api.auth.client_address import client_address
 from users_api.auth.schemas import LoginForm, RefreshRequest, TokenResponse
 from users_api.auth.service import AuthService, TokenPair
-from users_api.errors import DomainError, problem_responses, to_response
+from users_api.errors import DomainError, to_response
 from users_api.http import parse
-from users_api.http.openapi import operation
+from users_api.http.openapi import Auth, Body, Form, doc
 from users_api.http.routing import api_router
 
 router = api_router("/api/v1/auth", "auth")
@@ -40,11 +40,14 @@ def token_response(result: TokenPair | DomainError) -> Response:
 
 @router.post(
     "/token",
-    response_model=TokenResponse,
-    responses=problem_responses(400, 401, 429),
-    summary="Log in (OAuth2 password grant): username or email, and password",
-    operation_id="logIn",
-    openapi_extra=operation(form=LoginForm, auth="none"),
+    **doc(
+        "logIn",
+        "Log in (OAuth2 password grant): username or email, and password",
+        TokenResponse,
+        (400, 401, 429),
+        Form(LoginForm),
+        Auth.NONE,
+    ),
 )
 async def login(request: Request) -> Response:
     form = await parse.form_body(request, LoginForm)
@@ -54,11 +57,14 @@ async def login(request: Request) -> Response:
 
 @router.post(
     "/refresh",
-    response_model=TokenResponse,
-    responses=problem_responses(400, 401),
-    summary="Trade a refresh token for a new pair (the old one is used up)",
-    operation_id="refreshTokens",
-    openapi_extra=operation(body=RefreshRequest, auth="none"),
+    **doc(
+        "refreshTokens",
+        "Trade a refresh token for a new pair (the old one is used up)",
+        TokenResponse,
+        (400, 401),
+        Body(RefreshRequest),
+        Auth.NONE,
+    ),
 )
 async def refresh(request: Request) -> Response:
     body = await parse.json_body(request, RefreshRequest)
@@ -68,10 +74,14 @@ async def refresh(request: Request) -> Response:
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(400),
-    summary="End one login: its refresh tokens die",
-    operation_id="logOut",
-    openapi_extra=operation(body=RefreshRequest, auth="none"),
+    **doc(
+        "logOut",
+        "End one login: its refresh tokens die",
+        None,
+        (400,),
+        Body(RefreshRequest),
+        Auth.NONE,
+    ),
 )
 async def logout(request: Request) -> Response:
     body = await parse.json_body(request, RefreshRequest)
@@ -82,9 +92,12 @@ async def logout(request: Request) -> Response:
 @router.post(
     "/logout-all",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401),
-    summary="End every login of the caller: all access and refresh tokens die",
-    operation_id="logOutEverywhere",
+    **doc(
+        "logOutEverywhere",
+        "End every login of the caller: all access and refresh tokens die",
+        None,
+        (401,),
+    ),
 )
 async def logout_all(request: Request) -> Response:
     await _auth(request).logout_all(parse.caller(request))

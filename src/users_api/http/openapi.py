@@ -1,102 +1,123 @@
 """The OpenAPI document of routes that take only the request (`routing.py`).
 
 FastAPI documents what an endpoint's signature declares; these endpoints declare only
-the request, so each route says here what it reads — path ids, query model, headers,
-JSON or form body model, bearer token — from the same pydantic models `parse.py`
-validates with, and the document cannot drift from the parsing. Body models go to
-`components.schemas` under their own names, as FastAPI would put them.
+the request, so each route lists here what it reads — a path id, a query model,
+headers, a JSON or form body model, the bearer token — with the same pydantic models
+`parse.py` validates with, and the document cannot drift from the parsing. Body models
+go to `components.schemas` under their own names, as FastAPI would put them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from users_api.errors import problem_responses
+
 SECURITY_SCHEME = "OAuth2PasswordBearer"
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105  # a path, not a secret
 _REF = "#/components/schemas/{model}"
 
-# Every body model a route reads, by name, for the document's components.
-_BODY_MODELS: dict[str, type[BaseModel]] = {}
-
-Auth = Literal["required", "optional", "none"]
+# Every model a route reads, by name, for the document's components.
+_MODELS: dict[str, type[BaseModel]] = {}
 
 
-def operation(
-    *,
-    path_ids: Sequence[str] = (),
-    query: type[BaseModel] | None = None,
-    headers: Sequence[tuple[str, str]] = (),
-    body: type[BaseModel] | None = None,
-    form: type[BaseModel] | None = None,
-    auth: Auth = "required",
+@dataclass(frozen=True)
+class PathId:
+    """A UUID path parameter."""
+
+    name: str
+
+    def document(self, extra: dict[str, Any]) -> None:
+        schema = {"type": "string", "format": "uuid", "title": self.name.replace("_", " ").title()}
+        parameter = {"name": self.name, "in": "path", "required": True, "schema": schema}
+        extra.setdefault("parameters", []).append(parameter)
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    description: str
+
+    def document(self, extra: dict[str, Any]) -> None:
+        schema = {"type": "string", "title": self.name}
+        parameter = {"name": self.name, "in": "header", "required": False, "schema": schema}
+        extra.setdefault("parameters", []).append(parameter | {"description": self.description})
+
+
+@dataclass(frozen=True)
+class Query:
+    """Query parameters: the fields of a model."""
+
+    model: type[BaseModel]
+
+    def document(self, extra: dict[str, Any]) -> None:
+        schema = self.model.model_json_schema(ref_template=_REF)
+        _DEFINITIONS.update(schema.pop("$defs", {}))
+        required = set(schema.get("required", ()))
+        for name, field in schema["properties"].items():
+            parameter = {"name": name, "in": "query", "required": name in required}
+            if "description" in field:
+                parameter["description"] = field["description"]
+            extra.setdefault("parameters", []).append(parameter | {"schema": field})
+
+
+@dataclass(frozen=True)
+class Body:
+    model: type[BaseModel]
+    media_type: str = "application/json"
+
+    def document(self, extra: dict[str, Any]) -> None:
+        _MODELS[self.model.__name__] = self.model
+        schema = {"$ref": _REF.format(model=self.model.__name__)}
+        extra["requestBody"] = {"required": True, "content": {self.media_type: {"schema": schema}}}
+
+
+def Form(model: type[BaseModel]) -> Body:  # noqa: N802  # reads as the kind it is
+    return Body(model, "application/x-www-form-urlencoded")
+
+
+class Auth(Enum):
+    """Whether the route wants the bearer token (required by default)."""
+
+    OPTIONAL = "optional"
+    NONE = "none"
+
+    def document(self, extra: dict[str, Any]) -> None:
+        if self is Auth.NONE:
+            extra.pop("security", None)
+        else:
+            extra["security"] = [{SECURITY_SCHEME: []}, {}]
+
+
+Read = PathId | Header | Query | Body | Auth
+_DEFINITIONS: dict[str, Any] = {}
+
+
+def doc(
+    operation_id: str,
+    summary: str,
+    model: type[BaseModel] | None = None,
+    problems: tuple[int, ...] = (),
+    *reads: Read,
 ) -> dict[str, Any]:
-    """`openapi_extra` for a route: what it reads, as FastAPI would document it."""
-    parameters: list[dict[str, Any]] = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "format": "uuid", "title": name.replace("_", " ").title()},
-        }
-        for name in path_ids
-    ]
-    if query is not None:
-        parameters += _query_parameters(query)
-    parameters += [
-        {
-            "name": name,
-            "in": "header",
-            "required": False,
-            "description": description,
-            "schema": {"type": "string", "title": name},
-        }
-        for name, description in headers
-    ]
-    extra: dict[str, Any] = {}
-    if parameters:
-        extra["parameters"] = parameters
-    if body is not None or form is not None:
-        model = body or form
-        assert model is not None
-        media_type = "application/json" if body else "application/x-www-form-urlencoded"
-        _BODY_MODELS[model.__name__] = model
-        extra["requestBody"] = {
-            "required": True,
-            "content": {media_type: {"schema": {"$ref": _REF.format(model=model.__name__)}}},
-        }
-    if auth != "none":
-        extra["security"] = [{SECURITY_SCHEME: []}] + ([{}] if auth == "optional" else [])
-    return extra
-
-
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(ref_template=_REF)
-    _add_components(schema.pop("$defs", {}))
-    required = set(schema.get("required", ()))
-    parameters = []
-    for name, field_schema in schema["properties"].items():
-        parameter: dict[str, Any] = {
-            "name": name,
-            "in": "query",
-            "required": name in required,
-            "schema": field_schema,
-        }
-        if "description" in field_schema:
-            parameter["description"] = field_schema["description"]
-        parameters.append(parameter)
-    return parameters
-
-
-_DEFS: dict[str, Any] = {}
-
-
-def _add_components(defs: dict[str, Any]) -> None:
-    _DEFS.update(defs)
+    """Everything a route decorator says of an operation: its id for generated clients,
+    its summary, the success body's model, the problems it may answer, what it reads."""
+    extra: dict[str, Any] = {"security": [{SECURITY_SCHEME: []}]}
+    for read in reads:
+        read.document(extra)
+    return {
+        "operation_id": operation_id,
+        "summary": summary,
+        "response_model": model,
+        "responses": problem_responses(*problems),
+        "openapi_extra": extra or None,
+    }
 
 
 def install(app: FastAPI) -> None:
@@ -111,11 +132,11 @@ def install(app: FastAPI) -> None:
                 routes=app.routes,
             )
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            for name, model in sorted(_BODY_MODELS.items()):
+            for name, model in _MODELS.items():
                 schema = model.model_json_schema(ref_template=_REF)
                 schemas.update(schema.pop("$defs", {}))
                 schemas[name] = schema
-            schemas.update(_DEFS)
+            schemas.update(_DEFINITIONS)
             document["components"]["schemas"] = dict(sorted(schemas.items()))
             document["components"]["securitySchemes"] = {
                 SECURITY_SCHEME: {

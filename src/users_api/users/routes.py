@@ -7,10 +7,9 @@ from urllib.parse import quote_plus, unquote_plus
 from fastapi import Request, Response, status
 from starlette.datastructures import URL
 
-from users_api.errors import problem_responses
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.http import parse
-from users_api.http.openapi import operation
+from users_api.http.openapi import Auth, Body, Header, PathId, Query, doc
 from users_api.http.routing import api_router
 from users_api.responses import json_response
 from users_api.users.queries import UserRow
@@ -19,8 +18,9 @@ from users_api.users.service import RowPage, UserService
 
 router = api_router("/api/v1/users", "users")
 
-IF_MATCH = ("If-Match", "Only act if the user's ETag still matches (412 otherwise).")
-IF_NONE_MATCH = ("If-None-Match", "304 with no body if the user's ETag matches.")
+IF_MATCH = Header("If-Match", "Only act if the user's ETag still matches (412 otherwise).")
+IF_NONE_MATCH = Header("If-None-Match", "304 with no body if the user's ETag matches.")
+USER_ID = PathId("user_id")
 
 
 def _users(request: Request) -> UserService:
@@ -36,12 +36,7 @@ def user_response(row: UserRow, if_none_match: str | None = None) -> Response:
 
 
 @router.get(
-    "/me",
-    response_model=UserOut,
-    responses=problem_responses(304, 401),
-    summary="The signed-in user",
-    operation_id="getCurrentUser",
-    openapi_extra=operation(headers=[IF_NONE_MATCH]),
+    "/me", **doc("getCurrentUser", "The signed-in user", UserOut, (304, 401), IF_NONE_MATCH)
 )
 async def get_me(request: Request) -> Response:
     caller = parse.caller(request)
@@ -50,12 +45,7 @@ async def get_me(request: Request) -> Response:
 
 
 @router.get(
-    "/{user_id}",
-    response_model=UserOut,
-    responses=problem_responses(304, 401, 404),
-    summary="Get a user",
-    operation_id="getUser",
-    openapi_extra=operation(path_ids=["user_id"], headers=[IF_NONE_MATCH]),
+    "/{user_id}", **doc("getUser", "Get a user", UserOut, (304, 401, 404), USER_ID, IF_NONE_MATCH)
 )
 async def get_user(request: Request) -> Response:
     caller = parse.caller(request)
@@ -66,11 +56,15 @@ async def get_user(request: Request) -> Response:
 
 @router.patch(
     "/{user_id}",
-    response_model=UserOut,
-    responses=problem_responses(400, 401, 403, 404, 409, 412),
-    summary="Change a user (JSON merge patch)",
-    operation_id="updateUser",
-    openapi_extra=operation(path_ids=["user_id"], headers=[IF_MATCH], body=UserUpdate),
+    **doc(
+        "updateUser",
+        "Change a user (JSON merge patch)",
+        UserOut,
+        (400, 401, 403, 404, 409, 412),
+        USER_ID,
+        IF_MATCH,
+        Body(UserUpdate),
+    ),
 )
 async def update_user(request: Request) -> Response:
     caller = parse.caller(request)
@@ -81,14 +75,7 @@ async def update_user(request: Request) -> Response:
     return user_response(row)
 
 
-@router.get(
-    "",
-    response_model=UserPage,
-    responses=problem_responses(400, 401, 403),
-    summary="List users",
-    operation_id="listUsers",
-    openapi_extra=operation(query=UserListQuery),
-)
+@router.get("", **doc("listUsers", "List users", UserPage, (400, 401, 403), Query(UserListQuery)))
 async def list_users(request: Request) -> Response:
     caller = parse.caller(request)
     query = parse.query(request, UserListQuery)
@@ -122,11 +109,14 @@ def page_response(page: RowPage, url: URL) -> Response:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=UserOut,
-    responses=problem_responses(400, 401, 403, 409),
-    summary="Register a user",
-    operation_id="createUser",
-    openapi_extra=operation(body=UserCreate, auth="optional"),
+    **doc(
+        "createUser",
+        "Register a user",
+        UserOut,
+        (400, 401, 403, 409),
+        Body(UserCreate),
+        Auth.OPTIONAL,
+    ),
 )
 async def create_user(request: Request) -> Response:
     caller = parse.optional_caller(request)
@@ -143,10 +133,7 @@ async def create_user(request: Request) -> Response:
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404, 409, 412),
-    summary="Delete a user",
-    operation_id="deleteUser",
-    openapi_extra=operation(path_ids=["user_id"], headers=[IF_MATCH]),
+    **doc("deleteUser", "Delete a user", None, (401, 404, 409, 412), USER_ID, IF_MATCH),
 )
 async def delete_user(request: Request) -> Response:
     caller = parse.caller(request)
