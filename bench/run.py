@@ -271,6 +271,7 @@ class Server:
     app_name: str = ""  # its backends' application_name in pg_stat_activity
     auth: str | None = None
     has_token_endpoint: bool = True
+    verifies_tokens: bool = False  # checks the JWT's signature and claims (users-api, raw)
 
     @property
     def url(self) -> str:
@@ -376,23 +377,29 @@ def make_servers(names: list[str], sa_url: str) -> list[Server]:
     reference = str(BENCH_DIR / "reference")
     uvicorn = [python, "-m", "uvicorn", "--app-dir", reference]
     common = {"DATABASE_URL": sa_url, "PYTHONUNBUFFERED": "1"}
+    # users-api and raw sign and check their access tokens with the same key and TTL
+    tokens = {"SECRET_KEY": SECRET_KEY, "ACCESS_TOKEN_TTL_SECONDS": "86400"}
     table = {
         "users-api": Server(
             "users-api",
             [str(VENV_BIN / "users-api"), "serve"],
             {
                 **common,
+                **tokens,
                 "FIRST_ADMIN_EMAIL": ADMIN_EMAIL,
                 "FIRST_ADMIN_USERNAME": ADMIN_USERNAME,
                 "FIRST_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "SECRET_KEY": SECRET_KEY,
-                "ACCESS_TOKEN_TTL_SECONDS": "86400",
             },
             app_name="users-api",
+            verifies_tokens=True,
         ),
-        # the ceiling: no access log
+        # the ceiling: the same work as users-api, no access log
         "raw": Server(
-            "raw", [*uvicorn, "raw_app:app", "--no-access-log"], common, app_name="bench-raw"
+            "raw",
+            [*uvicorn, "raw_app:app", "--no-access-log"],
+            {**common, **tokens},
+            app_name="bench-raw",
+            verifies_tokens=True,
         ),
         # as the tutorials run it: `uvicorn main:app`, with uvicorn's access log on;
         # the default engine sets no application_name
@@ -457,7 +464,8 @@ def argon2_hasher() -> Any:
 async def seed(db: Database, count: int, ids_file: Path) -> None:
     from uuid_utils.compat import uuid7
 
-    hashed = argon2_hasher().hash(SEED_PASSWORD)
+    hasher = argon2_hasher()
+    hashed = hasher.hash(SEED_PASSWORD)
     rows = [
         (uuid7(), f"seed{i:05d}@bench.example", f"seed_{i:05d}", f"Seed User {i}", hashed, 1)
         for i in range(count)
@@ -469,6 +477,23 @@ async def seed(db: Database, count: int, ids_file: Path) -> None:
             records=rows,
             columns=["id", "email", "username", "full_name", "password_hash", "version"],
         )
+        # Every server is driven as the admin (the list is admin-only, and the reads and
+        # PATCHes touch other users). users-api creates it at start-up (FIRST_ADMIN_*);
+        # without users-api in the run, it is created here.
+        admin = await conn.fetchval(
+            "SELECT 1 FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2)",
+            ADMIN_USERNAME,
+            ADMIN_EMAIL,
+        )
+        if admin is None:
+            await conn.execute(
+                "INSERT INTO users (id, email, username, password_hash, is_admin, version)"
+                " VALUES ($1, $2, $3, $4, true, 1)",
+                uuid7(),
+                ADMIN_EMAIL,
+                ADMIN_USERNAME,
+                hasher.hash(ADMIN_PASSWORD),
+            )
         await conn.execute("VACUUM ANALYZE users")
     finally:
         await conn.close()
@@ -585,8 +610,9 @@ async def run_scenario(
     ids_file: Path,
     duration: float,
 ) -> Run | None:
-    if server.name == "users-api" and server.has_token_endpoint:
-        # a fresh admin token per run, so no run outlives a token's TTL
+    if server.verifies_tokens and server.has_token_endpoint:
+        # a fresh admin token per run, so no run outlives a token's TTL (the first request
+        # of each run then checks it in full, the rest find it in the server's cache)
         server.auth = server.login(ADMIN_USERNAME, ADMIN_PASSWORD)
     token_on = server.has_token_endpoint
     if scenario == "token" and not token_on:
@@ -924,21 +950,25 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
 
         auth_note = "-"
         for server in servers:
+            token = server.login(ADMIN_USERNAME, ADMIN_PASSWORD)
+            server.has_token_endpoint = token is not None
+            server.auth = token
             if server.name == "users-api":
-                token = server.login(ADMIN_USERNAME, ADMIN_PASSWORD)
-                server.has_token_endpoint = token is not None
-                server.auth = token
                 auth_note = (
                     "users-api issued an admin token; requests send Authorization: Bearer"
                     if token
                     else "users-api answered 404 on POST /api/v1/auth/token (auth not landed):"
                     " users-api is driven WITHOUT a token and its /auth/token run is skipped"
                 )
-            else:
-                server.auth = server.login("seed_00000", SEED_PASSWORD)
-        auth_note += "; the reference servers get a Bearer header and only parse it"
+            elif token is None:
+                raise RuntimeError(f"{server.name}: POST /api/v1/auth/token answered 404")
+        auth_note += (
+            "; raw verifies its admin token (HS256, the same key) and checks the caller in"
+            " each statement, as users-api does; tutorial only requires a Bearer header"
+        )
 
         same_json(servers, ids_file.read_text().split()[0])
+        forged_refused(servers, ids_file.read_text().split()[0])
 
         hash_threads = _hash_threads()
         server_cpu_count = len(cpu_list(args.server_cpus)) if args.server_cpus else os.cpu_count()
@@ -1020,6 +1050,21 @@ def same_json(servers: list[Server], user_id: str) -> None:
         if answers[name] != answers[first]:
             raise RuntimeError(f"{name} and {first} answer with different JSON")
     log(f"same JSON from {', '.join(answers)} for GET /users/{{id}} and the list")
+
+
+def forged_refused(servers: list[Server], user_id: str) -> None:
+    """A server that verifies tokens must refuse one whose signature is not the key's."""
+    for server in servers:
+        if not server.verifies_tokens or server.auth is None:
+            continue
+        signing_input, _, signature = server.auth.rpartition(".")
+        forged = f"{signing_input}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+        status, _ = http(
+            "GET", f"{server.url}/api/v1/users/{user_id}", headers={"Authorization": forged}
+        )
+        if status != 401:
+            raise RuntimeError(f"{server.name} answered {status} to a forged token, not 401")
+    log("servers that verify tokens refuse a forged one (401)")
 
 
 def _hash_threads() -> int:

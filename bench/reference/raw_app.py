@@ -1,35 +1,59 @@
 """Reference server for the benchmark: the practical ceiling for Python. Never shipped.
 
-A bare ASGI callable (no framework), an asyncpg pool, hand-written SQL and orjson, serving
-the routes the benchmark drives with the same JSON as users-api:
+A bare ASGI callable (no framework), an asyncpg pool, hand-written SQL and orjson, doing
+the work users-api does on the routes the benchmark drives, with the same JSON:
 
-    GET   /api/v1/users/{id}      one user, ETag
-    GET   /api/v1/users?limit=N   {"items": [...], "next_cursor": ...} (first page, sort=id)
-    PATCH /api/v1/users/{id}      full_name / email / username (one UPDATE ... RETURNING)
+    GET   /api/v1/users/{id}      one user, ETag; the caller must be an admin or the user
+    GET   /api/v1/users?limit=N   {"items": [...], "next_cursor": ...} (first page, sort=id),
+                                  Link header; the caller must be an admin
+    PATCH /api/v1/users/{id}      full_name / email / username: one UPDATE ... FROM users
+                                  AS caller ... RETURNING; an admin or the user themself
     POST  /api/v1/users           argon2id hash in a thread pool, INSERT ... RETURNING
-    POST  /api/v1/auth/token      look the user up, verify argon2id in a thread pool
+    POST  /api/v1/auth/token      look the user up, verify argon2id in a thread pool,
+                                  issue a signed access token
     GET   /healthz
 
-Authentication is modelled only where it is cheap: protected routes require an
-`Authorization: Bearer <token>` header and parse it (401 without one), but the token is
-not verified. Errors are minimal problem+json documents; only success paths are measured.
+Authentication as users-api does it (`users_api.auth.tokens`, `users_api.users.reads`,
+`users_api.users.quick_update`): the Bearer token is an HS256 JWT signed with SECRET_KEY
+(the harness gives raw and users-api the same key, so each accepts the other's tokens),
+checked for algorithm, signature, audience and issuer `users-api`, the required claims
+sub/iat/exp/aud/iss/jti/ver, expiry and a not-future iat; a checked token's claims are
+kept in an LRU cache (4096) and only its expiry is checked again. A token that does not
+verify is a 401. Whether the token is still honoured (its user exists, is active and has
+the token's `auth_version`) and whether the caller may do what it asks is checked in the
+same one statement as the data, as users-api does; only a statement that found nothing
+asks again (is the caller still signed in, an admin?) to tell 401 from 403 from 404.
 
-Run: DATABASE_URL=postgresql://... uvicorn bench.reference.raw_app:app --no-access-log
-Settings: RAW_POOL_SIZE (default 10), RAW_HASH_THREADS (default: as users-api).
+What raw still does not do (none of it on a measured success path, except the login's
+throttle and stored refresh token): no login throttle, no dummy hash for unknown names,
+the refresh token is random and not stored; no If-Match / If-None-Match; no identity
+lock for email / username changes; email syntax is not checked beyond an `@`.
+POST /users checks no caller (users-api checks the token when one is sent: the harness
+signs its registrations in as the admin, one more round trip there).
+Errors are minimal problem+json documents.
+
+Run: DATABASE_URL=postgresql://... SECRET_KEY=... uvicorn raw_app:app --no-access-log
+Settings: SECRET_KEY (required: users-api's), ACCESS_TOKEN_TTL_SECONDS (default 900, as
+users-api), RAW_POOL_SIZE (default 10), RAW_HASH_THREADS (default: as users-api).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import gc
+import hmac
 import os
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote_plus, unquote_plus
 
 import asyncpg
 import orjson
@@ -55,26 +79,59 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-COLUMNS = "id, email, username, full_name, is_active, is_admin, created_at, updated_at, version"
-GET_SQL = f"SELECT {COLUMNS} FROM users WHERE id = $1"
-LIST_SQL = f"SELECT {COLUMNS} FROM users ORDER BY id LIMIT $1"
+PUBLIC = (
+    "id",
+    "email",
+    "username",
+    "full_name",
+    "is_active",
+    "is_admin",
+    "created_at",
+    "updated_at",
+    "version",
+)
+COLUMNS = ", ".join(f"users.{name}" for name in PUBLIC)
+# The caller ($2 its id, $3 the token's auth_version) is checked in the statement itself:
+# their row exists, is active, has the token's auth_version, and may see the target.
+GET_SQL = (
+    f"SELECT {COLUMNS} FROM users WHERE users.id = $1 AND EXISTS ("
+    "SELECT 1 FROM users AS caller WHERE caller.id = $2 AND caller.auth_version = $3"
+    " AND caller.is_active AND (caller.is_admin OR caller.id = $1))"
+)
+# Only an active admin with a current token lists: a scalar subquery, evaluated once.
+LIST_SQL = (
+    f"SELECT {COLUMNS} FROM users WHERE (SELECT caller.is_admin FROM users AS caller"
+    " WHERE caller.id = $2 AND caller.auth_version = $3 AND caller.is_active)"
+    " ORDER BY users.id LIMIT $1"
+)
+# Asked only when one of those found nothing, to tell 401 from 403 / 404.
+CALLER_SQL = "SELECT is_admin FROM users WHERE id = $1 AND auth_version = $2 AND is_active"
 INSERT_SQL = (
     "INSERT INTO users (id, email, username, full_name, password_hash, is_active, is_admin,"
     f" version) VALUES ($1, $2, $3, $4, $5, true, false, 1) RETURNING {COLUMNS}"
 )
-LOGIN_SQL = (
-    "SELECT id, password_hash, is_active FROM users"
-    " WHERE lower(username) = lower($1) OR lower(email) = lower($1)"
-)
-PATCHABLE = ("email", "username", "full_name")
+# By email when the name has an `@` (usernames cannot), else by username, as users-api.
+LOGIN_COLUMNS = "SELECT id, password_hash, is_active, auth_version FROM users"
+LOGIN_BY_EMAIL = f"{LOGIN_COLUMNS} WHERE lower(email) = $1"
+LOGIN_BY_USERNAME = f"{LOGIN_COLUMNS} WHERE lower(username) = $1"
 USER_PATH = re.compile(r"^/api/v1/users/([^/]+)$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 JSON = orjson.OPT_UTC_Z
+
+# Access tokens, as users_api.auth.tokens signs and checks them.
+ALGORITHM = "HS256"
+AUDIENCE = ISSUER = "users-api"
+REQUIRED_CLAIMS = ("sub", "iat", "exp", "aud", "iss", "jti", "ver")
 
 
 class App:
     def __init__(self) -> None:
         self.pool: asyncpg.Pool | None = None
+        secret = os.environ.get("SECRET_KEY")
+        if not secret:
+            raise RuntimeError("raw_app needs SECRET_KEY: the key users-api signs tokens with")
+        ttl = int(os.environ.get("ACCESS_TOKEN_TTL_SECONDS", "900"))
+        self.tokens = AccessTokens(secret.encode(), ttl)
         self.hasher = PasswordHasher(
             time_cost=ARGON2_TIME_COST,
             memory_cost=ARGON2_MEMORY_KIB,
@@ -93,8 +150,15 @@ class App:
             min_size=size,
             max_size=size,
             init=_init_connection,
+            reset=_keep_session,
             server_settings={"application_name": "bench-raw"},
         )
+        # As users-api does after start-up (app.py): what start-up built is not walked
+        # again by every full collection (p99), and the young generation is collected
+        # every 20,000 allocations, not every 700.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
 
     async def shutdown(self) -> None:
         if self.pool is not None:
@@ -149,20 +213,21 @@ class App:
     # --- handlers ------------------------------------------------------------------
 
     async def get_user(self, scope: Scope, send: Send, raw_id: str) -> None:
-        bearer(scope)
+        caller_id, auth_version = self.caller(scope)
         user_id = parse_uuid(raw_id)
         if user_id is None:
             await problem(send, 404)
             return
         assert self.pool is not None
-        row = await self.pool.fetchrow(GET_SQL, user_id)
-        if row is None:
+        row = await self.pool.fetchrow(GET_SQL, user_id, caller_id, auth_version)
+        if row is None:  # no such user, not the caller's to see, or the token not honoured
+            await self.caller_is_admin(caller_id, auth_version)  # 401 if not honoured
             await problem(send, 404)
             return
-        await respond(send, 200, orjson.dumps(dict(row), option=JSON), etag=row["version"])
+        await respond(send, 200, user_json(row), etag=row[8])  # version
 
     async def list_users(self, scope: Scope, send: Send) -> None:
-        bearer(scope)
+        caller_id, auth_version = self.caller(scope)
         params = parse_qs(scope["query_string"].decode("latin-1"))
         try:
             limit = int(params.get("limit", ["50"])[0])
@@ -171,41 +236,54 @@ class App:
         if not 1 <= limit <= 200:
             raise BadRequest
         assert self.pool is not None
-        rows = await self.pool.fetch(LIST_SQL, limit + 1)
-        items = [dict(row) for row in rows[:limit]]
+        rows = await self.pool.fetch(LIST_SQL, limit + 1, caller_id, auth_version)
+        # No rows: not an admin, or not signed in (an admin's page holds at least them)
+        if not rows and not await self.caller_is_admin(caller_id, auth_version):
+            await problem(send, 403)
+            return
+        items = [dict(zip(PUBLIC, row, strict=True)) for row in rows[:limit]]
         next_cursor = None
+        extra = None
         if len(rows) > limit:
             last = items[-1]["id"]
             payload = orjson.dumps({"s": "id", "k": last, "i": last})
             next_cursor = base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
+            extra = [(b"link", f'<{next_page_url(scope, next_cursor)}>; rel="next"'.encode())]
         body = orjson.dumps({"items": items, "next_cursor": next_cursor}, option=JSON)
-        await respond(send, 200, body)
+        await respond(send, 200, body, extra=extra)
 
     async def update_user(self, scope: Scope, receive: Receive, send: Send, raw_id: str) -> None:
-        bearer(scope)
-        user_id = parse_uuid(raw_id)
         body = await read_json(receive)
+        caller_id, auth_version = self.caller(scope)
+        user_id = parse_uuid(raw_id)
         if user_id is None:
             await problem(send, 404)
             return
-        if not isinstance(body, dict) or not body or not set(body) <= set(PATCHABLE):
+        if not isinstance(body, dict) or not body or not valid_patch(body):
             raise BadRequest
-        fields = list(body)
-        sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
-        sql = (
-            f"UPDATE users SET {sets}, version = version + 1, updated_at = now()"
-            f" WHERE id = $1 RETURNING {COLUMNS}"
-        )
+        if "email" in body:
+            local, _, domain = body["email"].rpartition("@")
+            body["email"] = f"{local}@{domain.lower()}"
+        fields = tuple(sorted(body))
         assert self.pool is not None
         try:
-            row = await self.pool.fetchrow(sql, user_id, *(body[name] for name in fields))
+            row = await self.pool.fetchrow(
+                update_sql(fields),
+                user_id,
+                caller_id,
+                auth_version,
+                *(body[name] for name in fields),
+            )
         except asyncpg.UniqueViolationError:
             await problem(send, 409)
             return
-        if row is None:
-            await problem(send, 404)
-            return
-        await respond(send, 200, orjson.dumps(dict(row), option=JSON), etag=row["version"])
+        if row is None:  # nothing changed, or not the caller's: the read says which
+            row = await self.pool.fetchrow(GET_SQL, user_id, caller_id, auth_version)
+            if row is None:
+                await self.caller_is_admin(caller_id, auth_version)  # 401 if not honoured
+                await problem(send, 404)
+                return
+        await respond(send, 200, user_json(row), etag=row[8])  # version
 
     async def create_user(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_json(receive)
@@ -238,7 +316,7 @@ class App:
         await respond(
             send,
             201,
-            orjson.dumps(dict(row), option=JSON),
+            user_json(row),
             etag=row["version"],
             extra=[(b"location", location)],
         )
@@ -247,8 +325,11 @@ class App:
         form = parse_qs((await read_body(receive)).decode())
         username = form.get("username", [""])[0]
         password = form.get("password", [""])[0]
+        if not 1 <= len(username) <= 320 or "\x00" in username or not 1 <= len(password) <= 1024:
+            raise BadRequest
         assert self.pool is not None
-        row = await self.pool.fetchrow(LOGIN_SQL, username)
+        sql = LOGIN_BY_EMAIL if "@" in username else LOGIN_BY_USERNAME
+        row = await self.pool.fetchrow(sql, username.lower())
         loop = asyncio.get_running_loop()
         ok = False
         if row is not None and row["is_active"]:
@@ -258,13 +339,188 @@ class App:
         if not ok:
             await problem(send, 401, [(b"www-authenticate", b"Bearer")])
             return
+        assert row is not None
         body = {
-            "access_token": secrets.token_urlsafe(32),
+            "access_token": self.tokens.issue(row["id"], row["auth_version"]),
             "token_type": "bearer",
-            "expires_in": 900,
+            "expires_in": self.tokens.ttl,
             "refresh_token": secrets.token_urlsafe(32),
         }
-        await respond(send, 200, orjson.dumps(body))
+        await respond(send, 200, orjson.dumps(body), extra=NOT_STORED)
+
+    def caller(self, scope: Scope) -> tuple[str, int]:
+        """The verified token's user id and auth_version; Unauthorized (401) otherwise."""
+        return self.tokens.verify(bearer(scope))
+
+    async def caller_is_admin(self, caller_id: str, auth_version: int) -> bool:
+        """Only when a statement found nothing, as users-api: whether the caller is an
+        admin; Unauthorized (401) when their token is no longer honoured."""
+        assert self.pool is not None
+        is_admin: bool | None = await self.pool.fetchval(CALLER_SQL, caller_id, auth_version)
+        if is_admin is None:
+            raise Unauthorized
+        return is_admin
+
+
+# --- access tokens -----------------------------------------------------------------
+
+
+class AccessTokens:
+    """HS256 access tokens as users-api signs and checks them (`users_api.auth.tokens`).
+
+    A checked token's claims are cached (LRU, failures are not cached) and only its expiry
+    is checked again, as users-api does; whether the token is still honoured is asked of
+    the database by every statement.
+    """
+
+    def __init__(self, secret: bytes, ttl: int, *, cache_size: int = 4096) -> None:
+        self.secret = secret
+        self.ttl = ttl
+        self._checked = lru_cache(maxsize=cache_size)(self._check)
+
+    def issue(self, user_id: str, auth_version: int) -> str:
+        """The claims users-api puts in a token, in its order; PyJWT's header and JSON."""
+        now = int(time.time())
+        claims = {
+            "sub": user_id,
+            "iat": now,
+            "exp": now + self.ttl,
+            "aud": AUDIENCE,
+            "iss": ISSUER,
+            "jti": uuid.uuid4().hex,
+            "ver": auth_version,
+        }
+        signing_input = _JWT_HEADER + b"." + _b64encode(orjson.dumps(claims))
+        signature = hmac.digest(self.secret, signing_input, "sha256")
+        return (signing_input + b"." + _b64encode(signature)).decode("ascii")
+
+    def verify(self, token: str) -> tuple[str, int]:
+        user_id, auth_version, expires_at = self._checked(token)
+        if time.time() >= expires_at:
+            raise Unauthorized
+        return user_id, auth_version
+
+    def _check(self, token: str) -> tuple[str, int, float]:
+        """What `jwt.decode(token, key, algorithms=["HS256"], audience=..., issuer=...,
+        options={"require": [...]})` checks, then users-api's own checks of `ver` and
+        `sub`. Stricter than PyJWT only on headers users-api never writes (`b64`, `crit`).
+        """
+        try:
+            signing_input, _, crypto = token.encode().rpartition(b".")
+            header_segment, dot, payload_segment = signing_input.partition(b".")
+            if not dot:
+                raise Unauthorized  # not enough segments
+            header = orjson.loads(_b64decode(header_segment))
+            if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
+                raise Unauthorized  # only HS256: never `none`, never another algorithm
+            if "b64" in header or "crit" in header:
+                raise Unauthorized
+            if "kid" in header and not isinstance(header["kid"], str):
+                raise Unauthorized
+            expected = hmac.digest(self.secret, signing_input, "sha256")
+            if not hmac.compare_digest(_b64decode(crypto), expected):
+                raise Unauthorized
+            claims = orjson.loads(_b64decode(payload_segment))
+            if not isinstance(claims, dict):
+                raise Unauthorized
+            for name in REQUIRED_CLAIMS:
+                if claims.get(name) is None:
+                    raise Unauthorized
+            now = time.time()
+            if int(claims["iat"]) > now:
+                raise Unauthorized  # issued in the future
+            if "nbf" in claims and int(claims["nbf"]) > now:
+                raise Unauthorized
+            if int(claims["exp"]) <= now:
+                raise Unauthorized
+            if claims["iss"] != ISSUER:
+                raise Unauthorized
+            audience = claims["aud"]
+            if isinstance(audience, str):
+                audience = [audience]
+            if not isinstance(audience, list) or not all(isinstance(a, str) for a in audience):
+                raise Unauthorized
+            if AUDIENCE not in audience:
+                raise Unauthorized
+            subject, version = claims["sub"], claims["ver"]
+            if not isinstance(subject, str) or not isinstance(claims["jti"], str):
+                raise Unauthorized
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise Unauthorized
+            return str(uuid.UUID(subject)), version, float(claims["exp"])
+        except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+            # orjson.JSONDecodeError and UnicodeError are ValueErrors
+            raise Unauthorized from exc
+
+
+def _b64encode(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _b64decode(segment: bytes) -> bytes:
+    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+# PyJWT's header for HS256, as users-api's tokens carry it.
+_JWT_HEADER = _b64encode(b'{"alg":"HS256","typ":"JWT"}')
+NOT_STORED = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+
+
+# --- SQL and bodies ------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def update_sql(fields: tuple[str, ...]) -> str:
+    """users-api's quick PATCH: one UPDATE that checks the caller (their row, active, the
+    token's auth_version, an admin or the user) and that something really changes."""
+    values = {name: f"${i}" for i, name in enumerate(fields, start=4)}
+    sets = ", ".join(f"{name} = {value}" for name, value in values.items())
+    changes = " OR ".join(
+        f"users.{name} IS DISTINCT FROM {value}" for name, value in values.items()
+    )
+    return (
+        f"UPDATE users SET {sets}, version = users.version + 1, updated_at = now()"
+        " FROM users AS caller"
+        " WHERE caller.id = $2 AND caller.auth_version = $3 AND caller.is_active"
+        " AND users.id = $1 AND (caller.is_admin OR caller.id = users.id)"
+        f" AND ({changes}) RETURNING {COLUMNS}"
+    )
+
+
+def valid_patch(body: dict[str, Any]) -> bool:
+    """The field rules of users-api's UserUpdate, but for the email's syntax."""
+    for name, value in body.items():
+        if name == "full_name":
+            ok = value is None or (isinstance(value, str) and len(value) <= 200)
+        elif name == "username":
+            ok = isinstance(value, str) and USERNAME.match(value) is not None
+        elif name == "email":
+            ok = isinstance(value, str) and "@" in value and len(value) <= 254
+        else:
+            return False
+        if not ok or (isinstance(value, str) and "\x00" in value):
+            return False
+    return True
+
+
+def user_json(row: asyncpg.Record) -> bytes:
+    return orjson.dumps(dict(zip(PUBLIC, row, strict=True)), option=JSON)
+
+
+def next_page_url(scope: Scope, cursor: str) -> str:
+    """users-api's Link: this URL (as Starlette builds it), `cursor` set to the next page's."""
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+    if host is None:
+        server_host, port = scope["server"]
+        host = f"{server_host}:{port}"
+    base = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+    kept = [
+        part
+        for part in scope["query_string"].decode("latin-1").split("&")
+        if part and unquote_plus(part.partition("=")[0]) != "cursor"
+    ]
+    kept.append(f"cursor={quote_plus(cursor)}")
+    return f"{base}?{'&'.join(kept)}"
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -283,6 +539,11 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "uuid", encoder=str, decoder=str, schema="pg_catalog", format="text"
     )
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (a round trip a request), as users-api does:
+    the statements here leave nothing in the session to undo."""
 
 
 def _verify(hasher: PasswordHasher, hashed: str, password: str) -> bool:
@@ -306,7 +567,7 @@ def parse_uuid(raw: str) -> str | None:
 
 
 def bearer(scope: Scope) -> str:
-    """The cheap part of authentication: find and parse the header; no verification."""
+    """The token of the `Authorization: Bearer` header (401 without one)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
