@@ -106,13 +106,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--py-spy", type=Path, help="record users-api with py-spy: PATH-SCENARIO-roundN.txt"
     )
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier users-api (with its .venv): served as 'before', in the"
+        " same alternating rounds, so one run gives the table before and after a change",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup = 2.0, 2, 1.0
     args.servers = [s for s in args.servers.split(",") if s]
+    if args.baseline is not None:
+        if not (args.baseline / ".venv" / "bin" / "users-api").exists():
+            p.error(f"{args.baseline}/.venv/bin/users-api not found: run `make install` there")
+        args.servers.insert(1, "before")
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     for name in args.servers:
-        if name not in SERVERS:
+        if name not in (*SERVERS, "before"):
             p.error(f"unknown server {name!r}")
     for name in args.scenarios:
         if name not in SCENARIOS:
@@ -372,7 +382,7 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def make_servers(names: list[str], sa_url: str) -> list[Server]:
+def make_servers(names: list[str], sa_url: str, baseline: Path | None = None) -> list[Server]:
     python = str(VENV_BIN / "python")
     reference = str(BENCH_DIR / "reference")
     uvicorn = [python, "-m", "uvicorn", "--app-dir", reference]
@@ -383,6 +393,20 @@ def make_servers(names: list[str], sa_url: str) -> list[Server]:
         "users-api": Server(
             "users-api",
             [str(VENV_BIN / "users-api"), "serve"],
+            {
+                **common,
+                **tokens,
+                "FIRST_ADMIN_EMAIL": ADMIN_EMAIL,
+                "FIRST_ADMIN_USERNAME": ADMIN_USERNAME,
+                "FIRST_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            },
+            app_name="users-api",
+            verifies_tokens=True,
+        ),
+        # an earlier users-api (--baseline), under its own settings as the current one
+        "before": Server(
+            "before",
+            [str((baseline or Path()) / ".venv" / "bin" / "users-api"), "serve"],
             {
                 **common,
                 **tokens,
@@ -448,7 +472,7 @@ def argon2_hasher() -> Any:
     from pwdlib import PasswordHash
     from pwdlib.hashers.argon2 import Argon2Hasher
 
-    from users_api.auth import passwords
+    from users_api.security import passwords
 
     return PasswordHash(
         (
@@ -810,6 +834,13 @@ def report(
                 f"{fmt_ratio(raw and raw.cpu_ms, u.cpu_ms)} CPU/request (raw's/ours); "
                 f"users-api/tutorial {fmt_ratio(u.rps, tut and tut.rps)} req/s"
             )
+        before = cell("before", scenario)
+        if before is not None:
+            out.append(
+                f"{'':<30} before: before/raw {fmt_ratio(before.rps, raw and raw.rps)} req/s, "
+                f"{fmt_ratio(raw and raw.cpu_ms, before.cpu_ms)} CPU/request (raw's/its); "
+                f"users-api/before {fmt_ratio(u and u.rps, before.rps)} req/s"
+            )
 
     # noise
     noisy = sorted(cells.items(), key=lambda kv: kv[1].cv_pct, reverse=True)
@@ -920,7 +951,7 @@ def report(
 async def bench(args: argparse.Namespace, workdir: Path) -> int:
     wrk = ensure_wrk()
     db = Database(args.db_url)
-    servers = make_servers(args.servers, db.sqlalchemy_url)
+    servers = make_servers(args.servers, db.sqlalchemy_url, args.baseline)
     ids_file = workdir / "ids.txt"
     runs: list[Run] = []
     monitor_conn: asyncpg.Connection | None = None

@@ -4,7 +4,7 @@ The raw reference (bench/reference/raw_app.py) verifies access tokens by hand, f
 the benchmark is only fair while it accepts and refuses what users-api's `AccessTokens`
 does. This signs tokens of every kind that matters (good, expired, forged, the wrong
 algorithm, audience, issuer, a claim missing or of the wrong type...) and asks both.
-Run it again whenever `users_api.auth.tokens` changes. Exit status 1 on a disagreement.
+Run it again whenever `users_api.security.tokens` changes. Exit status 1 on a disagreement.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
 
 import raw_app  # noqa: E402  # needs SECRET_KEY and the path first
 
-from users_api.auth.tokens import AccessTokens, InvalidToken  # noqa: E402
+from users_api.security.tokens import AccessTokens, InvalidToken  # noqa: E402
 
 TTL = 900
 

@@ -13,7 +13,7 @@ the work users-api does on the routes the benchmark drives, with the same JSON:
                                   issue a signed access token
     GET   /healthz
 
-Authentication as users-api does it (`users_api.auth.tokens`, `users_api.users.reads`,
+Authentication as users-api does it (`users_api.security.tokens`, `users_api.users.reads`,
 `users_api.users.quick_update`): the Bearer token is an HS256 JWT signed with SECRET_KEY
 (the harness gives raw and users-api the same key, so each accepts the other's tokens),
 checked for algorithm, signature, audience and issuer `users-api`, the required claims
@@ -34,7 +34,8 @@ Errors are minimal problem+json documents.
 
 Run: DATABASE_URL=postgresql://... SECRET_KEY=... uvicorn raw_app:app --no-access-log
 Settings: SECRET_KEY (required: users-api's), ACCESS_TOKEN_TTL_SECONDS (default 900, as
-users-api), RAW_POOL_SIZE (default 10), RAW_HASH_THREADS (default: as users-api).
+users-api), RAW_POOL_SIZE (default 20, as users-api's DB_POOL_SIZE), RAW_HASH_THREADS
+(default: as users-api).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ USER_PATH = re.compile(r"^/api/v1/users/([^/]+)$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 JSON = orjson.OPT_UTC_Z
 
-# Access tokens, as users_api.auth.tokens signs and checks them.
+# Access tokens, as users_api.security.tokens signs and checks them.
 ALGORITHM = "HS256"
 AUDIENCE = ISSUER = "users-api"
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "aud", "iss", "jti", "ver")
@@ -143,7 +144,7 @@ class App:
     # --- lifecycle -----------------------------------------------------------------
 
     async def startup(self) -> None:
-        size = int(os.environ.get("RAW_POOL_SIZE", "10"))
+        size = int(os.environ.get("RAW_POOL_SIZE", "20"))  # as users-api's DB_POOL_SIZE
         url = os.environ["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
         self.pool = await asyncpg.create_pool(
             url,
@@ -366,7 +367,7 @@ class App:
 
 
 class AccessTokens:
-    """HS256 access tokens as users-api signs and checks them (`users_api.auth.tokens`).
+    """HS256 access tokens as users-api signs and checks them (`users_api.security.tokens`).
 
     A checked token's claims are cached (LRU, failures are not cached) and only its expiry
     is checked again, as users-api does; whether the token is still honoured is asked of
