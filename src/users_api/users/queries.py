@@ -111,6 +111,24 @@ TARGET_FOR_UPDATE = compile_statement(
     .with_for_update(of=User)
 )
 
+
+def _target_by_login(column: Any) -> Statement:
+    """A user by sign-in name, row-locked, for changes the system makes (the CLI)."""
+    return compile_statement(
+        select(*public_columns(User))
+        .where(func.lower(column) == func.lower(bindparam("login", type_=column.type)))
+        .with_for_update(of=User)
+    )
+
+
+_TARGET_BY_EMAIL = _target_by_login(User.email)
+_TARGET_BY_USERNAME = _target_by_login(User.username)
+
+
+def target_by_login(name: str) -> Statement:
+    return _TARGET_BY_EMAIL if login_column(User, name) is User.email else _TARGET_BY_USERNAME
+
+
 COUNT_OTHER_ACTIVE_ADMINS = compile_statement(
     select(func.count()).where(
         User.is_admin.is_(True), User.is_active.is_(True), User.id != bindparam("user_id")

@@ -13,7 +13,7 @@ from typing import Any
 from uuid_utils.compat import uuid7
 
 from users_api.db.database import Database, Record, Unit, Work
-from users_api.errors import Conflict, Forbidden, InvalidCursor, PreconditionFailed
+from users_api.errors import Conflict, Forbidden, InvalidCursor, NotFound, PreconditionFailed
 from users_api.security.passwords import HashingTurn, Passwords
 from users_api.security.tokens import AccessClaims
 from users_api.users import cursor, policy
@@ -279,6 +279,25 @@ class UserService:
         last = removing and target["is_admin"] and target["is_active"]
         if last and await unit.value(q.COUNT_OTHER_ACTIVE_ADMINS, user_id=target["id"]) == 0:
             raise Conflict("This would leave no active admin.")
+
+    async def set_admin(self, name: str, *, admin: bool) -> UserRow:
+        """Promote or demote a user by username or email, as the system (the CLI does):
+        no caller to check, but the last-admin guard holds as for every front."""
+
+        async def change(unit: Unit) -> Record:
+            await unit.execute(q.LOCK_ADMIN_SET)
+            target = await unit.one(q.target_by_login(name), login=name)
+            if target is None:
+                raise NotFound("No user with this username or email.")
+            if target["is_admin"] == admin:
+                return target
+            await self._guard_last_admin(unit, target, removing=not admin)
+            statement = q.update_user(frozenset({"is_admin"}), guarded=False, conditional=False)
+            record = await unit.one(statement, user_id=target["id"], new_is_admin=admin)
+            assert record is not None  # the row is locked: it is there
+            return record
+
+        return as_row(await self.db.run(change))
 
     async def delete(
         self, user_id: uuid.UUID, *, caller: AccessClaims, if_match: frozenset[int] | None
