@@ -275,18 +275,18 @@ def _serve_until_signal(cwd: Path, env: dict[str, str], stop: signal.Signals) ->
 
 
 def test_serve_runs_on_the_embedded_database_and_stops_it(tmp_path: Path) -> None:
-    env = clean_environment(tmp_path)
+    env = clean_environment(tmp_path, LOG_FORMAT="json")
     cwd = tmp_path / "work"
     cwd.mkdir()
     pgdata = cwd.resolve() / ".data" / "pgdata"
     try:
         said, status = _serve_until_signal(cwd, env, signal.SIGTERM)
-        assert f"data in {pgdata}" in said
+        assert f'"data_dir": "{pgdata}"' in said
         assert status == 201
 
         # Same folder again: the same data, so the same user is now taken.
         said, status = _serve_until_signal(cwd, env, signal.SIGINT)
-        assert f"data in {pgdata}" in said
+        assert f'"data_dir": "{pgdata}"' in said
         assert status == 409
     finally:
         _stop_any_server(cwd / ".data")

@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Annotated, NoReturn
 
+import structlog
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from sqlalchemy.engine import make_url
 
+from users_api import logs
 from users_api.auth.passwords import Passwords
 from users_api.config import Settings, describe_error
 from users_api.db.engine import create_engine
@@ -31,21 +32,37 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(stderr=True, highlight=False)
+log = logs.get_logger("users_api.cli")
 # A placeholder for `migrate --sql` with no database: offline mode only needs the dialect.
 _OFFLINE_URL = "postgresql+asyncpg://offline/users_api"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    out.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Say why in one log line (at error level) and exit with `code`."""
+    if not structlog.is_configured():
+        logs.configure_logging()
+    log.error(message)
     raise typer.Exit(code)
 
 
+def _from_environment(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name, "").strip().lower()
+    return value if value in choices else default
+
+
 def load_settings() -> Settings:
+    """Read the settings and set up logging as they say; a bad setting is one line."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
+        # The settings are unread: log as the environment says, if it says something sane.
+        logs.configure_logging(
+            _from_environment("LOG_LEVEL", logs.LEVELS, "info"),
+            _from_environment("LOG_FORMAT", logs.FORMATS, "auto"),
+        )
         fail(describe_error(exc), code=2)
+    logs.configure_logging(settings.log_level, settings.log_format)
+    return settings
 
 
 class _StopRequested(BaseException):
@@ -90,19 +107,24 @@ def database(settings: Settings) -> Iterator[str]:
         return
     # Imported only here: psutil and the wrapper take ~2 MiB that a worker serving a
     # database given by URL (production) would otherwise keep for its whole life.
-    from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+    from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres, server_pid
 
     embedded = EmbeddedPostgres(settings.data_dir)
     try:
         url = embedded.start().render_as_string(hide_password=False)
     except EmbeddedDatabaseError as exc:
         fail(str(exc))
-    out.print(f"[green]users-api:[/] {embedded.describe()}", soft_wrap=True)
+    log.info(
+        "embedded PostgreSQL started",
+        pid=server_pid(embedded.pgdata),
+        data_dir=str(embedded.pgdata),
+        socket_dir=str(embedded.socket_dir),
+    )
     try:
         yield url
     finally:
         embedded.stop()
-        out.print("[green]users-api:[/] embedded PostgreSQL stopped")
+        log.info("embedded PostgreSQL stopped", data_dir=str(embedded.pgdata))
 
 
 def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:
@@ -111,12 +133,18 @@ def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> 
     from users_api.db import migrations
 
     try:
-        migrations.upgrade(url, revision, sql=sql)
+        applied = migrations.upgrade(url, revision, sql=sql)
     except OSError as exc:  # refused, unknown host, timed out: no server to talk to
         where = make_url(url).render_as_string(hide_password=True)
         fail(f"cannot reach the database at {where}: {exc}".splitlines()[0])
     except Exception as exc:  # a CLI reports any failure as one line
         fail(f"migrations failed: {type(exc).__name__}: {exc}".splitlines()[0])
+    if sql:
+        return
+    if applied:
+        log.info("migrations applied", revisions=applied, target=revision)
+    else:
+        log.info("no migrations to apply", target=revision)
 
 
 def migrate_apart(url: str) -> None:
@@ -145,11 +173,12 @@ def serve(
         migrate_apart(url)
         # Workers (and the reloader) build their own app from the environment.
         os.environ["DATABASE_URL"] = url
-        out.print(f"[green]users-api:[/] serving on http://{host}:{port} (docs at /docs)")
+        base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        log.info("starting the HTTP server", url=base, docs=f"{base}/docs", workers=workers)
         import uvicorn
 
         uvicorn.run(
-            "users_api.app:app_factory",
+            "users_api.serving:app_factory",
             factory=True,
             host=host,
             port=port,
@@ -158,7 +187,9 @@ def serve(
             timeout_graceful_shutdown=10,
             # The service decides itself whose X-Forwarded-For to believe (TRUSTED_PROXIES).
             proxy_headers=False,
-            log_level="info",
+            # Its loggers go through ours (logs.py): no logging configuration of its own.
+            log_config=None,
+            log_level=settings.log_level,
             access_log=settings.access_log,
         )
 
@@ -177,7 +208,6 @@ def migrate(
         return
     with database(settings) as url:
         apply_migrations(url, revision)
-        out.print(f"[green]users-api:[/] database at revision {revision}")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -230,7 +260,7 @@ def create_admin(
         except ValidationError as exc:
             first = exc.errors()[0]
             fail(f"invalid {first['loc'][0]}: {first['msg']}")
-    out.print(f"[green]users-api:[/] created admin {username} ({user_id})")
+    log.info("admin created", username=username, id=user_id)
 
 
 def main() -> None:

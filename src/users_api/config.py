@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536
+    # Logs go to standard error: JSON lines, or readable ones (`auto`: readable on a
+    # terminal, JSON anywhere else). See logs.py.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "console", "auto"] = "auto"
     # One log line per request, from uvicorn: a tenth of a cached read's time. Off by
     # default, as in gunicorn and granian: the proxy in front usually logs requests.
     access_log: bool = False
@@ -89,6 +93,11 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             raise ValueError("must be a string")
         return normalize_database_url(value.strip())
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
