@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Annotated, NoReturn
@@ -43,6 +43,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
         logs.configure_logging()
     log.error(message)
     raise typer.Exit(code)
+
+
+def preflight(check: Callable[[], None]) -> None:
+    """Run a check of `preflight.py`; a refusal is one line and the exit."""
+    from users_api.preflight import Refused
+
+    try:
+        check()
+    except Refused as exc:
+        fail(str(exc), code=exc.exit_status)
 
 
 def _from_environment(name: str, choices: tuple[str, ...], default: str) -> str:
@@ -114,6 +124,8 @@ def database(settings: Settings) -> Iterator[str]:
         url = embedded.start().render_as_string(hide_password=False)
     except EmbeddedDatabaseError as exc:
         fail(str(exc))
+    except OSError as exc:  # the data folder, changed since it was checked
+        fail(f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc}")
     log.info(
         "embedded PostgreSQL started",
         pid=server_pid(embedded.pgdata),
@@ -168,7 +180,13 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
     """Apply pending migrations, then serve the API."""
+    from users_api import preflight as checks
+
     settings = load_settings()
+    # Whatever would fail once the database is up and the app starts fails now.
+    preflight(lambda: checks.check_first_admin(settings))
+    preflight(lambda: checks.check_data_dir(settings, keeps_secret=True))
+    preflight(lambda: checks.check_can_listen(host, port))
     with stop_on_signals(), database(settings) as url:
         migrate_apart(url)
         # Workers (and the reloader) build their own app from the environment.
@@ -202,10 +220,13 @@ def migrate(
     ] = False,
 ) -> None:
     """Upgrade the database schema (Alembic) to REVISION."""
+    from users_api import preflight as checks
+
     settings = load_settings()
     if sql:
         apply_migrations(settings.database_url or _OFFLINE_URL, revision, sql=True)
         return
+    preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
     with database(settings) as url:
         apply_migrations(url, revision)
 
@@ -244,7 +265,10 @@ def create_admin(
     ] = False,
 ) -> None:
     """Create an admin. The password is read from the terminal (or stdin), never argv."""
+    from users_api import preflight as checks
+
     settings = load_settings()
+    preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
     password = _read_password(password_stdin)
     with database(settings) as url:
         apply_migrations(url)
