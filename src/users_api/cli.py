@@ -117,7 +117,12 @@ def database(settings: Settings) -> Iterator[str]:
         return
     # Imported only here: psutil and the wrapper take ~2 MiB that a worker serving a
     # database given by URL (production) would otherwise keep for its whole life.
-    from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres, server_pid
+    from users_api.db.embedded import (
+        EmbeddedDatabaseError,
+        EmbeddedPostgres,
+        StopOutcome,
+        server_pid,
+    )
 
     embedded = EmbeddedPostgres(settings.data_dir)
     try:
@@ -126,17 +131,32 @@ def database(settings: Settings) -> Iterator[str]:
         fail(str(exc))
     except OSError as exc:  # the data folder, changed since it was checked
         fail(f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc}")
+    where = {"data_dir": str(embedded.pgdata)}
     log.info(
-        "embedded PostgreSQL started",
+        # Another process (a server, most likely) runs it: this one must not claim it.
+        "embedded PostgreSQL already running" if embedded.reused else "embedded PostgreSQL started",
         pid=server_pid(embedded.pgdata),
-        data_dir=str(embedded.pgdata),
         socket_dir=str(embedded.socket_dir),
+        **where,
     )
     try:
         yield url
     finally:
-        embedded.stop()
-        log.info("embedded PostgreSQL stopped", data_dir=str(embedded.pgdata))
+        try:
+            outcome = embedded.stop()
+        except EmbeddedDatabaseError as exc:
+            log.error(str(exc), **where)
+        else:
+            if outcome is StopOutcome.STOPPED:
+                log.info("embedded PostgreSQL stopped", **where)
+            elif outcome is StopOutcome.LEFT_RUNNING:
+                log.info(
+                    "embedded PostgreSQL left running for the other processes using it",
+                    pids=embedded.users,
+                    **where,
+                )
+            elif outcome is StopOutcome.ALREADY_DOWN:
+                log.warning("embedded PostgreSQL had stopped already", **where)
 
 
 def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:

@@ -50,7 +50,10 @@ class Served:
 
     def embedded_socket_dir(self) -> str:
         for event in self.events:
-            if event.get("event") == "embedded PostgreSQL started":
+            if event.get("event") in {
+                "embedded PostgreSQL started",
+                "embedded PostgreSQL already running",
+            }:
                 return str(event["socket_dir"])
         raise AssertionError(f"no embedded PostgreSQL started:\n{self.output}")
 
