@@ -25,6 +25,7 @@ from users_api.config import Settings
 from users_api.db.direct import DirectPool
 from users_api.db.engine import create_engine, open_pool
 from users_api.db.session import create_session_factory
+from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem, problem_responses
 from users_api.middleware import BodySizeLimit
 from users_api.users.creation import UserCreation
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(users_router)
     _add_operations(app)
+    add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app
 
 
