@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +227,36 @@ def test_unknown_variables_of_the_environment_are_not_checked(tmp_path: Path) ->
     env = clean_environment(tmp_path, ACESS_TOKEN_TTL_SECONDS="60")
     result = run_cli("migrate", "--sql", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    result = run_cli("--version", cwd=tmp_path, env=clean_environment(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"users-api {importlib.metadata.version('users-api')}\n"
+
+
+@pytest.mark.parametrize("command", [(), ("serve",), ("migrate",), ("create-admin",)])
+def test_dash_h_is_help_everywhere(tmp_path: Path, command: tuple[str, ...]) -> None:
+    env = clean_environment(tmp_path)
+    short, long = (run_cli(*command, flag, cwd=tmp_path, env=env) for flag in ("-h", "--help"))
+    assert short.returncode == long.returncode == 0, short.stderr
+    assert short.stdout == long.stdout
+    assert "Usage: users-api" in short.stdout
+
+
+def test_help_loads_none_of_what_the_commands_run_on(tmp_path: Path) -> None:
+    """`--help` took two seconds, importing the whole service; now only Typer."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "users_api", "--help"],
+        cwd=tmp_path,
+        env=clean_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    heavy = {"sqlalchemy", "fastapi", "starlette", "pydantic", "alembic", "uvicorn", "asyncpg"}
+    assert heavy.isdisjoint(imported)
+    assert "structlog" not in imported
+    assert "users_api.config" not in imported

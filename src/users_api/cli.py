@@ -1,8 +1,13 @@
-"""The `users-api` command: serve, migrate, create-admin."""
+"""The `users-api` command: serve, migrate, create-admin.
+
+Only Typer is imported up here. The commands import what they use when they run:
+SQLAlchemy, FastAPI, Alembic and uvicorn take seconds to import, which `--help`,
+`--version` and a bad setting should not pay for.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import os
 import signal
 import subprocess
@@ -10,20 +15,49 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import structlog
 import typer
-from pydantic import ValidationError
-from sqlalchemy.engine import make_url
 
-from users_api import logs
-from users_api.auth.passwords import Passwords
-from users_api.config import Settings, describe_error
-from users_api.db.engine import create_engine
-from users_api.db.session import create_session_factory
-from users_api.errors import DomainError, InvalidInput
-from users_api.users.service import UserService
+from users_api import __version__
+
+
+def _deferred(module: str, name: str) -> Callable[..., Any]:
+    """`from module import name` for a callable, done at its first call."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
+
+
+if TYPE_CHECKING:
+    from users_api.auth.passwords import Passwords
+    from users_api.config import Settings
+    from users_api.db.engine import create_engine
+    from users_api.db.session import create_session_factory
+    from users_api.users.service import UserService
+else:  # what `_create_admin` calls, imported when it runs
+    Passwords = _deferred("users_api.auth.passwords", "Passwords")
+    create_engine = _deferred("users_api.db.engine", "create_engine")
+    create_session_factory = _deferred("users_api.db.session", "create_session_factory")
+    UserService = _deferred("users_api.users.service", "UserService")
+
+
+class _Log:
+    """The command's logger, made at first use (structlog is not needed for `--help`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from users_api import logs
+
+        return getattr(logs.get_logger("users_api.cli"), name)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"users-api {__version__}")
+        raise typer.Exit
+
 
 cli = typer.Typer(
     name="users-api",
@@ -31,14 +65,33 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-log = logs.get_logger("users_api.cli")
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+log = _Log()
 # A placeholder for `migrate --sql` with no database: offline mode only needs the dialect.
 _OFFLINE_URL = "postgresql+asyncpg://offline/users_api"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Say why in one log line (at error level) and exit with `code`."""
+    import structlog
+
+    from users_api import logs
+
     if not structlog.is_configured():
         logs.configure_logging()
     log.error(message)
@@ -62,6 +115,11 @@ def _from_environment(name: str, choices: tuple[str, ...], default: str) -> str:
 
 def load_settings() -> Settings:
     """Read the settings and set up logging as they say; a bad setting is one line."""
+    from pydantic import ValidationError
+
+    from users_api import logs
+    from users_api.config import Settings, describe_error
+
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -160,8 +218,8 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:
-    # Imported here, like uvicorn in `serve`: Alembic and uvicorn take most of the start-up
-    # time, which `--help` and a bad setting should not pay for.
+    from sqlalchemy.engine import make_url
+
     from users_api.db import migrations
 
     try:
@@ -285,7 +343,12 @@ def create_admin(
     ] = False,
 ) -> None:
     """Create an admin. The password is read from the terminal (or stdin), never argv."""
+    import asyncio
+
+    from pydantic import ValidationError
+
     from users_api import preflight as checks
+    from users_api.errors import DomainError, InvalidInput
 
     settings = load_settings()
     preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
