@@ -140,10 +140,17 @@ class Settings(BaseSettings):
         return normalize_database_url(value.strip())
 
     @field_validator(
-        "first_admin_email", "first_admin_username", "first_admin_password", mode="before"
+        "secret_key",
+        "password_hash_concurrency",
+        "first_admin_email",
+        "first_admin_username",
+        "first_admin_password",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
+        """`SECRET_KEY=` (as .env.example writes it, or as a compose file passes an unset
+        variable on) means the default, as for DATABASE_URL."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
