@@ -1,6 +1,8 @@
-# The two commands a user needs: `make run` and `make test`. Both install everything first
-# (a pinned uv in .tools/, then the locked dependencies into .venv/), so either may be the
-# first command run on a fresh clone. Only Python 3.11+ must already be on the machine.
+# The two commands a user needs: `make run` and `make test`. Both install what they need
+# first (a pinned uv in .tools/, then the locked dependencies into .venv/), so either may be
+# the first command run on a fresh clone. Only Python 3.11+ must already be on the machine.
+# `make run` installs only what serving needs; test, lint, format and bench add the
+# development tools (the `dev` group).
 
 PYTHON ?= python3
 HOST ?= 127.0.0.1
@@ -12,7 +14,10 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
+# One stamp per set installed. The serving set is synced with --inexact: it never removes
+# the development tools a `make test` installed, so neither stamp undoes the other.
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.run-installed-stamp
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
@@ -27,9 +32,13 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
+$(RUN_STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
+	@touch $@
+
 install: $(STAMP)
 
-run: install
+run: $(RUN_STAMP)
 	$(VENV)/bin/users-api serve --host $(HOST) --port $(PORT)
 
 test: install

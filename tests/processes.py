@@ -31,13 +31,14 @@ def clean_environment(home: Path, **overrides: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str], module: bool = False
+    *args: str, cwd: Path, env: dict[str, str], module: bool = False, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "users_api"] if module else [str(USERS_API)]
     return subprocess.run(
         [*command, *args],
         cwd=cwd,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,

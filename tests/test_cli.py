@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,209 @@ def test_dotenv_in_the_working_folder_is_read_and_the_environment_wins(tmp_path:
     line = _one_error_line(run_cli("migrate", "--sql", cwd=tmp_path, env=env))
     assert "SECRET_KEY" in line  # read from .env
     assert "DB_POOL_SIZE" not in line  # the environment's valid value won
+
+
+_COMMANDS = {
+    "serve": ("serve", "--port", "0"),
+    "migrate": ("migrate",),
+    "create-admin": (
+        "create-admin",
+        *("--email", "a@example.com", "--username", "ada", "--password-stdin"),
+    ),
+}
+
+
+@pytest.mark.parametrize("command", sorted(_COMMANDS))
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_a_data_dir_that_is_no_folder_fails_with_one_line_naming_it(
+    tmp_path: Path, command: str, where: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    env = clean_environment(tmp_path, DATA_DIR=where)
+    result = run_cli(
+        *_COMMANDS[command],
+        cwd=tmp_path,
+        env=env,
+        stdin="a long password for ada\n",
+    )
+    line = _one_error_line(result)
+    assert "DATA_DIR" in line
+    assert where in line
+    assert not (tmp_path / ".data").exists()
+
+
+def test_serve_needs_no_data_dir_with_a_database_url_and_a_secret_key(tmp_path: Path) -> None:
+    """Nothing is kept in DATA_DIR then: it is not checked (the port is, and is taken)."""
+    (tmp_path / "a-file").write_text("not a folder")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = clean_environment(
+            tmp_path,
+            DATA_DIR="a-file",
+            DATABASE_URL="postgresql://postgres@127.0.0.1:1/x",
+            SECRET_KEY="a-secret-key-that-is-at-least-32-bytes-long",
+        )
+        line = _one_error_line(
+            run_cli("serve", "--port", str(taken.getsockname()[1]), cwd=tmp_path, env=env)
+        )
+    assert "DATA_DIR" not in line
+    assert "--port" in line
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        (
+            {"FIRST_ADMIN_EMAIL": "root@example.com"},
+            ["FIRST_ADMIN_USERNAME", "FIRST_ADMIN_PASSWORD"],
+        ),
+        (
+            {"FIRST_ADMIN_EMAIL": "root@example.com", "FIRST_ADMIN_PASSWORD": "pw-of-root-42!"},
+            ["FIRST_ADMIN_USERNAME"],
+        ),
+        ({"FIRST_ADMIN_PASSWORD": "pw-of-root-42!"}, ["FIRST_ADMIN_EMAIL", "FIRST_ADMIN_USERNAME"]),
+    ],
+)
+def test_first_admin_settings_are_all_three_or_none(
+    tmp_path: Path, given: dict[str, str], missing: list[str]
+) -> None:
+    env = clean_environment(tmp_path, **given)
+    line = _one_error_line(run_cli("serve", "--port", "0", cwd=tmp_path, env=env))
+    for name in missing:
+        assert name in line
+    assert "pw-of-root-42!" not in line
+    assert not (tmp_path / ".data").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FIRST_ADMIN_PASSWORD", "123456qwerty"),  # among the most common passwords
+        ("FIRST_ADMIN_PASSWORD", "short-pw"),
+        ("FIRST_ADMIN_PASSWORD", "root@example.com"),  # the email
+        ("FIRST_ADMIN_EMAIL", "root@localhost"),
+        ("FIRST_ADMIN_USERNAME", "r"),
+    ],
+)
+def test_a_first_admin_the_service_would_refuse_stops_serve_before_anything_starts(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    admin = {
+        "FIRST_ADMIN_EMAIL": "root@example.com",
+        "FIRST_ADMIN_USERNAME": "root",
+        "FIRST_ADMIN_PASSWORD": "a perfectly fine password",
+    }
+    env = clean_environment(tmp_path, **{**admin, variable: value})
+    line = _one_error_line(run_cli("serve", "--port", "0", cwd=tmp_path, env=env))
+    assert variable in line
+    assert "serving" not in line
+    if variable == "FIRST_ADMIN_PASSWORD":
+        assert value not in line
+    assert not (tmp_path / ".data").exists()  # no database was started
+
+
+def test_a_port_in_use_fails_with_one_line_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "serve", "--port", str(port), cwd=tmp_path, env=clean_environment(tmp_path)
+        )
+    line = _one_error_line(result)
+    assert f"127.0.0.1:{port}" in line
+    assert "--port" in line
+    assert "address already in use" in line
+    assert not (tmp_path / ".data" / "pgdata").exists()  # the embedded database never started
+
+
+def test_unknown_keys_in_dotenv_are_refused_and_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "ACESS_TOKEN_TTL_SECONDS=60\nALOW_REGISTRATION=\nDB_ECHO=false\n"
+    )
+    line = _one_error_line(
+        run_cli("migrate", "--sql", cwd=tmp_path, env=clean_environment(tmp_path))
+    )
+    assert "ACESS_TOKEN_TTL_SECONDS" in line
+    assert "ACCESS_TOKEN_TTL_SECONDS?" in line  # did you mean
+    assert "ALOW_REGISTRATION" in line  # even with no value
+    assert "DB_ECHO" not in line
+
+
+def test_unknown_variables_of_the_environment_are_not_checked(tmp_path: Path) -> None:
+    env = clean_environment(tmp_path, ACESS_TOKEN_TTL_SECONDS="60")
+    result = run_cli("migrate", "--sql", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    result = run_cli("--version", cwd=tmp_path, env=clean_environment(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"users-api {importlib.metadata.version('users-api')}\n"
+
+
+@pytest.mark.parametrize("command", [(), ("serve",), ("migrate",), ("create-admin",)])
+def test_dash_h_is_help_everywhere(tmp_path: Path, command: tuple[str, ...]) -> None:
+    env = clean_environment(tmp_path)
+    short, long = (run_cli(*command, flag, cwd=tmp_path, env=env) for flag in ("-h", "--help"))
+    assert short.returncode == long.returncode == 0, short.stderr
+    assert short.stdout == long.stdout
+    assert "Usage: users-api" in short.stdout
+
+
+def test_help_loads_none_of_what_the_commands_run_on(tmp_path: Path) -> None:
+    """`--help` took two seconds, importing the whole service; now only Typer."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "users_api", "--help"],
+        cwd=tmp_path,
+        env=clean_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    heavy = {"sqlalchemy", "fastapi", "starlette", "pydantic", "alembic", "uvicorn", "asyncpg"}
+    assert heavy.isdisjoint(imported)
+    assert "structlog" not in imported
+    assert "users_api.config" not in imported
+
+
+async def test_set_admin_promotes_and_demotes_but_never_the_last_admin(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    """`set-admin` goes through the users service: the same last-admin guard as the API."""
+    env = clean_environment(
+        tmp_path, DATABASE_URL=fresh_database_url, SECRET_KEY="k" * 40, LOG_FORMAT="json"
+    )
+    password = "an admin password that is long\n"
+    for name in ("root", "ada"):
+        created = run_cli(
+            *("create-admin", "--email", f"{name}@example.com", "--username", name),
+            "--password-stdin",
+            cwd=tmp_path,
+            env=env,
+            stdin=password,
+        )
+        assert created.returncode == 0, created.stderr
+    demoted = run_cli("set-admin", "ADA@example.com", "--revoke", cwd=tmp_path, env=env)
+    assert demoted.returncode == 0, demoted.stderr
+    last = run_cli("set-admin", "root", "--revoke", cwd=tmp_path, env=env)
+    assert last.returncode != 0
+    assert "Traceback" not in last.stderr
+    assert "no active admin" in last.stderr.splitlines()[-1]
+    promoted = run_cli("set-admin", "ada", cwd=tmp_path, env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    unknown = run_cli("set-admin", "nobody", cwd=tmp_path, env=env)
+    assert unknown.returncode != 0
+    assert "No user" in unknown.stderr.splitlines()[-1]
+    engine = create_async_engine(fresh_database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT username, is_admin, version FROM users ORDER BY username")
+            )
+            assert [tuple(row) for row in rows] == [("ada", True, 3), ("root", True, 1)]
+    finally:
+        await engine.dispose()

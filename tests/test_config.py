@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,88 @@ def test_dotenv_is_read_and_the_environment_wins(
     settings = Settings()
     assert settings.db_pool_size == 3
     assert settings.db_echo is True
+
+
+def test_a_dotenv_key_that_is_no_setting_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DB_POOL_SIZE=7\nALOW_REGISTRATION=false\nSMTP_URLL=\n")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    line = describe_error(caught.value)
+    assert "unknown setting ALOW_REGISTRATION in .env (did you mean ALLOW_REGISTRATION?)" in line
+    assert "unknown setting SMTP_URLL in .env" in line  # an empty value is no excuse
+    assert "DB_POOL_SIZE" not in line
+
+
+def test_a_variable_of_the_environment_that_is_no_setting_is_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALOW_REGISTRATION", "false")
+    assert Settings().allow_registration is True
+
+
+def test_first_admin_settings_are_all_three_or_none() -> None:
+    line = _error_line(FIRST_ADMIN_EMAIL="root@example.com", FIRST_ADMIN_USERNAME="root")
+    assert line == (
+        "invalid settings: FIRST_ADMIN_EMAIL and FIRST_ADMIN_USERNAME are set but "
+        "FIRST_ADMIN_PASSWORD is not: set all three to create the first admin, or none"
+    )
+    # Blank counts as unset.
+    assert Settings(first_admin_email=" ", first_admin_username="").first_admin_email is None
+
+
+@pytest.mark.parametrize(("given", "level"), [("DEBUG", "debug"), (" Warning ", "warning")])
+def test_log_level_is_read_in_any_case(given: str, level: str) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOG_LEVEL", given)
+        assert Settings().log_level == level
+
+
+def test_log_settings_default_to_info_and_auto_and_refuse_the_unknown() -> None:
+    assert (Settings().log_level, Settings().log_format) == ("info", "auto")
+    assert _error_line(LOG_FORMAT="xml").startswith("invalid setting LOG_FORMAT: Input should be")
+    assert _error_line(LOG_LEVEL="verbose").startswith("invalid setting LOG_LEVEL:")
+
+
+_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+
+
+def _example_entries() -> dict[str, str]:
+    """`# NAME=default` lines of .env.example, each after a line of comment."""
+    entries: dict[str, str] = {}
+    lines = _EXAMPLE.read_text().splitlines()
+    for before, line in itertools.pairwise(lines):
+        found = re.fullmatch(r"# ([A-Z][A-Z0-9_]*)=(.*)", line)
+        if found:
+            assert before.startswith("# "), f"{found[1]} has no comment line above it"
+            entries[found[1]] = found[2]
+    return entries
+
+
+def _as_written(default: object) -> str:
+    if default is None or default == ():
+        return ""
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default)
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    entries = _example_entries()
+    fields = {name.upper(): field.default for name, field in Settings.model_fields.items()}
+    assert sorted(entries) == sorted(fields)
+    for name, default in fields.items():
+        assert entries[name] == _as_written(default), name
+
+
+def test_env_example_copied_to_dotenv_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(_EXAMPLE.read_text())
+    assert Settings() == Settings(_env_file=None)
+    # Uncommented, every value it shows is the default too (empty meaning unset), except
+    # that a FIRST_ADMIN_* trio must be given whole: those stay out.
+    uncommented = [
+        f"{name}={value}"
+        for name, value in _example_entries().items()
+        if not name.startswith("FIRST_ADMIN_")
+    ]
+    (tmp_path / ".env").write_text("\n".join(uncommented) + "\n")
+    assert Settings() == Settings(_env_file=None)

@@ -25,11 +25,14 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.processes import USERS_API, clean_environment
+from tests.processes import USERS_API, clean_environment, run_cli
+from tests.resilience.helpers import wait_until_ready
+from tests.resilience.serve import serve
 from users_api.db.embedded import (
     DATABASE_NAME,
     EmbeddedDatabaseError,
     EmbeddedPostgres,
+    StopOutcome,
     server_pid,
 )
 
@@ -275,18 +278,99 @@ def _serve_until_signal(cwd: Path, env: dict[str, str], stop: signal.Signals) ->
 
 
 def test_serve_runs_on_the_embedded_database_and_stops_it(tmp_path: Path) -> None:
-    env = clean_environment(tmp_path)
+    env = clean_environment(tmp_path, LOG_FORMAT="json")
     cwd = tmp_path / "work"
     cwd.mkdir()
     pgdata = cwd.resolve() / ".data" / "pgdata"
     try:
         said, status = _serve_until_signal(cwd, env, signal.SIGTERM)
-        assert f"data in {pgdata}" in said
+        assert f'"data_dir": "{pgdata}"' in said
         assert status == 201
 
         # Same folder again: the same data, so the same user is now taken.
         said, status = _serve_until_signal(cwd, env, signal.SIGINT)
-        assert f"data in {pgdata}" in said
+        assert f'"data_dir": "{pgdata}"' in said
         assert status == 409
+    finally:
+        _stop_any_server(cwd / ".data")
+
+
+def test_stop_says_what_it_did(
+    tmp_path: Path, holder: tuple[subprocess.Popen[str], Path, str]
+) -> None:
+    """Beside another user of the server, stop leaves it running and says so; after a
+    crash, it says the server had stopped already."""
+    process, pgdata, _ = holder
+    pid = server_pid(pgdata)
+    beside = EmbeddedPostgres(pgdata.parent)
+    beside.start()
+    assert beside.reused
+    assert beside.stop() is StopOutcome.LEFT_RUNNING
+    assert beside.users == [process.pid]
+    assert server_pid(pgdata) == pid  # not stopped under the holder's feet
+
+    alone = EmbeddedPostgres(tmp_path / "alone")
+    alone.start()
+    assert not alone.reused
+    crashed = server_pid(alone.pgdata)
+    assert crashed is not None
+    os.kill(crashed, signal.SIGKILL)
+    _wait_until_gone(crashed)
+    assert alone.stop() is StopOutcome.ALREADY_DOWN
+    assert alone.stop() is StopOutcome.NOT_STARTED
+
+
+def _events(text: str) -> list[str]:
+    """The messages of a command's JSON log lines."""
+    return [json.loads(line)["event"] for line in text.splitlines() if line.startswith("{")]
+
+
+def _create_admin(cwd: Path, name: str) -> list[str]:
+    result = run_cli(
+        *("create-admin", "--email", f"{name}@example.com", "--username", name),
+        "--password-stdin",
+        cwd=cwd,
+        env=clean_environment(cwd, LOG_FORMAT="json"),
+        stdin="a password that is long enough\n",
+    )
+    assert result.returncode == 0, result.stderr
+    return _events(result.stderr)
+
+
+async def test_commands_beside_a_server_and_an_outage_leave_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """`create-admin` beside `serve` neither stops the server's database nor says it did;
+    after an outage in which such a command started the database anew, stopping `serve`
+    stops that one too, instead of leaving it running while saying it was stopped."""
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    pgdata = cwd.resolve() / ".data" / "pgdata"
+    try:
+        with serve(cwd, SECRET_KEY="a-secret-key-that-is-at-least-32-bytes-long") as served:
+            first = server_pid(pgdata)
+            assert first is not None
+
+            said = _create_admin(cwd, "ada")
+            assert "embedded PostgreSQL already running" in said
+            assert "embedded PostgreSQL left running for the other processes using it" in said
+            assert "embedded PostgreSQL stopped" not in said
+            assert server_pid(pgdata) == first
+
+            # The outage: the server dies; a command run meanwhile starts it anew.
+            os.kill(first, signal.SIGKILL)
+            _wait_until_gone(first)
+            said = _create_admin(cwd, "grace")
+            assert "embedded PostgreSQL started" in said
+            assert "embedded PostgreSQL stopped" not in said
+            second = server_pid(pgdata)
+            assert second not in (None, first)
+            async with httpx.AsyncClient(base_url=served.base_url) as client:
+                await wait_until_ready(client)  # serve recovered on the new server
+
+            served.terminate()
+            assert served.wait(within=STARTUP_TIMEOUT) == 0, served.output
+        assert "embedded PostgreSQL stopped" in served.output
+        _assert_stopped(pgdata, second)
     finally:
         _stop_any_server(cwd / ".data")

@@ -17,6 +17,7 @@ from users_api.auth.service import AuthService
 from users_api.auth.throttle import ThrottleRules
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
+from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     add_routes(app, users_router, auth_router, _operations)  # the most asked first
     openapi.install(app)
+    add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app
 
 

@@ -1,25 +1,56 @@
-"""The `users-api` command: serve, migrate, create-admin."""
+"""The `users-api` command: serve, migrate, create-admin.
+
+Only Typer is imported up here. The commands import what they use when they run:
+SQLAlchemy, FastAPI, Alembic and uvicorn take seconds to import, which `--help`,
+`--version` and a bad setting should not pay for.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from sqlalchemy.engine import make_url
 
-from users_api.config import Settings, describe_error
-from users_api.errors import DomainError, InvalidInput
-from users_api.security.passwords import Passwords
+from users_api import __version__
+
+
+def _deferred(module: str, name: str) -> Callable[..., Any]:
+    """`from module import name` for a callable, done at its first call."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
+
+
+if TYPE_CHECKING:
+    from users_api.config import Settings
+    from users_api.users.queries import UserRow
+    from users_api.users.service import UserService
+
+
+class _Log:
+    """The command's logger, made at first use (structlog is not needed for `--help`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from users_api import logs
+
+        return getattr(logs.get_logger("users_api.cli"), name)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"users-api {__version__}")
+        raise typer.Exit
+
 
 cli = typer.Typer(
     name="users-api",
@@ -27,22 +58,73 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console(stderr=True, highlight=False)
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+log = _Log()
+T = TypeVar("T")
 # A placeholder for `migrate --sql` with no database: offline mode only needs the dialect.
 _OFFLINE_URL = "postgresql+asyncpg://offline/users_api"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    out.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Say why in one log line (at error level) and exit with `code`."""
+    import structlog
+
+    from users_api import logs
+
+    if not structlog.is_configured():
+        logs.configure_logging()
+    log.error(message)
     raise typer.Exit(code)
 
 
-def load_settings() -> Settings:
+def preflight(check: Callable[[], None]) -> None:
+    """Run a check of `preflight.py`; a refusal is one line and the exit."""
+    from users_api.preflight import Refused
+
     try:
-        return Settings()
+        check()
+    except Refused as exc:
+        fail(str(exc), code=exc.exit_status)
+
+
+def _from_environment(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name, "").strip().lower()
+    return value if value in choices else default
+
+
+def load_settings() -> Settings:
+    """Read the settings and set up logging as they say; a bad setting is one line."""
+    from pydantic import ValidationError
+
+    from users_api import logs
+    from users_api.config import Settings, describe_error
+
+    try:
+        settings = Settings()
     except ValidationError as exc:
+        # The settings are unread: log as the environment says, if it says something sane.
+        logs.configure_logging(
+            _from_environment("LOG_LEVEL", logs.LEVELS, "info"),
+            _from_environment("LOG_FORMAT", logs.FORMATS, "auto"),
+        )
         fail(describe_error(exc), code=2)
+    logs.configure_logging(settings.log_level, settings.log_format)
+    return settings
 
 
 class _StopRequested(BaseException):
@@ -87,33 +169,66 @@ def database(settings: Settings) -> Iterator[str]:
         return
     # Imported only here: psutil and the wrapper take ~2 MiB that a worker serving a
     # database given by URL (production) would otherwise keep for its whole life.
-    from users_api.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+    from users_api.db.embedded import (
+        EmbeddedDatabaseError,
+        EmbeddedPostgres,
+        StopOutcome,
+        server_pid,
+    )
 
     embedded = EmbeddedPostgres(settings.data_dir)
     try:
         url = embedded.start().render_as_string(hide_password=False)
     except EmbeddedDatabaseError as exc:
         fail(str(exc))
-    out.print(f"[green]users-api:[/] {embedded.describe()}", soft_wrap=True)
+    except OSError as exc:  # the data folder, changed since it was checked
+        fail(f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc}")
+    where = {"data_dir": str(embedded.pgdata)}
+    log.info(
+        # Another process (a server, most likely) runs it: this one must not claim it.
+        "embedded PostgreSQL already running" if embedded.reused else "embedded PostgreSQL started",
+        pid=server_pid(embedded.pgdata),
+        socket_dir=str(embedded.socket_dir),
+        **where,
+    )
     try:
         yield url
     finally:
-        embedded.stop()
-        out.print("[green]users-api:[/] embedded PostgreSQL stopped")
+        try:
+            outcome = embedded.stop()
+        except EmbeddedDatabaseError as exc:
+            log.error(str(exc), **where)
+        else:
+            if outcome is StopOutcome.STOPPED:
+                log.info("embedded PostgreSQL stopped", **where)
+            elif outcome is StopOutcome.LEFT_RUNNING:
+                log.info(
+                    "embedded PostgreSQL left running for the other processes using it",
+                    pids=embedded.users,
+                    **where,
+                )
+            elif outcome is StopOutcome.ALREADY_DOWN:
+                log.warning("embedded PostgreSQL had stopped already", **where)
 
 
 def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:
-    # Imported here, like uvicorn in `serve`: Alembic and uvicorn take most of the start-up
-    # time, which `--help` and a bad setting should not pay for.
+    from sqlalchemy.engine import make_url
+
     from users_api.db import migrations
 
     try:
-        migrations.upgrade(url, revision, sql=sql)
+        applied = migrations.upgrade(url, revision, sql=sql)
     except OSError as exc:  # refused, unknown host, timed out: no server to talk to
         where = make_url(url).render_as_string(hide_password=True)
         fail(f"cannot reach the database at {where}: {exc}".splitlines()[0])
     except Exception as exc:  # a CLI reports any failure as one line
         fail(f"migrations failed: {type(exc).__name__}: {exc}".splitlines()[0])
+    if sql:
+        return
+    if applied:
+        log.info("migrations applied", revisions=applied, target=revision)
+    else:
+        log.info("no migrations to apply", target=revision)
 
 
 def migrate_apart(url: str) -> None:
@@ -137,12 +252,19 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
     """Apply pending migrations, then serve the API."""
+    from users_api import preflight as checks
+
     settings = load_settings()
+    # Whatever would fail once the database is up and the app starts fails now.
+    preflight(lambda: checks.check_first_admin(settings))
+    preflight(lambda: checks.check_data_dir(settings, keeps_secret=True))
+    preflight(lambda: checks.check_can_listen(host, port))
     with stop_on_signals(), database(settings) as url:
         migrate_apart(url)
         # Workers (and the reloader) build their own app from the environment.
         os.environ["DATABASE_URL"] = url
-        out.print(f"[green]users-api:[/] serving on http://{host}:{port} (docs at /docs)")
+        base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        log.info("starting the HTTP server", url=base, docs=f"{base}/docs", workers=workers)
         import uvicorn
 
         uvicorn.run(
@@ -155,7 +277,9 @@ def serve(
             timeout_graceful_shutdown=10,
             # The service decides itself whose X-Forwarded-For to believe (TRUSTED_PROXIES).
             proxy_headers=False,
-            log_level="info",
+            # Its loggers go through ours (logs.py): no logging configuration of its own.
+            log_config=None,
+            log_level=settings.log_level,
             access_log=settings.access_log,
         )
 
@@ -168,13 +292,15 @@ def migrate(
     ] = False,
 ) -> None:
     """Upgrade the database schema (Alembic) to REVISION."""
+    from users_api import preflight as checks
+
     settings = load_settings()
     if sql:
         apply_migrations(settings.database_url or _OFFLINE_URL, revision, sql=True)
         return
+    preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
     with database(settings) as url:
         apply_migrations(url, revision)
-        out.print(f"[green]users-api:[/] database at revision {revision}")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -187,29 +313,56 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-async def _create_admin(settings: Settings, *, email: str, username: str, password: str) -> str:
+@asynccontextmanager
+async def _users(settings: Settings) -> AsyncIterator[UserService]:
+    """The users service on its own small pool, as the app builds it."""
     from users_api.db.database import Database
+    from users_api.security.passwords import Passwords
     from users_api.users.models import UNIQUE_FIELDS
-    from users_api.users.schemas import UserCreate
     from users_api.users.service import UserService
 
-    database = await Database.open(
-        settings.model_copy(update={"db_pool_size": 1}), unique_fields=UNIQUE_FIELDS
-    )
+    small = settings.model_copy(update={"db_pool_size": 1})
+    database = await Database.open(small, unique_fields=UNIQUE_FIELDS)
     passwords = Passwords()
     try:
-        users = UserService(
+        yield UserService(
             database,
             passwords,
             password_min_length=settings.password_min_length,
             allow_registration=False,
         )
-        data = UserCreate(email=email, username=username, password=password, is_admin=True)
-        admin = await users.create(data, caller=None, system=True)
-        return str(admin["id"])
     finally:
         passwords.close()
         await database.close()
+
+
+def _on_users(settings: Settings, work: Callable[[UserService], Awaitable[T]]) -> T:
+    """Migrate, then run `work` with the users service; a refusal is one clear line."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from users_api import preflight as checks
+    from users_api.errors import DomainError, InvalidInput
+
+    preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
+    with database(settings) as url:
+        apply_migrations(url)
+        configured = settings.model_copy(update={"database_url": url})
+
+        async def run() -> T:
+            async with _users(configured) as users:
+                return await work(users)
+
+        try:
+            return asyncio.run(run())
+        except InvalidInput as exc:
+            fail(str(exc))
+        except DomainError as exc:
+            fail(exc.detail)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            fail(f"invalid {first['loc'][0]}: {first['msg']}")
 
 
 @cli.command("create-admin")
@@ -221,23 +374,32 @@ def create_admin(
     ] = False,
 ) -> None:
     """Create an admin. The password is read from the terminal (or stdin), never argv."""
+    from users_api.users.schemas import UserCreate
+
     settings = load_settings()
     password = _read_password(password_stdin)
-    with database(settings) as url:
-        apply_migrations(url)
-        configured = settings.model_copy(update={"database_url": url})
-        try:
-            user_id = asyncio.run(
-                _create_admin(configured, email=email, username=username, password=password)
-            )
-        except InvalidInput as exc:
-            fail(str(exc))
-        except DomainError as exc:
-            fail(exc.detail)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            fail(f"invalid {first['loc'][0]}: {first['msg']}")
-    out.print(f"[green]users-api:[/] created admin {username} ({user_id})")
+
+    async def create(users: UserService) -> UserRow:
+        data = UserCreate(email=email, username=username, password=password, is_admin=True)
+        return await users.create(data, caller=None, system=True)
+
+    admin = _on_users(settings, create)
+    log.info("admin created", username=username, id=str(admin["id"]))
+
+
+@cli.command("set-admin")
+def set_admin(
+    user: Annotated[str, typer.Argument(help="The user's username or email.")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Demote instead of promote.")] = False,
+) -> None:
+    """Promote a user to admin, or demote one with --revoke (never the last active admin)."""
+    settings = load_settings()
+    changed = _on_users(settings, lambda users: users.set_admin(user, admin=not revoke))
+    log.info(
+        "admin revoked" if revoke else "admin granted",
+        username=changed["username"],
+        id=str(changed["id"]),
+    )
 
 
 def main() -> None:

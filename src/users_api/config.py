@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -28,16 +36,53 @@ def normalize_database_url(raw: str) -> str:
     return url.set(drivername=_ASYNC_DRIVER).render_as_string(hide_password=False)
 
 
+class _EveryDotEnvKey(PydanticBaseSettingsSource):
+    """The `.env` file, every key of it: one that is no setting is kept, so that
+    `extra="forbid"` refuses it, even with an empty value (which pydantic-settings'
+    own source drops). A typo such as `ACESS_TOKEN_TTL_SECONDS=60` would otherwise be
+    ignored without a word while the default applies."""
+
+    def __init__(self, dotenv: DotEnvSettingsSource) -> None:
+        super().__init__(dotenv.settings_cls)
+        self.dotenv = dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[object, str, bool]:
+        return self.dotenv.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, object]:
+        values: dict[str, object] = self.dotenv()
+        for key, value in self.dotenv.env_vars.items():
+            if key not in self.settings_cls.model_fields:
+                values.setdefault(key, value or "")
+        return values
+
+
 class Settings(BaseSettings):
-    """Every knob of the service; environment variables win over `.env`."""
+    """Every knob of the service; environment variables win over `.env`.
+
+    Only the `.env` file is checked for unknown keys: the process's environment holds
+    plenty of variables that are none of ours.
+    """
 
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="ignore",
+        extra="forbid",
         case_sensitive=False,
         frozen=True,
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(dotenv_settings, DotEnvSettingsSource)
+        return init_settings, env_settings, _EveryDotEnvKey(dotenv_settings), file_secret_settings
 
     database_url: str | None = None
     secret_key: SecretStr | None = None
@@ -74,6 +119,10 @@ class Settings(BaseSettings):
     db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536
+    # Logs go to standard error: JSON lines, or readable ones (`auto`: readable on a
+    # terminal, JSON anywhere else). See logs.py.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "console", "auto"] = "auto"
     # One log line per request, from uvicorn: a tenth of a cached read's time. Off by
     # default, as in gunicorn and granian: the proxy in front usually logs requests.
     access_log: bool = False
@@ -86,6 +135,42 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             raise ValueError("must be a string")
         return normalize_database_url(value.strip())
+
+    @field_validator(
+        "secret_key",
+        "password_hash_concurrency",
+        "first_admin_email",
+        "first_admin_username",
+        "first_admin_password",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`SECRET_KEY=` (as .env.example writes it, or as a compose file passes an unset
+        variable on) means the default, as for DATABASE_URL."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _first_admin_all_or_none(self) -> Settings:
+        given = {
+            "FIRST_ADMIN_EMAIL": self.first_admin_email,
+            "FIRST_ADMIN_USERNAME": self.first_admin_username,
+            "FIRST_ADMIN_PASSWORD": self.first_admin_password,
+        }
+        missing = [name for name, value in given.items() if value is None]
+        if missing and len(missing) < len(given):
+            present = [name for name in given if name not in missing]
+            raise ValueError(
+                f"{' and '.join(present)} {'is' if len(present) == 1 else 'are'} set but "
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: "
+                "set all three to create the first admin, or none"
+            )
+        return self
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -111,11 +196,22 @@ class Settings(BaseSettings):
         return self.database_url
 
 
+def _did_you_mean(name: str) -> str:
+    known = [field.upper() for field in Settings.model_fields]
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def describe_error(exc: ValidationError) -> str:
-    """One line per broken setting, naming the environment variable."""
+    """One line for every broken setting, naming the environment variable."""
     lines = []
     for error in exc.errors():
-        name = "_".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
+        name = "_".join(str(part) for part in error["loc"]).upper()
         message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"invalid setting {name}: {message}")
+        if error["type"] == "extra_forbidden":  # only the .env file's keys get here
+            lines.append(f"unknown setting {name} in .env{_did_you_mean(name)}")
+        elif name:
+            lines.append(f"invalid setting {name}: {message}")
+        else:  # a rule across settings; its message names them
+            lines.append(f"invalid settings: {message}")
     return "; ".join(lines)

@@ -1,7 +1,10 @@
-"""What `users-api serve` runs in each worker: the app, and a process tuned for serving.
+"""What `users-api serve` runs in each uvicorn process: logging first, then the app, and
+a process tuned for serving.
 
 The tests build many apps in one process and tune nothing; a serving worker builds one
-and keeps it for its whole life, which is what the tuning below assumes.
+and keeps it for its whole life, which is what the tuning below assumes. Each worker
+(and the reloader's child) is a fresh interpreter: it sets up logging again, the same
+way as the command that started it.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ from fastapi import FastAPI
 
 from users_api.app import create_app
 from users_api.config import Settings
+from users_api.logs import configure_logging
+from users_api.request_log import RequestLog
 
 
 def app_factory() -> FastAPI:
     """Entry point for `uvicorn --factory`: settings come from the environment."""
-    return create_app(Settings(), on_started=settle_process)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings, on_started=settle_process)
+    app.add_middleware(RequestLog)  # outermost: it sees every answer
+    return app
 
 
 def settle_process() -> None:

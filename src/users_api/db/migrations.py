@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationInfo
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,9 +21,22 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head", *, sql: bool = False) -> None:
-    """Upgrade the database at `url`; with `sql`, print the SQL instead of running it."""
-    command.upgrade(alembic_config(url), revision, sql=sql)
+def upgrade(url: str, revision: str = "head", *, sql: bool = False) -> list[str]:
+    """Upgrade the database at `url`; with `sql`, print the SQL instead of running it.
+
+    Returns the revisions applied, oldest first, each as `id (message)`.
+    """
+    applied: list[str] = []
+
+    def note(*, step: MigrationInfo, **_: Any) -> None:
+        if step.is_upgrade:
+            doc = getattr(step.up_revision, "doc", None)  # a Script's message
+            applied.append(f"{step.up_revision_id} ({doc})" if doc else str(step.up_revision_id))
+
+    config = alembic_config(url)
+    config.attributes["on_version_apply"] = note
+    command.upgrade(config, revision, sql=sql)
+    return applied
 
 
 def _run_on(connection: Connection, action: str, revision: str) -> None:

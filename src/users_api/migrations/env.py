@@ -39,6 +39,8 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         compare_type=True,
         compare_server_default=True,
+        # `users-api migrate` notes each revision applied, to log what it did.
+        on_version_apply=config.attributes.get("on_version_apply", ()),
     )
     with context.begin_transaction():
         # Replicas starting together all run `serve`, which migrates first: the first to
