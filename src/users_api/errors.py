@@ -9,14 +9,16 @@ become them in one place, `db/database.py`). The handlers registered by
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -136,77 +138,240 @@ class InvalidCursor(DomainError, code="invalid-cursor"):
 
 
 # --- documentation ---------------------------------------------------------------
+#
+# The OpenAPI document holds one `Problem` schema and one response per problem status
+# in its `components` (`http/openapi.py` puts them there); each operation refers to the
+# statuses it may answer, so a generated client has one `Problem` class, not one per
+# operation, and every problem response shows example bodies.
+
+SCHEMA_REF = "#/components/schemas/{name}"
+RESPONSE_REF = "#/components/responses/{name}"
+HEADER_REF = "#/components/headers/{name}"
+# What an `X-Request-ID` may be (a client's is kept when it matches).
+REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
+
+
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Members that do not apply are left out of a problem, never sent as null: the
+    document drops the null alternative (and the default) pydantic writes for them."""
+    for member in schema["properties"].values():
+        if "anyOf" in member:
+            member.pop("default", None)
+            alternatives = [alt for alt in member.pop("anyOf") if alt.get("type") != "null"]
+            member.update(alternatives[0])
 
 
 class ValidationItem(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
+    """One reason a request was refused with 422."""
+
+    loc: list[str | int] = Field(
+        description="Where: `body`, `query`, `path` or `header`, then the field or index."
+    )
+    msg: str = Field(description="What is wrong, for people to read.")
+    type: str = Field(description="The kind of error, such as `missing` or `value_error`.")
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details, as every error of this service is sent."""
+    """RFC 9457 problem details, as every error of this service is sent
+    (`application/problem+json`). Clients branch on `code`, never on `detail`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_absent_not_null)
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    field: str | None = None
-    errors: list[ValidationItem] | None = None
+    type: str = Field(
+        description="A URI naming the kind of problem: `urn:users-api:problem:` followed "
+        "by its `code`."
+    )
+    title: str = Field(description="The HTTP status's phrase.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
+    detail: str = Field(description="What went wrong, for people to read; it may change.")
+    code: str | None = Field(
+        None,
+        description="The problem's stable, kebab-case name, the last part of `type` "
+        "(`validation`, `not-found`, `invalid-credentials`, `database-unavailable`, …).",
+    )
+    request_id: str | None = Field(
+        None,
+        pattern=REQUEST_ID_PATTERN,
+        description="The request's `X-Request-ID`, to quote when reporting a problem.",
+    )
+    field: str | None = Field(
+        None, description="409 only: the unique field that is taken (`email` or `username`)."
+    )
+    errors: list[ValidationItem] | None = Field(
+        None, description="422 only: each reason the request was refused."
+    )
 
 
-_DESCRIPTIONS = {
-    304: "Not modified: `If-None-Match` matched the current ETag.",
-    400: "Bad request: a body that cannot be read (not UTF-8, a broken form), or a malformed "
-    "or foreign cursor.",
-    401: "Missing, malformed, forged, expired or revoked credentials.",
-    403: "Forbidden.",
-    404: "Not found.",
-    409: "Conflict: `field` names the taken email or username; without it, the last active "
-    "admin would go, or the request collided with a concurrent change (retry it).",
-    412: "Precondition failed: `If-Match` is stale.",
-    413: "The request body is over 64 KiB.",
-    422: "Validation failed: `errors` lists each problem.",
-    429: "Too many requests: see `Retry-After`.",
-    503: "The database is unavailable: see `Retry-After`.",
+# The request id of the examples (a real problem's is its request's `X-Request-ID`).
+EXAMPLE_REQUEST_ID = "5f0c3e9a1b7d4c28a6e2f41d9b03c7e5"
+
+
+def _body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """An example problem body, as `problem()` writes one."""
+    return {
+        "type": f"{PROBLEM_TYPE_PREFIX}{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": int(status),
+        "detail": detail,
+        "code": code,
+        "request_id": EXAMPLE_REQUEST_ID,
+        **extra,
+    }
+
+
+def _of(error: DomainError) -> dict[str, Any]:
+    return _body(error.status, error.code, error.detail, **error.extra())
+
+
+@dataclass(frozen=True)
+class _Documented:
+    """A status as the document shows it: its response component's name, what it
+    means, the headers it always sends, and example problem bodies by summary."""
+
+    name: str
+    description: str
+    headers: tuple[str, ...] = ()
+    examples: Mapping[str, dict[str, Any]] | None = None
+
+
+_DOCUMENTED: dict[int, _Documented] = {
+    304: _Documented(
+        "NotModified", "Not modified: `If-None-Match` matched the current ETag.", ("ETag",)
+    ),
+    400: _Documented(
+        "BadRequest",
+        "Bad request: a body that cannot be read (not UTF-8, a broken form), or a malformed "
+        "or foreign cursor.",
+        examples={
+            "A cursor from another query": _of(
+                InvalidCursor("The cursor was made for another sort order.")
+            ),
+            "A body that cannot be read": _body(
+                400, "bad-request", "There was an error parsing the body"
+            ),
+        },
+    ),
+    401: _Documented(
+        "Unauthorized",
+        "Missing, malformed, forged, expired or revoked credentials; at the token "
+        "endpoint, a wrong username or password.",
+        ("WWW-Authenticate",),
+        examples={
+            "No valid bearer token": _of(Unauthorized()),
+            "A failed login": _of(InvalidCredentials()),
+        },
+    ),
+    403: _Documented(
+        "Forbidden",
+        "Forbidden: signed in, but not allowed to do this.",
+        examples={"Not an admin": _of(Forbidden("Only an admin may list users."))},
+    ),
+    404: _Documented(
+        "NotFound",
+        "Not found (also what a non-admin gets for someone else's user).",
+        examples={"No such user": _of(NotFound("No user with this id."))},
+    ),
+    409: _Documented(
+        "Conflict",
+        "Conflict: `field` names the taken email or username; without it, the last active "
+        "admin would go, or the request collided with a concurrent change (retry it).",
+        examples={
+            "The email is taken": _of(Conflict("This email is already taken.", field="email")),
+            "The last active admin": _of(Conflict("This would leave no active admin.")),
+            "A concurrent change": _of(ConcurrentChange()),
+        },
+    ),
+    412: _Documented(
+        "PreconditionFailed",
+        "Precondition failed: `If-Match` is stale.",
+        examples={"A stale ETag": _of(PreconditionFailed())},
+    ),
+    413: _Documented(
+        "ContentTooLarge",
+        "The request body is over 64 KiB.",
+        examples={"Too large": _body(413, "too-large", "The request body is over 65536 bytes.")},
+    ),
+    422: _Documented(
+        "ValidationFailed",
+        "Validation failed: `errors` lists each problem.",
+        examples={
+            "An invalid email": _body(
+                422,
+                "validation",
+                "The request is not valid.",
+                errors=[
+                    {
+                        "loc": ["body", "email"],
+                        "msg": "Value error, An email address must have an @-sign.",
+                        "type": "value_error",
+                    }
+                ],
+            ),
+            "A refused password": _of(
+                InvalidInput(
+                    loc=("body", "password"), msg="Password is one of the most common passwords."
+                )
+            ),
+        },
+    ),
+    429: _Documented(
+        "TooManyRequests",
+        "Too many requests: try again after `Retry-After` seconds.",
+        ("Retry-After",),
+        examples={"Too many failed logins": _of(TooManyAttempts(retry_after=900))},
+    ),
+    500: _Documented(
+        "InternalServerError",
+        "An unexpected error; the body never holds a stack trace, SQL or a secret.",
+        examples={"Unexpected": _body(500, "internal", "An unexpected error occurred.")},
+    ),
+    503: _Documented(
+        "ServiceUnavailable",
+        "The database is unavailable or did not answer in time: try again after "
+        "`Retry-After` seconds. Nothing of the request was stored.",
+        ("Retry-After",),
+        examples={
+            "The database is unavailable": _of(DatabaseUnavailable()),
+            "The database timed out": _of(DatabaseTimeout()),
+        },
+    ),
 }
 
-
-def _inline_defs(node: Any, defs: Mapping[str, Any]) -> Any:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline_defs(defs[ref.removeprefix("#/$defs/")], defs)
-        return {key: _inline_defs(value, defs) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_inline_defs(value, defs) for value in node]
-    return node
+# What any operation may answer, whatever it reads.
+_ALWAYS = (413, 422, 500, 503)
 
 
-def _problem_schema() -> dict[str, Any]:
-    """`Problem`'s JSON schema with its nested models inlined.
-
-    Pydantic refers to them as `#/$defs/...`, which OpenAPI tools resolve from the root
-    of the whole document, where no `$defs` exist.
-    """
-    schema = Problem.model_json_schema()
-    inlined: dict[str, Any] = _inline_defs(schema, schema.pop("$defs", {}))
-    return inlined
+def problem_responses(*statuses: int) -> dict[str, dict[str, str]]:
+    """An operation's `responses` entries for the problems it may answer (and 304),
+    each a reference to its response in `components` (see `problem_components`)."""
+    return {
+        str(status): {"$ref": RESPONSE_REF.format(name=_DOCUMENTED[status].name)}
+        for status in sorted({*statuses, *_ALWAYS})
+    }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries whose body is a problem document."""
-    documented: dict[int | str, dict[str, Any]] = {}
-    for status in (*statuses, 413, 422, 500, 503):
-        entry: dict[str, Any] = {
-            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
-        }
-        if status != 304:
-            entry["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _problem_schema()}}
-        documented[status] = entry
-    return documented
+def _key(summary: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", summary.lower()).strip("-")
+
+
+def problem_components() -> dict[str, dict[str, Any]]:
+    """`components.responses`: each problem status once, with its headers and examples."""
+    components: dict[str, dict[str, Any]] = {}
+    for documented in _DOCUMENTED.values():
+        response: dict[str, Any] = {"description": documented.description}
+        if documented.headers:
+            response["headers"] = {
+                name: {"$ref": HEADER_REF.format(name=name)} for name in documented.headers
+            }
+        if documented.examples:
+            examples = {
+                _key(summary): {"summary": summary, "value": body}
+                for summary, body in documented.examples.items()
+            }
+            schema = {"$ref": SCHEMA_REF.format(name=Problem.__name__)}
+            response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": schema, "examples": examples}}
+        components[documented.name] = response
+    return components
 
 
 # --- rendering -------------------------------------------------------------------

@@ -36,13 +36,31 @@ SPEC: dict[str, Any] = create_app(
 # Statuses a schema-valid request may still get: the schema cannot say that a cursor
 # is opaque (400), that an ETag is stale (412), or who exists (404) or is taken (409).
 VALID_BUT_REFUSED = ["2xx", "3xx", "400", "401", "403", "404", "409", "412", "429"]
+CHECKS = {"positive_data_acceptance": {"expected-statuses": VALID_BUT_REFUSED}}
 schema = schemathesis.openapi.from_dict(
     SPEC,
     config=schemathesis.Config.from_dict(
         {
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
-            "phases": {"coverage": {"enabled": False}},
-            "checks": {"positive_data_acceptance": {"expected-statuses": VALID_BUT_REFUSED}},
+            # The document's examples go in `test_examples_as_admin`: schemathesis runs them
+            # only in a test without `given`.
+            "phases": {"coverage": {"enabled": False}, "examples": {"enabled": False}},
+            "checks": CHECKS,
+        }
+    ),
+)
+# The same document, sending the examples it shows (request bodies; what an operation
+# shows no example of is generated): each must be accepted, since clients copy them.
+examples = schemathesis.openapi.from_dict(
+    SPEC,
+    config=schemathesis.Config.from_dict(
+        {
+            "phases": {
+                "examples": {"enabled": True, "fill-missing": True},
+                "fuzzing": {"enabled": False},
+                "coverage": {"enabled": False},
+            },
+            "checks": CHECKS,
         }
     ),
 )
@@ -136,6 +154,15 @@ def test_as_admin(
 @FUZZ_SETTINGS
 def test_as_user(case: FuzzCase, data: Any, callers: dict[str, Caller], fuzz_app: Counting) -> None:
     _run(case, data, callers["user"], fuzz_app)
+
+
+@examples.parametrize()
+@FUZZ_SETTINGS
+def test_examples_as_admin(case: FuzzCase, callers: dict[str, Caller], fuzz_app: Counting) -> None:
+    token = callers["admin"].token
+    case.call_and_validate(
+        base_url=BASE_URL, app=fuzz_app, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 async def test_served_document_is_the_fuzzed_one(client: httpx.AsyncClient) -> None:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from fastapi import Request, Response, status
 
+from users_api.auth import examples
 from users_api.auth.client_address import client_address
 from users_api.auth.schemas import LoginForm, RefreshRequest, TokenResponse
 from users_api.auth.service import AuthService, TokenPair
 from users_api.errors import DomainError, to_response
 from users_api.http import parse
-from users_api.http.openapi import Auth, Body, Form, doc
+from users_api.http.openapi import Auth, Body, Form, Reply, doc
 from users_api.http.routing import api_router
 
 router = api_router("/api/v1/auth", "auth")
 
 # RFC 6749 §5.1: a response that carries tokens must not be stored by any cache.
 _NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+TOKENS = Reply(200, "A new access token and refresh token.", examples.TOKENS)
 
 
 def _auth(request: Request) -> AuthService:
@@ -45,8 +47,9 @@ def token_response(result: TokenPair | DomainError) -> Response:
         "Log in (OAuth2 password grant): username or email, and password",
         TokenResponse,
         (400, 401, 429),
-        Form(LoginForm),
+        Form(LoginForm, examples.LOGIN),
         Auth.NONE,
+        reply=TOKENS,
     ),
 )
 async def login(request: Request) -> Response:
@@ -62,8 +65,9 @@ async def login(request: Request) -> Response:
         "Trade a refresh token for a new pair (the old one is used up)",
         TokenResponse,
         (400, 401),
-        Body(RefreshRequest),
+        Body(RefreshRequest, examples.REFRESH),
         Auth.NONE,
+        reply=TOKENS,
     ),
 )
 async def refresh(request: Request) -> Response:
@@ -79,7 +83,7 @@ async def refresh(request: Request) -> Response:
         "End one login: its refresh tokens die",
         None,
         (400,),
-        Body(RefreshRequest),
+        Body(RefreshRequest, examples.REFRESH),
         Auth.NONE,
     ),
 )

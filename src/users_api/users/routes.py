@@ -9,9 +9,10 @@ from starlette.datastructures import URL
 
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.http import parse
-from users_api.http.openapi import Auth, Body, Header, PathId, Query, doc
+from users_api.http.openapi import Auth, Body, Header, PathId, Query, Reply, doc
 from users_api.http.routing import api_router
 from users_api.responses import json_response
+from users_api.users import examples
 from users_api.users.queries import UserRow
 from users_api.users.schemas import UserCreate, UserListQuery, UserOut, UserPage, UserUpdate
 from users_api.users.service import RowPage, UserService
@@ -21,6 +22,7 @@ router = api_router("/api/v1/users", "users")
 IF_MATCH = Header("If-Match", "Only act if the user's ETag still matches (412 otherwise).")
 IF_NONE_MATCH = Header("If-None-Match", "304 with no body if the user's ETag matches.")
 USER_ID = PathId("user_id")
+A_USER = Reply(200, "The user; its ETag is its `version`.", examples.USER, ("ETag",))
 
 
 def _users(request: Request) -> UserService:
@@ -36,7 +38,8 @@ def user_response(row: UserRow, if_none_match: str | None = None) -> Response:
 
 
 @router.get(
-    "/me", **doc("getCurrentUser", "The signed-in user", UserOut, (304, 401), IF_NONE_MATCH)
+    "/me",
+    **doc("getCurrentUser", "The signed-in user", UserOut, (304, 401), IF_NONE_MATCH, reply=A_USER),
 )
 async def get_me(request: Request) -> Response:
     caller = parse.caller(request)
@@ -45,7 +48,8 @@ async def get_me(request: Request) -> Response:
 
 
 @router.get(
-    "/{user_id}", **doc("getUser", "Get a user", UserOut, (304, 401, 404), USER_ID, IF_NONE_MATCH)
+    "/{user_id}",
+    **doc("getUser", "Get a user", UserOut, (304, 401, 404), USER_ID, IF_NONE_MATCH, reply=A_USER),
 )
 async def get_user(request: Request) -> Response:
     caller = parse.caller(request)
@@ -63,7 +67,8 @@ async def get_user(request: Request) -> Response:
         (400, 401, 403, 404, 409, 412),
         USER_ID,
         IF_MATCH,
-        Body(UserUpdate),
+        Body(UserUpdate, examples.CHANGE),
+        reply=Reply(200, "The changed user, with its new ETag.", examples.CHANGED_USER, ("ETag",)),
     ),
 )
 async def update_user(request: Request) -> Response:
@@ -75,7 +80,17 @@ async def update_user(request: Request) -> Response:
     return user_response(row)
 
 
-@router.get("", **doc("listUsers", "List users", UserPage, (400, 401, 403), Query(UserListQuery)))
+@router.get(
+    "",
+    **doc(
+        "listUsers",
+        "List users",
+        UserPage,
+        (400, 401, 403),
+        Query(UserListQuery),
+        reply=Reply(200, "A page of users; `Link` names the next one.", examples.PAGE, ("Link",)),
+    ),
+)
 async def list_users(request: Request) -> Response:
     caller = parse.caller(request)
     query = parse.query(request, UserListQuery)
@@ -114,8 +129,9 @@ def page_response(page: RowPage, url: URL) -> Response:
         "Register a user",
         UserOut,
         (400, 401, 403, 409),
-        Body(UserCreate),
+        Body(UserCreate, examples.NEW_USER),
         Auth.OPTIONAL,
+        reply=Reply(201, "The new user.", examples.USER, ("Location", "ETag")),
     ),
 )
 async def create_user(request: Request) -> Response:
