@@ -42,6 +42,9 @@ def add_docs_routes(app: FastAPI) -> None:
         root: str = request.scope.get("root_path", "")
         return root
 
+    def _asset(request: Request, name: str) -> str:
+        return f"{_root(request)}{ASSETS_URL}/{name}"
+
     if docs_url is not None:
         redirect_url = app.swagger_ui_oauth2_redirect_url
 
@@ -52,9 +55,9 @@ def add_docs_routes(app: FastAPI) -> None:
                 openapi_url=f"{root}{openapi_url}",
                 title=f"{app.title} - Swagger UI",
                 oauth2_redirect_url=f"{root}{redirect_url}" if redirect_url else None,
-                swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
-                swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
-                swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                swagger_js_url=_asset(request, "swagger-ui-bundle.js"),
+                swagger_css_url=_asset(request, "swagger-ui.css"),
+                swagger_favicon_url=_asset(request, "favicon.png"),
                 swagger_ui_parameters=app.swagger_ui_parameters,
             )
 
@@ -62,11 +65,10 @@ def add_docs_routes(app: FastAPI) -> None:
 
         @app.get(redoc_url, include_in_schema=False)
         async def redoc(request: Request) -> HTMLResponse:
-            root = _root(request)
             return get_redoc_html(
-                openapi_url=f"{root}{openapi_url}",
+                openapi_url=f"{_root(request)}{openapi_url}",
                 title=f"{app.title} - ReDoc",
-                redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-                redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                redoc_js_url=_asset(request, "redoc.standalone.js"),
+                redoc_favicon_url=_asset(request, "favicon.png"),
                 with_google_fonts=False,
             )
