@@ -7,9 +7,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from users_api import __version__
 from users_api.auth.routes import router as auth_router
@@ -99,9 +101,21 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     app.state.tokens = tokens
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # Outermost of ours: every layer sees the client and scheme the proxy saw.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
     add_routes(app, users_router, auth_router, _operations)  # the most asked first
     openapi.install(app)
     return app
+
+
+def _hosts(proxies: tuple[IPv4Network | IPv6Network, ...]) -> list[str]:
+    """TRUSTED_PROXIES as uvicorn's `trusted_hosts`: single addresses as addresses (a set
+    lookup there), networks as CIDRs (a membership test each)."""
+    return [
+        str(network.network_address if network.num_addresses == 1 else network)
+        for network in proxies
+    ]
 
 
 async def _ensure_first_admin(users: UserService, settings: Settings) -> None:
