@@ -93,6 +93,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # `/api/v1/users/` is no second spelling of `/api/v1/users`: Starlette's redirect
+        # to the other one names the request's Host header, which the client chose.
+        redirect_slashes=False,
         # FastAPI's own OpenTelemetry hooks cost a few µs a request even with nothing
         # configured; tracing, when it comes, is configured explicitly.
         telemetry={"tracing": False, "metrics": False, "logs": False},
