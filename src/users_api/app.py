@@ -11,6 +11,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from users_api import __version__
@@ -23,7 +24,7 @@ from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import RequestRoute, add_routes
-from users_api.middleware import BodySizeLimit
+from users_api.middleware import BodySizeLimit, Cors, StandardHeaders
 from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
@@ -88,7 +89,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             await db.close()
             passwords.close()
 
-    app = FastAPI(
+    app = _App(
         title="users-api",
         version=__version__,
         description=DESCRIPTION,
@@ -107,9 +108,18 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     if settings.trusted_proxies:
         # Outermost of ours: every layer sees the client and scheme the proxy saw.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
+    if settings.cors_origins:
+        app.add_middleware(Cors, origins=settings.cors_origins)
     add_routes(app, users_router, auth_router, _operations)  # the most asked first
     openapi.install(app)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with `StandardHeaders` outside its whole stack (see there why)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return StandardHeaders(super().build_middleware_stack())
 
 
 def _hosts(proxies: tuple[IPv4Network | IPv6Network, ...]) -> list[str]:

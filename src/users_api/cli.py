@@ -155,6 +155,8 @@ def serve(
             timeout_graceful_shutdown=10,
             # The service decides itself whose X-Forwarded-For to believe (TRUSTED_PROXIES).
             proxy_headers=False,
+            # Nothing tells a client which server software answers (`server: uvicorn`).
+            server_header=False,
             log_level="info",
             access_log=settings.access_log,
         )
