@@ -121,7 +121,7 @@ def test_one_problem_schema_is_referenced_by_every_problem_response(
         "field",
         "errors",
     }
-    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code", "request_id"}
     # Members that do not apply are left out, never null.
     for name in ("code", "request_id", "field", "errors"):
         assert "anyOf" not in problem["properties"][name], name

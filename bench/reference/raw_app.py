@@ -54,7 +54,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qs, quote_plus, unquote_plus
+from urllib.parse import parse_qs, quote_plus
 
 import asyncpg
 import orjson
@@ -231,7 +231,8 @@ class App:
         caller_id, auth_version = self.caller(scope)
         params = parse_qs(scope["query_string"].decode("latin-1"))
         try:
-            limit = int(params.get("limit", ["50"])[0])
+            given = params["limit"][0] if "limit" in params else None
+            limit = int(given or "50")
         except ValueError:
             raise BadRequest from None
         if not 1 <= limit <= 200:
@@ -249,7 +250,9 @@ class App:
             last = items[-1]["id"]
             payload = orjson.dumps({"s": "id", "k": last, "i": last})
             next_cursor = base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
-            extra = [(b"link", f'<{next_page_url(scope, next_cursor)}>; rel="next"'.encode())]
+            linked_limit = None if given is None else str(limit)
+            link = f'<{next_page_url(scope, linked_limit, next_cursor)}>; rel="next"'
+            extra = [(b"link", link.encode())]
         body = orjson.dumps({"items": items, "next_cursor": next_cursor}, option=JSON)
         await respond(send, 200, body, extra=extra)
 
@@ -508,20 +511,12 @@ def user_json(row: asyncpg.Record) -> bytes:
     return orjson.dumps(dict(zip(PUBLIC, row, strict=True)), option=JSON)
 
 
-def next_page_url(scope: Scope, cursor: str) -> str:
-    """users-api's Link: this URL (as Starlette builds it), `cursor` set to the next page's."""
-    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
-    if host is None:
-        server_host, port = scope["server"]
-        host = f"{server_host}:{port}"
-    base = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
-    kept = [
-        part
-        for part in scope["query_string"].decode("latin-1").split("&")
-        if part and unquote_plus(part.partition("=")[0]) != "cursor"
-    ]
-    kept.append(f"cursor={quote_plus(cursor)}")
-    return f"{base}?{'&'.join(kept)}"
+def next_page_url(scope: Scope, limit: str | None, cursor: str) -> str:
+    """users-api's Link: a relative reference from the parameters the route read (here
+    `limit`, when given) and the next cursor; never the Host header or the raw query."""
+    path = f"{scope.get('root_path', '')}{scope['path']}"
+    given = f"limit={limit}&" if limit is not None else ""
+    return f"{path}?{given}cursor={quote_plus(cursor)}"
 
 
 # --- helpers ---------------------------------------------------------------------

@@ -7,9 +7,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from users_api import __version__
 from users_api.auth.routes import router as auth_router
@@ -22,7 +25,7 @@ from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import RequestRoute, add_routes
-from users_api.middleware import BodySizeLimit
+from users_api.middleware import BodySizeLimit, Cors, StandardHeaders
 from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
@@ -87,11 +90,14 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             await db.close()
             passwords.close()
 
-    app = FastAPI(
+    app = _App(
         title="users-api",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # `/api/v1/users/` is no second spelling of `/api/v1/users`: Starlette's redirect
+        # to the other one names the request's Host header, which the client chose.
+        redirect_slashes=False,
         # FastAPI's own OpenTelemetry hooks cost a few µs a request even with nothing
         # configured; tracing, when it comes, is configured explicitly.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -100,10 +106,31 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     app.state.tokens = tokens
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # Outermost of ours: every layer sees the client and scheme the proxy saw.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
+    if settings.cors_origins:
+        app.add_middleware(Cors, origins=settings.cors_origins)
     add_routes(app, users_router, auth_router, _operations)  # the most asked first
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with `StandardHeaders` outside its whole stack (see there why)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return StandardHeaders(super().build_middleware_stack())
+
+
+def _hosts(proxies: tuple[IPv4Network | IPv6Network, ...]) -> list[str]:
+    """TRUSTED_PROXIES as uvicorn's `trusted_hosts`: single addresses as addresses (a set
+    lookup there), networks as CIDRs (a membership test each)."""
+    return [
+        str(network.network_address if network.num_addresses == 1 else network)
+        for network in proxies
+    ]
 
 
 async def _ensure_first_admin(users: UserService, settings: Settings) -> None:

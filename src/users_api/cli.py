@@ -280,6 +280,8 @@ def serve(
             # Its loggers go through ours (logs.py): no logging configuration of its own.
             log_config=None,
             log_level=settings.log_level,
+            # Nothing tells a client which server software answers (`server: uvicorn`).
+            server_header=False,
             access_log=settings.access_log,
         )
 

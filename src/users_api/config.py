@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -57,6 +58,18 @@ class _EveryDotEnvKey(PydanticBaseSettingsSource):
         return values
 
 
+# An origin as browsers send it (RFC 6454): scheme, host, optional port; nothing else.
+_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+def _origin(raw: str) -> str:
+    """`raw` as browsers spell it in `Origin` (lower case, no trailing slash), or `*`."""
+    origin = raw.strip().lower().removesuffix("/")
+    if origin != "*" and not _ORIGIN.fullmatch(origin):
+        raise ValueError(f"{raw!r} is not an origin such as https://app.example.com")
+    return origin
+
+
 class Settings(BaseSettings):
     """Every knob of the service; environment variables win over `.env`.
 
@@ -99,6 +112,8 @@ class Settings(BaseSettings):
     login_failure_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
     # Proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated).
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Browser origins answered with CORS (comma-separated `scheme://host[:port]`, or `*`).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     first_admin_email: str | None = None
     first_admin_username: str | None = None
@@ -181,6 +196,15 @@ class Settings(BaseSettings):
                 return tuple(ip_network(part, strict=False) for part in parts)
             except ValueError as exc:
                 raise ValueError(f"not an address or network: {exc}") from exc
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(_origin(str(part)) for part in value)
         return value
 
     @field_validator("secret_key", mode="after")

@@ -21,6 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Route
+
+from users_api.http.request_id import current_request_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:users-api:problem:"
@@ -184,13 +187,11 @@ class Problem(BaseModel):
     title: str = Field(description="The HTTP status's phrase.")
     status: int = Field(ge=400, le=599, description="The HTTP status code.")
     detail: str = Field(description="What went wrong, for people to read; it may change.")
-    code: str | None = Field(
-        None,
+    code: str = Field(
         description="The problem's stable, kebab-case name, the last part of `type` "
         "(`validation`, `not-found`, `invalid-credentials`, `database-unavailable`, …).",
     )
-    request_id: str | None = Field(
-        None,
+    request_id: str = Field(
         pattern=REQUEST_ID_PATTERN,
         description="The request's `X-Request-ID`, to quote when reporting a problem.",
     )
@@ -376,6 +377,18 @@ def problem_components() -> dict[str, dict[str, Any]]:
 
 # --- rendering -------------------------------------------------------------------
 
+# The stable codes of what the framework refuses (no route, wrong method, a body that
+# cannot be read or is too large, validation, a fault), whichever layer refuses it; and
+# of any problem rendered without a code of its own.
+_HTTP_CODES = {
+    HTTPStatus.BAD_REQUEST: "bad-request",
+    HTTPStatus.NOT_FOUND: "not-found",
+    HTTPStatus.METHOD_NOT_ALLOWED: "method-not-allowed",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "too-large",
+    HTTPStatus.UNPROCESSABLE_ENTITY: "validation",
+    HTTPStatus.INTERNAL_SERVER_ERROR: "internal",
+}
+
 
 def problem(
     status: int,
@@ -385,13 +398,17 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    """An `application/problem+json` response."""
+    """An `application/problem+json` response, with its `code` (by default the status's,
+    `_HTTP_CODES`) and the request's id."""
     http_status = HTTPStatus(status)
+    code = code or _HTTP_CODES.get(http_status, "error")
     body: dict[str, Any] = {
-        "type": f"{PROBLEM_TYPE_PREFIX}{code}" if code else "about:blank",
+        "type": f"{PROBLEM_TYPE_PREFIX}{code}",
         "title": http_status.phrase,
         "status": status,
         "detail": detail or http_status.description or http_status.phrase,
+        "code": code,
+        "request_id": current_request_id(),
         **extra,
     }
     return Response(
@@ -425,23 +442,25 @@ async def _domain_error(_: Request, exc: Exception) -> Response:
     return to_response(exc)
 
 
-# The stable codes of what the framework refuses (no route, wrong method, a body that
-# cannot be read or is too large), whichever layer refuses it.
-_HTTP_CODES = {
-    HTTPStatus.BAD_REQUEST: "bad-request",
-    HTTPStatus.NOT_FOUND: "not-found",
-    HTTPStatus.METHOD_NOT_ALLOWED: "method-not-allowed",
-    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "too-large",
-}
-
-
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
         detail = "No route matches this path."
-    code = _HTTP_CODES.get(HTTPStatus(exc.status_code), "error")
-    return problem(exc.status_code, detail=detail, code=code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return problem(exc.status_code, detail=detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes. Starlette names only the methods of
+    the first route whose path matched (just `POST` for `/users`, though `GET` is there)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:

@@ -2,12 +2,112 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from users_api.errors import problem
+from users_api.http.request_id import REQUEST_ID, new_request_id, sane
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class StandardHeaders:
+    """What every response carries, whoever answers it: `X-Request-ID`,
+    `X-Content-Type-Options: nosniff`, and `Cache-Control: no-store` unless the response
+    chose its own caching; a 204 carries no `Content-Type`.
+
+    The request id is the client's when it is sane, else a new one; it is set in
+    `request_id.REQUEST_ID` for the whole request, so problem bodies (`errors.problem`)
+    carry it too. `create_app` puts this outside every other layer, Starlette's
+    ServerErrorMiddleware included: that one answers a 500 straight to the server.
+
+    `no-store` by default: nearly every answer holds user data or a token, and one rule
+    that needs no list of routes cannot miss a new one. What may be cached says so.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value if sane(value) else None
+                break
+        if request_id is None:
+            request_id = new_request_id()
+        stamp = (b"x-request-id", request_id)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                status = message["status"]
+                own_caching = False
+                for name, _ in headers:
+                    if name == b"cache-control":
+                        own_caching = True
+                        break
+                if status == 204:
+                    headers = [header for header in headers if header[0] != b"content-type"]
+                extra = (stamp, _NOSNIFF) if own_caching else (stamp, _NOSNIFF, _NO_STORE)
+                # A new list: the response's own may be sent again (a shared constant).
+                message["headers"] = [*headers, *extra]
+            await send(message)
+
+        token = REQUEST_ID.set(request_id.decode("ascii"))
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS for `CORS_ORIGINS`: what a browser application may send, and
+    read back; a refused preflight is a problem, like every other error, instead of
+    Starlette's plain-text 400. No credentials mode: the API takes bearer tokens, never
+    cookies."""
+
+    METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID")
+    RESPONSE_HEADERS = (
+        "ETag",
+        "Link",
+        "Location",
+        "Retry-After",
+        "WWW-Authenticate",
+        "X-Request-ID",
+    )
+
+    def __init__(self, app: ASGIApp, *, origins: Sequence[str]) -> None:
+        super().__init__(
+            app,
+            allow_origins=origins,
+            allow_methods=self.METHODS,
+            allow_headers=self.REQUEST_HEADERS,
+            expose_headers=self.RESPONSE_HEADERS,
+        )
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode()  # "Disallowed CORS origin, method"
+        return problem(
+            response.status_code,
+            detail=f"{refused}: see CORS_ORIGINS and the allowed methods and headers.",
+            code="cors-refused",
+            headers={"Vary": "Origin"},
+        )
 
 
 class BodyTooLarge(HTTPException):

@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Message
 
 from tests.conftest import ADMIN_USERNAME
 from tests.users.helpers import (
@@ -226,6 +228,93 @@ async def test_link_keeps_encoded_parameters_and_replaces_the_cursor(
     )
     respelled_link = httpx.URL(respelled.headers["link"][1 : respelled.headers["link"].index(">")])
     assert respelled_link.params.get_list("cursor") == [respelled.json()["next_cursor"]]
+
+
+async def _raw_get(
+    app: FastAPI, path: str, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[str, str]]:
+    """GET with a query string exactly as given: httpx would percent-encode `<`, `>` and
+    `"`, which a server (uvicorn's httptools) passes on as they came."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 4711),
+        "server": ("testserver", 80),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = sent[0]
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
+
+
+def _links(header: str) -> list[str]:
+    """The targets of a `Link` header: each `<...>` it holds."""
+    return [part.partition(">")[0] for part in header.split("<")[1:]]
+
+
+async def test_link_is_built_from_the_parsed_parameters_never_the_raw_query(
+    app: FastAPI, client: httpx.AsyncClient, population: list[dict[str, Any]]
+) -> None:
+    """A raw query cannot add a link of its own (here a script to preload)."""
+    injected = b'limit=2&sort=email&x=>;rel="preload";as="script",<https://evil.example/x.js'
+    authorization = client.headers["Authorization"].encode()
+    status, headers = await _raw_get(app, USERS, injected, [(b"authorization", authorization)])
+    assert status == 200
+    link = headers["link"]
+    assert _links(link) == [link[1 : link.index(">")]], link
+    assert link.endswith('>; rel="next"')
+    assert "evil" not in link
+    assert "preload" not in link
+    target = httpx.URL(_links(link)[0])
+    assert target.path == USERS
+    assert not target.is_absolute_url
+    assert set(target.params) == {"limit", "sort", "cursor"}
+
+
+async def test_link_is_relative_whatever_the_host_header(
+    client: httpx.AsyncClient, population: list[dict[str, Any]]
+) -> None:
+    response = await client.get(
+        USERS,
+        params={"limit": 3, "is_active": "1", "created_after": "2000-01-01T00:00:00Z", "x": "y"},
+        headers={"Host": "evil.example"},
+    )
+    link = response.headers["link"]
+    assert "evil" not in link
+    target = httpx.URL(_links(link)[0])
+    assert str(target).startswith(f"{USERS}?")
+    # What the route read, written as it reads it; an unknown parameter is dropped.
+    assert target.params["is_active"] == "true"
+    assert target.params["created_after"] == "2000-01-01T00:00:00+00:00"
+    assert "x" not in target.params
+    following = await client.get(str(target))
+    assert following.status_code == 200
+    assert len(following.json()["items"]) == 3
+
+
+@pytest.mark.parametrize("path", [f"{USERS}/", "/healthz/"])
+async def test_a_trailing_slash_does_not_redirect_to_the_host_header(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path, headers={"Host": "evil.example"})
+    assert "location" not in response.headers
+    assert "evil" not in response.text
+    assert_problem(response, 404)
 
 
 # --- filters ---------------------------------------------------------------------

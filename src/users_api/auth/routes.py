@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import Request, Response, status
 
 from users_api.auth import examples
-from users_api.auth.client_address import client_address
 from users_api.auth.schemas import LoginForm, RefreshRequest, TokenResponse
 from users_api.auth.service import AuthService, TokenPair
 from users_api.errors import DomainError, to_response
@@ -54,7 +53,7 @@ def token_response(result: TokenPair | DomainError) -> Response:
 )
 async def login(request: Request) -> Response:
     form = await parse.form_body(request, LoginForm)
-    address = client_address(request, request.app.state.settings.trusted_proxies)
+    address = parse.client_address(request)
     return token_response(await _auth(request).login(form.username, form.password, address=address))
 
 

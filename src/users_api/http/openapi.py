@@ -78,9 +78,8 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
         "example": "Bearer",
     },
-    # Not `required`, so that schemathesis, which checks required headers on every
-    # response, passes until the service sends it on every one.
     REQUEST_ID: {
+        "required": True,
         "description": "The request's id, on every response: the client's own when it sent "
         "a sane one (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a new one. It is in the "
         "service's logs and is a problem's `request_id`: quote it when reporting one.",

@@ -13,6 +13,7 @@ import email.message
 import json
 import uuid
 from collections.abc import Sequence
+from ipaddress import ip_address
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -62,6 +63,26 @@ def query(request: Request, model: type[M]) -> M:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:
         raise _located(exc, "query") from None
+
+
+UNKNOWN_ADDRESS = "unknown"
+
+
+def client_address(request: Request) -> str:
+    """The client's IP address, for throttling and records: the peer, or the address a
+    trusted proxy forwarded (`TRUSTED_PROXIES`: uvicorn's `ProxyHeadersMiddleware`, put in
+    front of the app by `create_app`, has already put it in the scope).
+
+    Written canonically. A proxy that forwards something else than an address (a name,
+    `unknown`, garbage) leaves no address to tell clients apart: they share one budget.
+    """
+    peer = request.client
+    if peer is None:
+        return UNKNOWN_ADDRESS
+    try:
+        return str(ip_address(peer.host))
+    except ValueError:
+        return UNKNOWN_ADDRESS
 
 
 def header(request: Request, name: str) -> str | None:
