@@ -14,7 +14,6 @@ from fastapi.responses import Response
 from users_api import __version__
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
-from users_api.auth.throttle import ThrottleRules
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.docs import add_docs_routes
@@ -26,6 +25,7 @@ from users_api.middleware import BodySizeLimit
 from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
+from users_api.throttle.service import LoginThrottle
 from users_api.users.models import UNIQUE_FIELDS
 from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             passwords=passwords,
             tokens=tokens,
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
-            throttle=ThrottleRules(
+            throttle=LoginThrottle(
                 per_account=settings.login_failures_per_account,
                 per_address=settings.login_failures_per_address,
                 window=timedelta(seconds=settings.login_failure_window_seconds),

@@ -1,21 +1,11 @@
-"""Tables of authentication: refresh tokens and failed logins."""
+"""Tables of authentication: refresh tokens (failed logins are the throttle's)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Index,
-    Integer,
-    String,
-    Uuid,
-    func,
-)
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Uuid, func
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
@@ -43,19 +33,3 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class LoginFailure(Base):
-    """A failed login, kept for the throttle window; shared by every worker and replica."""
-
-    __tablename__ = "login_failures"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    account_key: Mapped[str] = mapped_column(String(400))
-    client_address: Mapped[str] = mapped_column(String(64))
-    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-    __table_args__ = (
-        Index("ix_login_failures_account_key_failed_at", "account_key", "failed_at"),
-        Index("ix_login_failures_client_address_failed_at", "client_address", "failed_at"),
-    )

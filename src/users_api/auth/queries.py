@@ -5,27 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    Interval,
     Text,
     bindparam,
-    cast,
-    delete,
     func,
     insert,
     literal_column,
-    or_,
     select,
     true,
     update,
 )
 
-from users_api.auth.models import LoginFailure, RefreshToken
-from users_api.db.locks import LOGIN_LOCK_CLASS
+from users_api.auth.models import RefreshToken
 from users_api.db.statements import Statement, compile_statement
+from users_api.throttle.queries import account_key, account_lock
 from users_api.users.models import User
 from users_api.users.queries import caller_honoured, login_column
-
-_WINDOW = bindparam("window", type_=Interval)
 
 
 def _found_and_locked(column: Any) -> Statement:
@@ -42,13 +36,9 @@ def _found_and_locked(column: Any) -> Statement:
         .where(func.lower(column) == login)
         .subquery("found")
     )
-    key = func.coalesce(
-        literal_column("'user:'", Text) + cast(found.c.id, Text),
-        literal_column("'name:'", Text) + login,
-    )
-    lock = func.pg_advisory_xact_lock(literal_column(str(LOGIN_LOCK_CLASS)), func.hashtext(key))
+    key = account_key(found.c.id, login)
     return compile_statement(
-        select(*found.c, key.label("account_key"), lock.label("locked")).select_from(
+        select(*found.c, key.label("account_key"), account_lock(key).label("locked")).select_from(
             select(literal_column("1").label("one")).subquery("one").outerjoin(found, true())
         )
     )
@@ -63,44 +53,11 @@ def account(name: str) -> Statement:
     return _BY_EMAIL if login_column(User, name) is User.email else _BY_USERNAME
 
 
-def _nth_newest(key: Any, value: str, n: str) -> Any:
-    """When the n-th newest failure of this key happened in the window (NULL if fewer)."""
-    return (
-        select(LoginFailure.failed_at)
-        .where(key == bindparam(value), LoginFailure.failed_at > func.now() - _WINDOW)
-        .order_by(LoginFailure.failed_at.desc())
-        .offset(bindparam(n) - literal_column("1"))
-        .limit(literal_column("1"))
-        .scalar_subquery()
-    )
-
-
-THROTTLE_MARKS = compile_statement(
-    select(
-        _nth_newest(LoginFailure.account_key, "account_key", "per_account").label("account"),
-        _nth_newest(LoginFailure.client_address, "address", "per_address").label("address"),
-        func.now().label("now"),
-    )
-)
 STORE_REHASH = compile_statement(
     # The same password under new parameters is no change of the user: `version` stays.
     update(User)
     .where(User.id == bindparam("user_id"))
     .values(password_hash=bindparam("password_hash"))
-)
-FORGET_EXPIRED_FAILURES = compile_statement(
-    delete(LoginFailure).where(
-        or_(
-            LoginFailure.account_key == bindparam("account_key"),
-            LoginFailure.client_address == bindparam("address"),
-        ),
-        LoginFailure.failed_at <= func.now() - _WINDOW,
-    )
-)
-RECORD_FAILURE = compile_statement(
-    insert(LoginFailure).values(
-        account_key=bindparam("account_key"), client_address=bindparam("address")
-    )
 )
 
 # --- refresh tokens ------------------------------------------------------------------

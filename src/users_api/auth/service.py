@@ -22,7 +22,6 @@ from typing import Any
 from uuid_utils.compat import uuid7
 
 from users_api.auth import queries as q
-from users_api.auth.throttle import ThrottleRules, seconds_to_wait
 from users_api.db.database import Database, Unit
 from users_api.errors import DomainError, InvalidCredentials, TooManyAttempts, Unauthorized
 from users_api.security.passwords import HashingTurn, Passwords
@@ -32,6 +31,7 @@ from users_api.security.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
+from users_api.throttle.service import LoginThrottle
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class AuthService:
     passwords: Passwords
     tokens: AccessTokens
     refresh_ttl: timedelta
-    throttle: ThrottleRules
+    throttle: LoginThrottle
 
     async def login(self, name: str, password: str, *, address: str) -> TokenPair | DomainError:
         """Tokens, or the error to answer with.
@@ -74,18 +74,7 @@ class AuthService:
         user = await unit.one(q.account(name), login=name)
         assert user is not None  # one row always
         account_key: str = user["account_key"]
-        marks = await unit.one(
-            q.THROTTLE_MARKS,
-            account_key=account_key,
-            per_account=self.throttle.per_account,
-            address=address,
-            per_address=self.throttle.per_address,
-            window=self.throttle.window,
-        )
-        assert marks is not None  # one row always
-        wait = seconds_to_wait(
-            (marks["account"], marks["address"]), now=marks["now"], window=self.throttle.window
-        )
+        wait = await self.throttle.wait(unit, account_key=account_key, address=address)
         if wait is not None:
             return TooManyAttempts(wait)
         if user["id"] is None:
@@ -96,9 +85,7 @@ class AuthService:
             if ok and new_hash is not None:
                 await unit.execute(q.STORE_REHASH, user_id=user["id"], password_hash=new_hash)
         if user["id"] is None or not ok or not user["is_active"]:
-            failure = {"account_key": account_key, "address": address}
-            await unit.execute(q.FORGET_EXPIRED_FAILURES, **failure, window=self.throttle.window)
-            await unit.execute(q.RECORD_FAILURE, **failure)
+            await self.throttle.record_failure(unit, account_key=account_key, address=address)
             return InvalidCredentials()
         pair = await self._issue(unit, user["id"], user["auth_version"], family_id=uuid.uuid4())
         return pair or InvalidCredentials()  # deactivated or given a new password meanwhile
