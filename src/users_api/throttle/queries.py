@@ -1,8 +1,11 @@
 """Every statement of the failed-login throttle, compiled once. No rules.
 
 An account's key names what the failures are counted under: `user:<id>` for an account
-that exists, `name:<...>` for a sign-in name that finds none (guesses at a name that
-does not exist are throttled too). The account's advisory lock is keyed on it as well.
+that exists, `name:<sha256 of the lower-cased name>` for a sign-in name that finds none
+(guesses at a name that does not exist are throttled too). Hashed, the key has one
+length whatever the name: lower-casing may lengthen a name (ICU maps `İ` to two
+characters), and a key longer than its column would fail the attempt uncounted. The
+account's advisory lock is keyed on it as well.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ _WINDOW = bindparam("window", type_=Interval)
 def account_key(user_id: Any, login: Any) -> Any:
     """The key of the account `user_id` (NULL when there is none), else of the sign-in
     name `login` (already lower-cased, as the name is looked up)."""
+    name_hash = func.encode(
+        func.sha256(func.convert_to(login, literal_column("'UTF8'"))), literal_column("'hex'")
+    )
     return func.coalesce(
         literal_column("'user:'", Text) + cast(user_id, Text),
-        literal_column("'name:'", Text) + login,
+        literal_column("'name:'", Text) + name_hash,
     )
 
 
