@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import Request, Response, status
 
 from users_api.auth import examples
-from users_api.auth.client_address import client_address
 from users_api.auth.schemas import LoginForm, RefreshRequest, TokenResponse
 from users_api.auth.service import AuthService, TokenPair
 from users_api.errors import DomainError, to_response
 from users_api.http import parse
+from users_api.http.client_address import client_address
 from users_api.http.openapi import Auth, Body, Form, Reply, doc
 from users_api.http.routing import api_router
 
