@@ -59,23 +59,21 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
+        throttle = LoginThrottle.from_settings(settings)
         app.state.db = db
         app.state.users = UserService(
             db,
             passwords,
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
+            throttle=throttle,
         )
         app.state.auth = AuthService(
             db,
             passwords=passwords,
             tokens=tokens,
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
-            throttle=LoginThrottle(
-                per_account=settings.login_failures_per_account,
-                per_address=settings.login_failures_per_address,
-                window=timedelta(seconds=settings.login_failure_window_seconds),
-            ),
+            throttle=throttle,
         )
         await _ensure_first_admin(app.state.users, settings)
         common_passwords()  # read now, not on the loop during the first registration

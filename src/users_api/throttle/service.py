@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from users_api.config import Settings
 from users_api.db.database import Unit
 from users_api.throttle import queries as q
 
@@ -24,6 +25,14 @@ class LoginThrottle:
     per_account: int
     per_address: int
     window: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginThrottle:
+        return cls(
+            per_account=settings.login_failures_per_account,
+            per_address=settings.login_failures_per_address,
+            window=timedelta(seconds=settings.login_failure_window_seconds),
+        )
 
     async def lock_user(self, unit: Unit, user_id: uuid.UUID) -> str:
         """Take the account lock of a user known by id; its account key."""

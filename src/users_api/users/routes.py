@@ -9,6 +9,7 @@ from starlette.datastructures import URL
 
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.http import parse
+from users_api.http.client_address import client_address
 from users_api.http.openapi import Auth, Body, Header, PathId, Query, Reply, doc
 from users_api.http.routing import api_router
 from users_api.responses import json_response
@@ -64,7 +65,7 @@ async def get_user(request: Request) -> Response:
         "updateUser",
         "Change a user (JSON merge patch)",
         UserOut,
-        (400, 401, 403, 404, 409, 412),
+        (400, 401, 403, 404, 409, 412, 429),
         USER_ID,
         IF_MATCH,
         Body(UserUpdate, examples.CHANGE),
@@ -76,7 +77,10 @@ async def update_user(request: Request) -> Response:
     user_id = parse.path_id(request)
     patch = await parse.json_body(request, UserUpdate)
     if_match = parse_if_match(parse.header(request, "if-match"))
-    row = await _users(request).update(user_id, patch, caller=caller, if_match=if_match)
+    address = client_address(request, request.app.state.settings.trusted_proxies)
+    row = await _users(request).update(
+        user_id, patch, caller=caller, if_match=if_match, address=address
+    )
     return user_response(row)
 
 
