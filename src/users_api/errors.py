@@ -78,6 +78,13 @@ class TooManyAttempts(DomainError, status=HTTPStatus.TOO_MANY_REQUESTS, code="to
         return {"Retry-After": str(self.retry_after)}
 
 
+class UnsupportedGrantType(DomainError, code="unsupported-grant-type"):
+    """The token endpoint takes the `password` and `refresh_token` grants only."""
+
+    def extra(self) -> dict[str, Any]:
+        return {"error": "unsupported_grant_type"}  # RFC 6749 §5.2, for OAuth2 clients
+
+
 class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 

@@ -114,13 +114,23 @@ async def json_body(request: Request, model: type[M]) -> M:
 
 async def form_body(request: Request, model: type[M]) -> M:
     """An `application/x-www-form-urlencoded` (or multipart) body as `model`."""
+    return form_model(await form_fields(request), model)
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The text fields of an `application/x-www-form-urlencoded` (or multipart) body, for
+    a route that must look at one (a grant type, say) before it knows the model."""
     try:
         async with request.form() as form:
-            fields = {name: value for name, value in form.items() if isinstance(value, str)}
+            return {name: value for name, value in form.items() if isinstance(value, str)}
     except HTTPException:
         raise
     except Exception:  # python-multipart refused it
         raise HTTPException(400, "There was an error parsing the body") from None
+
+
+def form_model(fields: dict[str, str], model: type[M]) -> M:
+    """Form fields (`form_fields`) as `model`."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
