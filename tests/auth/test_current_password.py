@@ -15,9 +15,7 @@ TOKEN = "/api/v1/auth/token"
 NEW = "another fine password"
 
 
-async def _change(
-    client: httpx.AsyncClient, url: str, token: str, current: str
-) -> httpx.Response:
+async def _change(client: httpx.AsyncClient, url: str, token: str, current: str) -> httpx.Response:
     return await client.patch(
         url, headers=bearer(token), json={"password": NEW, "current_password": current}
     )
