@@ -12,7 +12,7 @@ from users_api.auth.schemas import (
     TokenForm,
     TokenResponse,
 )
-from users_api.auth.service import AuthService, TokenPair
+from users_api.auth.service import AuthService, Client, TokenPair
 from users_api.errors import DomainError, UnsupportedGrantType, to_response
 from users_api.http import parse
 from users_api.http.client_address import client_address
@@ -68,8 +68,11 @@ async def login(request: Request) -> Response:
     if grant_type != "password":
         raise UnsupportedGrantType
     form = parse.form_model(fields, LoginForm)
-    address = client_address(request, request.app.state.settings.trusted_proxies)
-    return token_response(await _auth(request).login(form.username, form.password, address=address))
+    client = Client(
+        address=client_address(request, request.app.state.settings.trusted_proxies),
+        user_agent=parse.header(request, "user-agent"),
+    )
+    return token_response(await _auth(request).login(form.username, form.password, client=client))
 
 
 @router.post(

@@ -39,7 +39,11 @@ class RowPage:
 
 
 def _caller_values(caller: AccessClaims) -> dict[str, Any]:
-    return {"caller_id": caller.user_id, "auth_version": caller.auth_version}
+    return {
+        "caller_id": caller.user_id,
+        "auth_version": caller.auth_version,
+        "session_id": caller.session_id,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +289,8 @@ class UserService:
         statement = q.update_user(frozenset(changed), guarded=False, conditional=False)
         record = await unit.one(statement, **values)
         assert record is not None  # the row is locked: it is there
+        if "auth_version" in changed:  # every token dies: so do the sessions they are of
+            await unit.execute(q.END_USER_SESSIONS, user_id=target["id"])
         return record
 
     async def _locked_target(
