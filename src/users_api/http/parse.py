@@ -149,7 +149,8 @@ def bearer_token(request: Request) -> str | None:
 def caller(request: Request) -> AccessClaims:
     """The claims of the request's well-signed, unexpired token, or Unauthorized.
 
-    Whether they are still honoured (user active, `auth_version` current) is asked of
+    Whether they are still honoured (user active, `auth_version` current, session not
+    ended) is asked of
     the database by the statement that serves the request (`users/queries.py`).
     """
     found = optional_caller(request)

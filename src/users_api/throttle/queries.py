@@ -33,16 +33,16 @@ from users_api.throttle.models import LoginFailure
 _WINDOW = bindparam("window", type_=Interval)
 
 
-def account_key(user_id: Any, login: Any) -> Any:
+def account_key(user_id: Any, login: Any = None) -> Any:
     """The key of the account `user_id` (NULL when there is none), else of the sign-in
     name `login` (already lower-cased, as the name is looked up)."""
+    user_key = literal_column("'user:'", Text) + cast(user_id, Text)
+    if login is None:
+        return user_key
     name_hash = func.encode(
         func.sha256(func.convert_to(login, literal_column("'UTF8'"))), literal_column("'hex'")
     )
-    return func.coalesce(
-        literal_column("'user:'", Text) + cast(user_id, Text),
-        literal_column("'name:'", Text) + name_hash,
-    )
+    return func.coalesce(user_key, literal_column("'name:'", Text) + name_hash)
 
 
 def account_lock(key: Any) -> Any:
@@ -53,7 +53,7 @@ def account_lock(key: Any) -> Any:
 
 
 # The account of a user known by id, locked: its key.
-_USER_KEY = account_key(bindparam("user_id", type_=Uuid), literal_column("NULL", Text))
+_USER_KEY = account_key(bindparam("user_id", type_=Uuid))
 LOCK_USER_ACCOUNT = compile_statement(
     select(_USER_KEY.label("account_key"), account_lock(_USER_KEY).label("locked"))
 )
