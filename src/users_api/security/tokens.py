@@ -88,7 +88,9 @@ class AccessTokens:
             if not isinstance(version, int) or isinstance(version, bool):
                 raise InvalidToken
             user_id = uuid.UUID(str(claims["sub"]))
-            session_id = uuid.UUID(str(claims["sid"]))
+            if not isinstance(claims["sid"], str):
+                raise InvalidToken
+            session_id = uuid.UUID(claims["sid"])
             found = AccessClaims(user_id=user_id, auth_version=version, session_id=session_id)
             return found, float(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
