@@ -247,12 +247,13 @@ _DOCUMENTED: dict[int, _Documented] = {
     ),
     400: _Documented(
         "BadRequest",
-        "Bad request: a body that cannot be read (not UTF-8, a broken form), or a malformed "
-        "or foreign cursor.",
+        "Bad request: a body that cannot be read (not UTF-8, a broken form), a malformed "
+        "or foreign cursor, or a `grant_type` the token endpoint does not take.",
         examples={
             "A cursor from another query": _of(
                 InvalidCursor("The cursor was made for another sort order.")
             ),
+            "An unsupported grant type": _of(UnsupportedGrantType()),
             "A body that cannot be read": _body(
                 400, "bad-request", "There was an error parsing the body"
             ),
