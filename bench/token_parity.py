@@ -43,6 +43,7 @@ def claims(**changes: Any) -> dict[str, Any]:
         "iss": "users-api",
         "jti": uuid.uuid4().hex,
         "ver": 3,
+        "sid": str(uuid.uuid4()),
     }
     for name, value in changes.items():
         if value is ...:
@@ -80,7 +81,7 @@ def cases() -> dict[str, str]:
     head, body, sig = good.split(".")
     found = {
         "users-api's own": AccessTokens(SECRET.encode(), timedelta(seconds=TTL)).issue(
-            uuid.uuid4(), 7
+            uuid.uuid4(), 7, uuid.uuid4()
         ),
         "raw's own": raw_app.AccessTokens(SECRET.encode(), TTL).issue(str(uuid.uuid4()), 7),
         "good": good,
@@ -109,6 +110,10 @@ def cases() -> dict[str, str]:
         "sub a uuid in capitals": signed(claims(sub=str(uuid.uuid4()).upper())),
         "sub not a uuid": signed(claims(sub="admin")),
         "sub a number": signed(claims(sub=12345)),
+        "sid not a uuid": signed(claims(sid="session")),
+        "sid a number": signed(claims(sid=int(uuid.uuid4().hex[:30], 16))),
+        "sid digits only": signed(claims(sid="1" * 32)),
+        "sid in capitals": signed(claims(sid=str(uuid.uuid4()).upper())),
         "jti a number": signed(claims(jti=1)),
         "iat a string": signed(claims(iat="yesterday")),
         "kid a number": signed(claims(), headers={"kid": 1}),

@@ -28,11 +28,12 @@ def _asyncpg_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def create_database(server_url: str, name: str) -> str:
+async def create_database(server_url: str, name: str, options: str = "") -> str:
+    """A new database on the server; `options` are `CREATE DATABASE`'s (a locale, say)."""
     url = make_url(normalize_database_url(server_url))
     connection = await asyncpg.connect(_asyncpg_dsn(url))
     try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.execute(f'CREATE DATABASE "{name}" {options}')
     finally:
         await connection.close()
     return url.set(database=name).render_as_string(hide_password=False)

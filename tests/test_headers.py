@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from uuid_utils.compat import uuid7
 
 from tests.auth.helpers import PASSWORD, app_with, bearer, register_and_login
-from tests.conftest import BASE_URL
+from tests.conftest import BASE_URL, login
 from tests.users.helpers import USERS, assert_problem, user_url
 from users_api.app import create_app
 from users_api.config import Settings
@@ -161,11 +161,14 @@ async def test_user_data_and_tokens_are_never_stored(
 
 async def test_a_204_has_no_content_type(client: httpx.AsyncClient) -> None:
     _, tokens = await register_and_login(client, "ada")
-    signed_in = bearer(tokens["access_token"])
     answers = [
-        await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}),
-        await client.post("/api/v1/auth/logout-all", headers=signed_in),
+        await client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
     ]
+    # That login's session has ended, its access token with it: a second login.
+    again = await login(client, "ada", PASSWORD)
+    answers.append(
+        await client.post("/api/v1/auth/logout-all", headers=bearer(again["access_token"]))
+    )
     _, tokens = await register_and_login(client, "bob")
     me = (await client.get(f"{USERS}/me", headers=bearer(tokens["access_token"]))).json()
     answers.append(await client.delete(user_url(me["id"]), headers=bearer(tokens["access_token"])))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,70 @@ def test_migrate_sql_prints_the_sql_without_a_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "CREATE TABLE users" in result.stdout
     assert not (tmp_path / ".data").exists()  # no embedded database was started either
+
+
+async def test_0003_makes_a_session_of_every_refresh_token_family(
+    fresh_engine: AsyncEngine,
+) -> None:
+    """Logins survive the upgrade: each family becomes a session, ended if it was revoked;
+    and the downgrade gives the revocations back to the tokens."""
+    user, live, revoked = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def at(day: int, hour: int) -> datetime:
+        return datetime(2026, 1, day, hour, tzinfo=UTC)
+
+    tokens = [  # family, created, used, revoked
+        (live, at(1, 10), at(1, 11), None),
+        (live, at(1, 11), None, None),
+        (revoked, at(2, 10), at(2, 11), at(3, 9)),
+        (revoked, at(2, 11), None, at(3, 9)),
+    ]
+    async with fresh_engine.begin() as connection:
+        await upgrade_on(connection, "0002")
+        await connection.execute(
+            text(
+                "INSERT INTO users (id, email, username, password_hash, version)"
+                " VALUES (:user, 'ada@example.com', 'ada', 'x', 1)"
+            ),
+            {"user": user},
+        )
+        for number, (family, created, used, ended) in enumerate(tokens):
+            await connection.execute(
+                text(
+                    "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id,"
+                    " auth_version, created_at, expires_at, used_at, revoked_at)"
+                    " VALUES (:id, :hash, :family, :user, 1, :created,"
+                    " now() + interval '1 day', :used, :ended)"
+                ),
+                {
+                    "id": uuid.uuid4(),
+                    "hash": f"{number:064d}",
+                    "family": family,
+                    "user": user,
+                    "created": created,
+                    "used": used,
+                    "ended": ended,
+                },
+            )
+    async with fresh_engine.begin() as connection:
+        await upgrade_on(connection)
+    async with fresh_engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT id, user_id, created_at, last_used_at, ended_at FROM sessions")
+        )
+        sessions = {row.id: tuple(row)[1:] for row in rows}
+    assert sessions == {
+        live: (user, at(1, 10), at(1, 11), None),
+        revoked: (user, at(2, 10), at(2, 11), at(3, 9)),
+    }
+
+    async with fresh_engine.begin() as connection:
+        await downgrade_on(connection, "0002")
+    async with fresh_engine.connect() as connection:
+        rows = await connection.execute(text("SELECT family_id, revoked_at FROM refresh_tokens"))
+        assert sorted((family == revoked, ended) for family, ended in rows) == [
+            (False, None),
+            (False, None),
+            (True, at(3, 9)),
+            (True, at(3, 9)),
+        ]

@@ -17,7 +17,7 @@ Authentication as users-api does it (`users_api.security.tokens`, `users_api.use
 `users_api.users.quick_update`): the Bearer token is an HS256 JWT signed with SECRET_KEY
 (the harness gives raw and users-api the same key, so each accepts the other's tokens),
 checked for algorithm, signature, audience and issuer `users-api`, the required claims
-sub/iat/exp/aud/iss/jti/ver, expiry and a not-future iat; a checked token's claims are
+sub/iat/exp/aud/iss/jti/ver/sid, expiry and a not-future iat; a checked token's claims are
 kept in an LRU cache (4096) and only its expiry is checked again. A token that does not
 verify is a 401. Whether the token is still honoured (its user exists, is active and has
 the token's `auth_version`) and whether the caller may do what it asks is checked in the
@@ -25,9 +25,12 @@ same one statement as the data, as users-api does; only a statement that found n
 asks again (is the caller still signed in, an admin?) to tell 401 from 403 from 404.
 
 What raw still does not do (none of it on a measured success path, except the login's
-throttle and stored refresh token): no login throttle, no dummy hash for unknown names,
-the refresh token is random and not stored; no If-Match / If-None-Match; no identity
-lock for email / username changes; email syntax is not checked beyond an `@`.
+throttle, session and stored refresh token, and the session probe of every statement
+that acts for a caller): no login throttle, no dummy hash for unknown names, no
+sessions (its tokens carry a random `sid` it never looks up; users-api's statements
+probe the session by primary key), the refresh token is random and not stored; no
+If-Match / If-None-Match; no identity lock for email / username changes; email syntax
+is not checked beyond an `@`.
 POST /users checks no caller (users-api checks the token when one is sent: the harness
 signs its registrations in as the admin, one more round trip there).
 Errors are minimal problem+json documents.
@@ -122,7 +125,7 @@ JSON = orjson.OPT_UTC_Z
 # Access tokens, as users_api.security.tokens signs and checks them.
 ALGORITHM = "HS256"
 AUDIENCE = ISSUER = "users-api"
-REQUIRED_CLAIMS = ("sub", "iat", "exp", "aud", "iss", "jti", "ver")
+REQUIRED_CLAIMS = ("sub", "iat", "exp", "aud", "iss", "jti", "ver", "sid")
 
 
 class App:
@@ -393,6 +396,7 @@ class AccessTokens:
             "iss": ISSUER,
             "jti": uuid.uuid4().hex,
             "ver": auth_version,
+            "sid": str(uuid.uuid4()),  # raw keeps no sessions (see the module's docstring)
         }
         signing_input = _JWT_HEADER + b"." + _b64encode(orjson.dumps(claims))
         signature = hmac.digest(self.secret, signing_input, "sha256")
@@ -451,6 +455,9 @@ class AccessTokens:
                 raise Unauthorized
             if not isinstance(version, int) or isinstance(version, bool):
                 raise Unauthorized
+            if not isinstance(claims["sid"], str):
+                raise Unauthorized
+            uuid.UUID(claims["sid"])  # checked as users-api does; raw keeps no sessions
             return str(uuid.UUID(subject)), version, float(claims["exp"])
         except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
             # orjson.JSONDecodeError and UnicodeError are ValueErrors

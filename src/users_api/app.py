@@ -17,7 +17,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from users_api import __version__
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
-from users_api.auth.throttle import ThrottleRules
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.docs import add_docs_routes
@@ -29,6 +28,7 @@ from users_api.middleware import BodySizeLimit, Cors, StandardHeaders
 from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
+from users_api.throttle.service import LoginThrottle
 from users_api.users.models import UNIQUE_FIELDS
 from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
@@ -62,23 +62,21 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
+        throttle = LoginThrottle.from_settings(settings)
         app.state.db = db
         app.state.users = UserService(
             db,
             passwords,
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
+            throttle=throttle,
         )
         app.state.auth = AuthService(
             db,
             passwords=passwords,
             tokens=tokens,
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
-            throttle=ThrottleRules(
-                per_account=settings.login_failures_per_account,
-                per_address=settings.login_failures_per_address,
-                window=timedelta(seconds=settings.login_failure_window_seconds),
-            ),
+            throttle=throttle,
         )
         await _ensure_first_admin(app.state.users, settings)
         common_passwords()  # read now, not on the loop during the first registration

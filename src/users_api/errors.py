@@ -81,6 +81,13 @@ class TooManyAttempts(DomainError, status=HTTPStatus.TOO_MANY_REQUESTS, code="to
         return {"Retry-After": str(self.retry_after)}
 
 
+class UnsupportedGrantType(DomainError, code="unsupported-grant-type"):
+    """The token endpoint takes the `password` and `refresh_token` grants only."""
+
+    def extra(self) -> dict[str, Any]:
+        return {"error": "unsupported_grant_type"}  # RFC 6749 §5.2, for OAuth2 clients
+
+
 class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 
@@ -241,12 +248,13 @@ _DOCUMENTED: dict[int, _Documented] = {
     ),
     400: _Documented(
         "BadRequest",
-        "Bad request: a body that cannot be read (not UTF-8, a broken form), or a malformed "
-        "or foreign cursor.",
+        "Bad request: a body that cannot be read (not UTF-8, a broken form), a malformed "
+        "or foreign cursor, or a `grant_type` the token endpoint does not take.",
         examples={
             "A cursor from another query": _of(
                 InvalidCursor("The cursor was made for another sort order.")
             ),
+            "An unsupported grant type": _of(UnsupportedGrantType()),
             "A body that cannot be read": _body(
                 400, "bad-request", "There was an error parsing the body"
             ),

@@ -97,13 +97,17 @@ async def test_alg_none_is_refused(client: httpx.AsyncClient) -> None:
 
 
 async def test_expired_token(client: httpx.AsyncClient, settings: Settings) -> None:
-    user, _ = await register_and_login(client, "ada")
+    user, login_tokens = await register_and_login(client, "ada")
+    session_id = uuid.UUID(
+        jwt.decode(login_tokens["access_token"], options={"verify_signature": False})["sid"]
+    )
     assert settings.secret_key is not None
     tokens = AccessTokens(
         secret=settings.secret_key.get_secret_value().encode(), ttl=timedelta(seconds=60)
     )
-    stale = tokens.issue(uuid.UUID(user["id"]), 1, now=datetime.now(UTC) - timedelta(hours=1))
-    fresh = tokens.issue(uuid.UUID(user["id"]), 1)
+    user_id = uuid.UUID(user["id"])
+    stale = tokens.issue(user_id, 1, session_id, now=datetime.now(UTC) - timedelta(hours=1))
+    fresh = tokens.issue(user_id, 1, session_id)
     _assert_unauthorized(await client.get(ME, headers=bearer(stale)))
     assert (await client.get(ME, headers=bearer(fresh))).status_code == 200
 
@@ -112,7 +116,7 @@ def test_a_checked_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPa
     """Checked claims are cached; the expiry is checked again on every use."""
     tokens = AccessTokens(secret=b"k" * 32, ttl=timedelta(seconds=60))
     user_id = uuid.uuid4()
-    token = tokens.issue(user_id, 3)
+    token = tokens.issue(user_id, 3, uuid.uuid4())
     assert tokens.verify(token).user_id == user_id  # checked, and now cached
     now = datetime.now(UTC).timestamp()
     monkeypatch.setattr("users_api.security.tokens.time.time", lambda: now + 61)
@@ -124,7 +128,7 @@ def test_a_token_signed_with_another_key_is_refused_even_if_cached_elsewhere() -
     """The cache belongs to one key: another service's cached token proves nothing here."""
     ours = AccessTokens(secret=b"k" * 32, ttl=timedelta(seconds=60))
     theirs = AccessTokens(secret=b"o" * 32, ttl=timedelta(seconds=60))
-    token = theirs.issue(uuid.uuid4(), 1)
+    token = theirs.issue(uuid.uuid4(), 1, uuid.uuid4())
     assert theirs.verify(token).auth_version == 1
     with pytest.raises(InvalidToken):
         ours.verify(token)

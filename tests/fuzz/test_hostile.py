@@ -317,7 +317,7 @@ async def test_hostile_ids(admin_client: httpx.AsyncClient, path: str) -> None:
 
 
 async def test_refresh_token_garbage(client: httpx.AsyncClient) -> None:
-    for token in ("a\x00b", "' OR 1=1 --", "\u202e", "x" * 256):
+    for token in ("a\x00b", "' OR 1=1 --", "\u202e", "x" * 4096):
         for path in ("/api/v1/auth/refresh", "/api/v1/auth/logout"):
             response = await client.post(path, json={"refresh_token": token})
             if path.endswith("refresh"):
@@ -325,5 +325,5 @@ async def test_refresh_token_garbage(client: httpx.AsyncClient) -> None:
             else:
                 assert response.status_code == 204
     assert_problem(
-        await client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 257}), 422
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 4097}), 422
     )

@@ -5,27 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    Interval,
     Text,
     bindparam,
-    cast,
-    delete,
     func,
     insert,
     literal_column,
-    or_,
     select,
     true,
     update,
 )
 
-from users_api.auth.models import LoginFailure, RefreshToken
-from users_api.db.locks import LOGIN_LOCK_CLASS
+from users_api.auth.models import RefreshToken
 from users_api.db.statements import Statement, compile_statement
-from users_api.users.models import User
-from users_api.users.queries import caller_honoured, login_column
-
-_WINDOW = bindparam("window", type_=Interval)
+from users_api.throttle.queries import account_key, account_lock
+from users_api.users.models import User, UserSession
+from users_api.users.queries import caller_honoured, end_sessions, login_column
 
 
 def _found_and_locked(column: Any) -> Statement:
@@ -42,13 +36,9 @@ def _found_and_locked(column: Any) -> Statement:
         .where(func.lower(column) == login)
         .subquery("found")
     )
-    key = func.coalesce(
-        literal_column("'user:'", Text) + cast(found.c.id, Text),
-        literal_column("'name:'", Text) + login,
-    )
-    lock = func.pg_advisory_xact_lock(literal_column(str(LOGIN_LOCK_CLASS)), func.hashtext(key))
+    key = account_key(found.c.id, login)
     return compile_statement(
-        select(*found.c, key.label("account_key"), lock.label("locked")).select_from(
+        select(*found.c, key.label("account_key"), account_lock(key).label("locked")).select_from(
             select(literal_column("1").label("one")).subquery("one").outerjoin(found, true())
         )
     )
@@ -63,66 +53,77 @@ def account(name: str) -> Statement:
     return _BY_EMAIL if login_column(User, name) is User.email else _BY_USERNAME
 
 
-def _nth_newest(key: Any, value: str, n: str) -> Any:
-    """When the n-th newest failure of this key happened in the window (NULL if fewer)."""
-    return (
-        select(LoginFailure.failed_at)
-        .where(key == bindparam(value), LoginFailure.failed_at > func.now() - _WINDOW)
-        .order_by(LoginFailure.failed_at.desc())
-        .offset(bindparam(n) - literal_column("1"))
-        .limit(literal_column("1"))
-        .scalar_subquery()
-    )
-
-
-THROTTLE_MARKS = compile_statement(
-    select(
-        _nth_newest(LoginFailure.account_key, "account_key", "per_account").label("account"),
-        _nth_newest(LoginFailure.client_address, "address", "per_address").label("address"),
-        func.now().label("now"),
-    )
-)
 STORE_REHASH = compile_statement(
     # The same password under new parameters is no change of the user: `version` stays.
     update(User)
     .where(User.id == bindparam("user_id"))
     .values(password_hash=bindparam("password_hash"))
 )
-FORGET_EXPIRED_FAILURES = compile_statement(
-    delete(LoginFailure).where(
-        or_(
-            LoginFailure.account_key == bindparam("account_key"),
-            LoginFailure.client_address == bindparam("address"),
-        ),
-        LoginFailure.failed_at <= func.now() - _WINDOW,
-    )
-)
-RECORD_FAILURE = compile_statement(
-    insert(LoginFailure).values(
-        account_key=bindparam("account_key"), client_address=bindparam("address")
-    )
-)
 
-# --- refresh tokens ------------------------------------------------------------------
+# --- sessions and refresh tokens ----------------------------------------------------
 
 # A refresh token goes in only while its holder's token is honoured (`caller_honoured`:
-# active, the auth version the token is issued under): deactivated, or given a new
-# password, while the hash ran, and there is no token. The user's row is locked (FOR KEY
-# SHARE) before the token is inserted, which keeps it from being deleted until the token
-# is in; a delete locks the user first and its cascade the tokens second, the same order.
-ISSUED = ("id", "token_hash", "family_id", "expires_at")
-_HOLDER = (
-    select(User.id, User.auth_version)
-    .where(caller_honoured(User))
-    .with_for_update(read=True, key_share=True)
-    .cte("holder")
+# active, the auth version the token is issued under, the session alive): deactivated,
+# given a new password, or the session ended while the hash ran, and there is no token.
+# The user's row is locked (FOR KEY SHARE) before the token is inserted, which keeps it
+# from being deleted until the token is in; a delete locks the user first and its
+# cascade the sessions and tokens next, the same order.
+ISSUED = ("id", "token_hash", "expires_at")
+
+
+def _issued() -> list[Any]:
+    return [bindparam(name, type_=RefreshToken.__table__.c[name].type) for name in ISSUED]
+
+
+def _holder(*, session: bool) -> Any:
+    return (
+        select(User.id, User.auth_version)
+        .where(caller_honoured(User, session=session))
+        .with_for_update(read=True, key_share=True)
+        .cte("holder")
+    )
+
+
+# A login: the session and its first refresh token, in one statement (a round trip is
+# CPU the password's hash needs). The session is new, so only its user is checked.
+_LOGIN_HOLDER = _holder(session=False)
+_NEW_SESSION = (
+    insert(UserSession)
+    .from_select(
+        ["id", "user_id", "user_agent", "ip_address"],
+        select(
+            bindparam("session_id", type_=UserSession.id.type),
+            _LOGIN_HOLDER.c.id,
+            bindparam("user_agent", type_=UserSession.user_agent.type),
+            bindparam("ip_address", type_=UserSession.ip_address.type),
+        ),
+    )
+    .returning(UserSession.id, UserSession.user_id)
+    .cte("new_session")
 )
+START_SESSION = compile_statement(
+    insert(RefreshToken)
+    .from_select(
+        [*ISSUED, "family_id", "user_id", "auth_version"],
+        select(
+            *_issued(),
+            _NEW_SESSION.c.id,
+            _NEW_SESSION.c.user_id,
+            bindparam("auth_version", type_=RefreshToken.auth_version.type),
+        ),
+    )
+    .returning(RefreshToken.id)
+)
+
+# A refresh: the next token of the session, while the session lives.
+_HOLDER = _holder(session=True)
 STORE_REFRESH_TOKEN = compile_statement(
     insert(RefreshToken)
     .from_select(
-        [*ISSUED, "user_id", "auth_version"],
+        [*ISSUED, "family_id", "user_id", "auth_version"],
         select(
-            *(bindparam(name, type_=RefreshToken.__table__.c[name].type) for name in ISSUED),
+            *_issued(),
+            bindparam("session_id", type_=RefreshToken.family_id.type),
             _HOLDER.c.id,
             _HOLDER.c.auth_version,
         ),
@@ -148,36 +149,49 @@ TOKEN_FOR_UPDATE = compile_statement(
         RefreshToken.user_id,
         RefreshToken.auth_version,
         RefreshToken.used_at,
-        RefreshToken.revoked_at,
+        UserSession.ended_at.is_not(None).label("ended"),
         (RefreshToken.expires_at <= func.now()).label("expired"),
     )
+    .join(UserSession, UserSession.id == RefreshToken.family_id)
     .where(RefreshToken.token_hash == bindparam("token_hash"))
-    .with_for_update()
+    .with_for_update(of=RefreshToken)
+)
+# The token is used up, and its session used now: one statement.
+_USED_UP = (
+    update(RefreshToken)
+    .where(RefreshToken.id == bindparam("id"))
+    .values(used_at=func.now())
+    .cte("used_up")
 )
 USE_UP_TOKEN = compile_statement(
-    update(RefreshToken).where(RefreshToken.id == bindparam("id")).values(used_at=func.now())
+    update(UserSession)
+    .where(UserSession.id == bindparam("session_id", type_=UserSession.id.type))
+    .values(last_used_at=func.now())
+    .add_cte(_USED_UP)
 )
-REVOKE_FAMILY = compile_statement(
-    update(RefreshToken)
-    .where(RefreshToken.family_id == bindparam("family_id"), RefreshToken.revoked_at.is_(None))
-    .values(revoked_at=func.now())
+END_SESSION = compile_statement(
+    end_sessions(UserSession.id == bindparam("session_id", type_=UserSession.id.type))
 )
-REVOKE_FAMILY_OF_TOKEN = compile_statement(
-    update(RefreshToken)
-    .where(
-        RefreshToken.family_id
+END_SESSION_OF_TOKEN = compile_statement(
+    end_sessions(
+        UserSession.id
         == select(RefreshToken.family_id)
         .where(RefreshToken.token_hash == bindparam("token_hash"))
-        .scalar_subquery(),
-        RefreshToken.revoked_at.is_(None),
+        .scalar_subquery()
     )
-    .values(revoked_at=func.now())
 )
-# Every token of the caller dies: the next auth version. Empty when the caller's own
-# token is no longer honoured.
-REVOKE_CALLER_TOKENS = compile_statement(
+# Every token of the caller dies: every session ends, and the next auth version (which
+# also stops a login whose hash is running now). Empty when the caller's own token is no
+# longer honoured.
+_BUMPED = (
     update(User)
     .where(caller_honoured(User))
     .values(auth_version=User.auth_version + literal_column("1"))
-    .returning(User.auth_version)
+    .returning(User.id, User.auth_version)
+    .cte("bumped")
+)
+REVOKE_CALLER_TOKENS = compile_statement(
+    select(_BUMPED.c.auth_version).add_cte(
+        end_sessions(UserSession.user_id.in_(select(_BUMPED.c.id))).cte("ended")
+    )
 )

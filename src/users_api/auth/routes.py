@@ -1,13 +1,19 @@
-"""HTTP for authentication: the OAuth2 password grant, refresh, logout."""
+"""HTTP for authentication: the OAuth2 password and refresh grants, refresh, logout."""
 
 from __future__ import annotations
 
 from fastapi import Request, Response, status
 
 from users_api.auth import examples
-from users_api.auth.schemas import LoginForm, RefreshRequest, TokenResponse
-from users_api.auth.service import AuthService, TokenPair
-from users_api.errors import DomainError, to_response
+from users_api.auth.schemas import (
+    LoginForm,
+    RefreshGrantForm,
+    RefreshRequest,
+    TokenForm,
+    TokenResponse,
+)
+from users_api.auth.service import AuthService, Client, TokenPair
+from users_api.errors import DomainError, UnsupportedGrantType, to_response
 from users_api.http import parse
 from users_api.http.openapi import Auth, Body, Form, Reply, doc
 from users_api.http.routing import api_router
@@ -43,18 +49,29 @@ def token_response(result: TokenPair | DomainError) -> Response:
     "/token",
     **doc(
         "logIn",
-        "Log in (OAuth2 password grant): username or email, and password",
+        "Log in (OAuth2 password grant: username or email, and password), or trade a "
+        "refresh token for a new pair (refresh grant)",
         TokenResponse,
         (400, 401, 429),
-        Form(LoginForm, examples.LOGIN),
+        Form(TokenForm, examples.LOGIN),
         Auth.NONE,
         reply=TOKENS,
     ),
 )
 async def login(request: Request) -> Response:
-    form = await parse.form_body(request, LoginForm)
-    address = parse.client_address(request)
-    return token_response(await _auth(request).login(form.username, form.password, address=address))
+    fields = await parse.form_fields(request)
+    grant_type = fields.get("grant_type", "password")
+    if grant_type == "refresh_token":  # RFC 6749 §6: the same as POST /auth/refresh
+        grant = parse.form_model(fields, RefreshGrantForm)
+        return token_response(await _auth(request).refresh(grant.refresh_token))
+    if grant_type != "password":
+        raise UnsupportedGrantType
+    form = parse.form_model(fields, LoginForm)
+    client = Client(
+        address=parse.client_address(request),
+        user_agent=parse.header(request, "user-agent"),
+    )
+    return token_response(await _auth(request).login(form.username, form.password, client=client))
 
 
 @router.post(

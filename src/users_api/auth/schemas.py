@@ -4,21 +4,38 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, RootModel, StringConstraints
 
-RefreshTokenText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# Bounded so a huge body is refused early, yet long enough that anything shaped like one
+# of our tokens, an access token included, is answered as the invalid refresh token it
+# is (401), not as malformed input.
+RefreshTokenText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 class LoginForm(BaseModel):
     """The form of the OAuth2 password grant; bounded so a huge form is refused early.
 
-    Other fields (`grant_type`, `scope`, `client_id`) are ignored, as OAuth2 clients send
-    them. No username or email holds a NUL, and PostgreSQL cannot even compare text
-    with one.
+    `grant_type`, when sent, is `password` (the route answers any other value before
+    this form is read). Other fields (`scope`, `client_id`) are ignored, as OAuth2
+    clients send them. No username or email holds a NUL, and PostgreSQL cannot even
+    compare text with one.
     """
 
+    grant_type: Literal["password"] | None = None
     username: Annotated[str, StringConstraints(min_length=1, max_length=320, pattern=r"^[^\x00]*$")]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class RefreshGrantForm(BaseModel):
+    """The form of the OAuth2 refresh grant (RFC 6749 §6); `scope` and `client_id` are
+    ignored, as for the password grant."""
+
+    grant_type: Literal["refresh_token"]
+    refresh_token: RefreshTokenText
+
+
+class TokenForm(RootModel[LoginForm | RefreshGrantForm]):
+    """What the token endpoint takes: either grant, told apart by `grant_type`."""
 
 
 class TokenResponse(BaseModel):

@@ -2,8 +2,9 @@
 
 from users_api.auth import models as auth_models
 from users_api.db.base import Base
+from users_api.throttle import models as throttle_models
 from users_api.users import models as users_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "metadata", "users_models"]
+__all__ = ["auth_models", "metadata", "throttle_models", "users_models"]

@@ -135,13 +135,23 @@ async def json_body(request: Request, model: type[M]) -> M:
 
 async def form_body(request: Request, model: type[M]) -> M:
     """An `application/x-www-form-urlencoded` (or multipart) body as `model`."""
+    return form_model(await form_fields(request), model)
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The text fields of an `application/x-www-form-urlencoded` (or multipart) body, for
+    a route that must look at one (a grant type, say) before it knows the model."""
     try:
         async with request.form() as form:
-            fields = {name: value for name, value in form.items() if isinstance(value, str)}
+            return {name: value for name, value in form.items() if isinstance(value, str)}
     except HTTPException:
         raise
     except Exception:  # python-multipart refused it
         raise HTTPException(400, "There was an error parsing the body") from None
+
+
+def form_model(fields: dict[str, str], model: type[M]) -> M:
+    """Form fields (`form_fields`) as `model`."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
@@ -160,7 +170,8 @@ def bearer_token(request: Request) -> str | None:
 def caller(request: Request) -> AccessClaims:
     """The claims of the request's well-signed, unexpired token, or Unauthorized.
 
-    Whether they are still honoured (user active, `auth_version` current) is asked of
+    Whether they are still honoured (user active, `auth_version` current, session not
+    ended) is asked of
     the database by the statement that serves the request (`users/queries.py`).
     """
     found = optional_caller(request)

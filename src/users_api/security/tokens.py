@@ -15,7 +15,7 @@ import jwt
 ALGORITHM = "HS256"
 ISSUER = "users-api"
 AUDIENCE = "users-api"
-_REQUIRED_CLAIMS = ["sub", "iat", "exp", "aud", "iss", "jti", "ver"]
+_REQUIRED_CLAIMS = ["sub", "iat", "exp", "aud", "iss", "jti", "ver", "sid"]
 
 
 class InvalidToken(Exception):
@@ -26,6 +26,7 @@ class InvalidToken(Exception):
 class AccessClaims:
     user_id: uuid.UUID
     auth_version: int
+    session_id: uuid.UUID  # the login it was issued to (`sid`)
 
 
 class AccessTokens:
@@ -34,8 +35,9 @@ class AccessTokens:
     Checking a signature and its claims costs ~45 µs, a sixth of a whole cached read, and
     a client sends the same token with every request: a valid token's claims are kept
     (bounded, least recently used first), and only its expiry is checked again. Whether
-    the token is still *honoured* (its user active, its `auth_version` current) is asked
-    of the database on every request, so revocation stays immediate.
+    the token is still *honoured* (its user active, its `auth_version` current, its
+    session not ended) is asked of the database on every request, so revocation stays
+    immediate.
     """
 
     def __init__(self, secret: bytes, ttl: timedelta, *, cache_size: int = 4096) -> None:
@@ -43,7 +45,14 @@ class AccessTokens:
         self.ttl = ttl
         self._checked = lru_cache(maxsize=cache_size)(self._check)
 
-    def issue(self, user_id: uuid.UUID, auth_version: int, *, now: datetime | None = None) -> str:
+    def issue(
+        self,
+        user_id: uuid.UUID,
+        auth_version: int,
+        session_id: uuid.UUID,
+        *,
+        now: datetime | None = None,
+    ) -> str:
         issued = now or datetime.now(UTC)
         claims = {
             "sub": str(user_id),
@@ -53,6 +62,7 @@ class AccessTokens:
             "iss": ISSUER,
             "jti": uuid.uuid4().hex,
             "ver": auth_version,
+            "sid": str(session_id),
         }
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
@@ -78,7 +88,11 @@ class AccessTokens:
             if not isinstance(version, int) or isinstance(version, bool):
                 raise InvalidToken
             user_id = uuid.UUID(str(claims["sub"]))
-            return AccessClaims(user_id=user_id, auth_version=version), float(claims["exp"])
+            if not isinstance(claims["sid"], str):
+                raise InvalidToken
+            session_id = uuid.UUID(claims["sid"])
+            found = AccessClaims(user_id=user_id, auth_version=version, session_id=session_id)
+            return found, float(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken from exc
 

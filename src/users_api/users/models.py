@@ -1,11 +1,21 @@
-"""The `users` table."""
+"""The `users` table, and `sessions`: the logins of a user, which every token belongs to."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, String, Uuid, func
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
@@ -45,4 +55,39 @@ class User(Base):
         # Keyset paging by creation time walks this index.
         Index("ix_users_created_at_id", "created_at", "id"),
         CheckConstraint("version >= 1", name="version_positive"),
+    )
+
+
+# What a session keeps of the client that signed in (its User-Agent header is cut here).
+USER_AGENT_MAX_LENGTH = 512
+
+
+class UserSession(Base):
+    """One login (one device): its refresh tokens are one family (`refresh_tokens.family_id`
+    is the session's id), and its access tokens carry its id (`sid`).
+
+    A session ends (`ended_at`) on logout, when one of its used-up refresh tokens is
+    presented again, and when all of the user's end (logout-all, a password change, a
+    deactivation); every token of it, access tokens included, stops being honoured at
+    once (`users.queries.caller_honoured`). Here, not in `auth`, because that test is
+    the users package's, and `users` never imports `auth`.
+    """
+
+    __tablename__ = "sessions"
+
+    # UUIDv7, made by the service.
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The login, then each refresh (not each request: a read writes nothing).
+    last_used_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # A user's sessions, newest first; and the cascade of a user's delete.
+        Index("ix_sessions_user_id_created_at", "user_id", "created_at"),
     )

@@ -4,7 +4,8 @@ Two fragments carry the access rules into SQL, so that a read or a profile chang
 one statement with no extra round trip for them:
 
 - `caller_honoured()`: the caller's row matches the token (user exists, is active,
-  `auth_version` current). It is the one test of "the token is still honoured".
+  `auth_version` current) and the token's session has not ended. It is the one test of
+  "the token is still honoured".
 - `admin_or_self(target_id)`: that caller is an admin, or is the target.
 
 A caller's row is a subquery PostgreSQL evaluates once, before the scan (an InitPlan),
@@ -24,6 +25,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Update,
     and_,
     any_,
     bindparam,
@@ -42,7 +44,7 @@ from sqlalchemy.orm import aliased
 
 from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS
 from users_api.db.statements import Statement, compile_statement
-from users_api.users.models import User
+from users_api.users.models import User, UserSession
 from users_api.users.schemas import UserOut, UserSort
 
 # What a response shows of a user, in the order it shows it: the output schema decides.
@@ -66,13 +68,28 @@ def as_row(record: Any) -> UserRow:
 caller = aliased(User, name="caller")
 
 
-def caller_honoured(holder: Any = caller) -> ColumnElement[bool]:
-    """The one test that a token is still honoured: binds `caller_id`, `auth_version`."""
-    return and_(
+def caller_honoured(holder: Any = caller, *, session: bool = True) -> ColumnElement[bool]:
+    """The one test that a token is still honoured: its user (`holder`) exists, is active
+    and has the token's `auth_version`, and its session has not ended. Binds `caller_id`,
+    `auth_version`, `session_id`.
+
+    The session is a primary-key probe PostgreSQL evaluates once per statement (an
+    InitPlan: it names no column of the statement's rows). `session=False` is for the
+    one statement that creates the session, a login's, which cannot see it yet.
+    """
+    user = and_(
         holder.id == bindparam("caller_id"),
         holder.auth_version == bindparam("auth_version"),
         holder.is_active.is_(True),
     )
+    if not session:
+        return user
+    alive = exists().where(
+        UserSession.id == bindparam("session_id", type_=UserSession.id.type),
+        UserSession.user_id == bindparam("caller_id"),
+        UserSession.ended_at.is_(None),
+    )
+    return and_(user, alive)
 
 
 def admin_or_self(target_id: Any) -> ColumnElement[bool]:
@@ -136,6 +153,22 @@ COUNT_OTHER_ACTIVE_ADMINS = compile_statement(
 )
 
 DELETE_USER = compile_statement(delete(User).where(User.id == bindparam("user_id")))
+
+# --- sessions ----------------------------------------------------------------------
+
+
+def end_sessions(*conditions: ColumnElement[bool]) -> Update:
+    """End the live sessions that meet `conditions`: every token of them dies at once."""
+    return (
+        update(UserSession)
+        .where(*conditions, UserSession.ended_at.is_(None))
+        .values(ended_at=func.now())
+    )
+
+
+END_USER_SESSIONS = compile_statement(
+    end_sessions(UserSession.user_id == bindparam("user_id", type_=UserSession.user_id.type))
+)
 
 # Revoking tokens changes no field a client sees, so `version` stays.
 BUMP_AUTH_VERSION = compile_statement(

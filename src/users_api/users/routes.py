@@ -65,7 +65,7 @@ async def get_user(request: Request) -> Response:
         "updateUser",
         "Change a user (JSON merge patch)",
         UserOut,
-        (400, 401, 403, 404, 409, 412),
+        (400, 401, 403, 404, 409, 412, 429),
         USER_ID,
         IF_MATCH,
         Body(UserUpdate, examples.CHANGE),
@@ -77,7 +77,10 @@ async def update_user(request: Request) -> Response:
     user_id = parse.path_id(request)
     patch = await parse.json_body(request, UserUpdate)
     if_match = parse_if_match(parse.header(request, "if-match"))
-    row = await _users(request).update(user_id, patch, caller=caller, if_match=if_match)
+    address = parse.client_address(request)
+    row = await _users(request).update(
+        user_id, patch, caller=caller, if_match=if_match, address=address
+    )
     return user_response(row)
 
 

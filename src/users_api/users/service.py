@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import KW_ONLY, dataclass
+from functools import partial
 from typing import Any
 
 from uuid_utils.compat import uuid7
 
 from users_api.db.database import Database, Record, Unit, Work
-from users_api.errors import Conflict, Forbidden, InvalidCursor, NotFound, PreconditionFailed
+from users_api.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidCursor,
+    NotFound,
+    PreconditionFailed,
+    TooManyAttempts,
+)
 from users_api.security.passwords import HashingTurn, Passwords
 from users_api.security.tokens import AccessClaims
+from users_api.throttle.service import LoginThrottle
 from users_api.users import cursor, policy
 from users_api.users import queries as q
 from users_api.users.queries import UserRow, as_row
@@ -29,7 +39,21 @@ class RowPage:
 
 
 def _caller_values(caller: AccessClaims) -> dict[str, Any]:
-    return {"caller_id": caller.user_id, "auth_version": caller.auth_version}
+    return {
+        "caller_id": caller.user_id,
+        "auth_version": caller.auth_version,
+        "session_id": caller.session_id,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What a password change answers with: its hashing turn; for one's own password,
+    the account's key (its lock held) and the client's address, for the throttle."""
+
+    hashing: HashingTurn
+    account_key: str | None
+    address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +63,7 @@ class UserService:
     _: KW_ONLY
     password_min_length: int
     allow_registration: bool
+    throttle: LoginThrottle
 
     # --- reading -------------------------------------------------------------------
 
@@ -177,6 +202,7 @@ class UserService:
         *,
         caller: AccessClaims,
         if_match: frozenset[int] | None,
+        address: str,
     ) -> UserRow:
         """A JSON merge patch, in one transaction.
 
@@ -185,6 +211,11 @@ class UserService:
         (`queries.update_user`); a name alone needs no transaction around it. Anything
         else (a password, an admin field), or a guarded UPDATE that found nothing to
         change, goes through the row lock and the rules below, in the same transaction.
+
+        A user changing their own password answers for the account as a login does:
+        under the account's lock, throttled, and a wrong `current_password` counted as a
+        failed login from `address`. That failure is returned by the transaction, not
+        raised in it, so that it commits, and raised here.
         """
         changes = patch.changes()
         fields = frozenset(changes)
@@ -195,23 +226,38 @@ class UserService:
             **{q.new(name): value for name, value in changes.items()},
         }
         profile = bool(fields) and fields <= policy.PROFILE_FIELDS
+        own_password = "password" in fields and caller.user_id == user_id
 
-        async def change(unit: Unit) -> Record:
+        async def change(unit: Unit, hashing: HashingTurn | None = None) -> Record | DomainError:
             # Advisory locks first, then the row: one order everywhere, so no deadlock.
             if policy.admin_only_fields(fields):
                 await unit.execute(q.LOCK_ADMIN_SET)
             if fields & policy.IDENTITY_FIELDS:
                 # Two users swapping names would each wait for the other's index entry.
                 await unit.execute(q.LOCK_IDENTITIES)
+            if hashing is not None:  # a password: the rules, on the locked row
+                # One's own is answered for as at a login: the account's lock, next.
+                account = await self.throttle.lock_user(unit, user_id) if own_password else None
+                answer = _Answer(hashing, account, address)
+                return await self._change(unit, fields, changes, patch, values, if_match, answer)
             if not profile:
-                return await self._change(unit, fields, changes, patch, values, if_match)
+                return await self._change(unit, fields, changes, patch, values, if_match, None)
             statement = q.update_user(fields, guarded=True, conditional=if_match is not None)
             record = await unit.one(statement, **values)
             # None: why is for the rules to say (401, 404, 412), or nothing was to change.
             return record or await self._locked_target(unit, values, if_match)
 
-        lone_statement = profile and not fields & policy.IDENTITY_FIELDS
-        return as_row(await self.db.run(change, transaction=not lone_statement))
+        if "password" not in fields:
+            lone_statement = profile and not fields & policy.IDENTITY_FIELDS
+            return as_row(await self.db.run(change, transaction=not lone_statement))
+        # The hashing turn before the connection and the locks, as a login takes them: the
+        # other way round, logins holding every turn while they wait for this account's
+        # lock would wait for ever on this change, which would wait for a turn.
+        async with self.passwords.turn() as hashing:
+            result = await self.db.run(partial(change, hashing=hashing))
+        if isinstance(result, DomainError):
+            raise result
+        return as_row(result)
 
     async def _change(
         self,
@@ -221,13 +267,16 @@ class UserService:
         patch: UserUpdate,
         values: dict[str, Any],
         if_match: frozenset[int] | None,
-    ) -> Record:
+        answer: _Answer | None,
+    ) -> Record | DomainError:
         """The rules a statement cannot hold, on the locked row."""
         target = await self._locked_target(unit, values, if_match)
         policy.require_admin_for(fields, admin=target["caller_is_admin"], doing="change")
         if "password" in changes:
-            is_self = values["caller_id"] == target["id"]
-            await self._new_password(target, changes, patch, is_self=is_self)
+            assert answer is not None  # a password change holds a hashing turn
+            refused = await self._new_password(unit, target, changes, patch, answer)
+            if refused is not None:
+                return refused
         removing = changes.get("is_admin") is False or changes.get("is_active") is False
         await self._guard_last_admin(unit, target, removing=removing)
         if changes.get("is_active") is False and target["is_active"]:
@@ -240,6 +289,8 @@ class UserService:
         statement = q.update_user(frozenset(changed), guarded=False, conditional=False)
         record = await unit.one(statement, **values)
         assert record is not None  # the row is locked: it is there
+        if "auth_version" in changed:  # every token dies: so do the sessions they are of
+            await unit.execute(q.END_USER_SESSIONS, user_id=target["id"])
         return record
 
     async def _locked_target(
@@ -255,24 +306,47 @@ class UserService:
 
     async def _new_password(
         self,
+        unit: Unit,
         target: Record,
         changes: dict[str, Any],
         patch: UserUpdate,
-        *,
-        is_self: bool,
-    ) -> None:
+        answer: _Answer,
+    ) -> DomainError | None:
+        """Hash the new password into `changes`; or the error to answer with (a wrong
+        `current_password`, already counted)."""
         password = changes.pop("password")
-        # One turn for both hashes: the row is locked, so queue once, not twice.
-        async with self.passwords.turn() as hashing:
-            if is_self:
-                await _check_current_password(hashing, patch.current_password, target)
-            self._check_password(
-                password,
-                email=changes.get("email", target["email"]),
-                username=changes.get("username", target["username"]),
+        if answer.account_key is not None:  # one's own password: answer for the account
+            refused = await self._check_current_password(
+                unit, patch.current_password, target, answer
             )
-            changes["password_hash"] = await hashing.hash(password)
+            if refused is not None:
+                return refused
+        self._check_password(
+            password,
+            email=changes.get("email", target["email"]),
+            username=changes.get("username", target["username"]),
+        )
+        changes["password_hash"] = await answer.hashing.hash(password)
         changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
+        return None
+
+    async def _check_current_password(
+        self, unit: Unit, current: str | None, target: Record, answer: _Answer
+    ) -> DomainError | None:
+        """As a login checks a password: throttled (429 past the limit, also for the right
+        one), and a wrong one recorded as a failed login of the account."""
+        assert answer.account_key is not None  # its lock is held
+        if current is None:  # no guess: not counted
+            raise Forbidden("Send current_password to change your own password.")
+        account = {"account_key": answer.account_key, "address": answer.address}
+        wait = await self.throttle.wait(unit, **account)
+        if wait is not None:
+            raise TooManyAttempts(wait)
+        ok, _ = await answer.hashing.verify_and_update(current, target["password_hash"])
+        if not ok:
+            await self.throttle.record_failure(unit, **account)
+            return Forbidden("current_password is not correct.")
+        return None
 
     async def _guard_last_admin(self, unit: Unit, target: Record, *, removing: bool) -> None:
         """Refuse to leave no active admin. Callers hold the admin-set lock."""
@@ -311,16 +385,6 @@ class UserService:
             await unit.execute(q.DELETE_USER, user_id=user_id)
 
         await self.db.run(remove)
-
-
-async def _check_current_password(
-    hashing: HashingTurn, current: str | None, target: Record
-) -> None:
-    if current is None:
-        raise Forbidden("Send current_password to change your own password.")
-    ok, _ = await hashing.verify_and_update(current, target["password_hash"])
-    if not ok:
-        raise Forbidden("current_password is not correct.")
 
 
 def _caller_is_admin(values: dict[str, Any]) -> Work[bool | None]:
