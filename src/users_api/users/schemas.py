@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,13 +19,34 @@ from pydantic import (
     field_validator,
 )
 
+from users_api.security.scripts import mixed_scripts
+
 
 def _normalize_email(value: str) -> str:
-    """Syntax check only (no DNS); the domain is lower-cased, the local part kept."""
+    """Syntax check only (no DNS); the domain is lower-cased, the local part kept.
+
+    Compatibility forms are folded first (NFKC): a fullwidth `admin` (U+FF41...) is the
+    `admin` an input method typed, and is stored, and conflicts, as `admin`. What is left
+    must not mix scripts in the local part or in a label of the domain (`admin` with a
+    Cyrillic a, U+0430; `example.com` with a Cyrillic e): look-alikes of another address
+    are refused. A label is the unit because a domain joins names registered one by one:
+    a Cyrillic name under `.com` is one script under another, as registries and browsers
+    allow.
+    """
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        email = validate_email(unicodedata.normalize("NFKC", value), check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
+    for part, text in (("The part before the @", email.local_part), *_labels(email.domain)):
+        if mixed := mixed_scripts(text):
+            raise ValueError(
+                f"{part} mixes scripts ({', '.join(mixed)}): look-alike addresses are refused"
+            )
+    return email.normalized
+
+
+def _labels(domain: str) -> list[tuple[str, str]]:
+    return [(f"The domain label {label!r}", label) for label in domain.split(".")]
 
 
 def _no_nul(value: str) -> str:
