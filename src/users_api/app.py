@@ -23,7 +23,8 @@ from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import RequestRoute, add_routes
 from users_api.middleware import BodySizeLimit
-from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
+from users_api.security import strength
+from users_api.security.passwords import Passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
 from users_api.users.models import UNIQUE_FIELDS
@@ -78,7 +79,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             ),
         )
         await _ensure_first_admin(app.state.users, settings)
-        common_passwords()  # read now, not on the loop during the first registration
+        strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
             on_started()
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -105,9 +105,14 @@ class PreconditionFailed(
 class InvalidInput(DomainError, status=HTTPStatus.UNPROCESSABLE_ENTITY, code="validation"):
     """The request is not valid."""
 
-    def __init__(self, *, loc: Sequence[str | int], msg: str) -> None:
+    def __init__(
+        self, *, loc: Sequence[str | int], msg: str, ctx: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(msg)
-        self.errors: list[dict[str, Any]] = [{"loc": list(loc), "msg": msg, "type": "value_error"}]
+        error: dict[str, Any] = {"loc": list(loc), "msg": msg, "type": "value_error"}
+        if ctx is not None:
+            error["ctx"] = dict(ctx)
+        self.errors: list[dict[str, Any]] = [error]
 
     def extra(self) -> dict[str, Any]:
         return {"errors": self.errors}
@@ -142,6 +147,11 @@ class ValidationItem(BaseModel):
     loc: list[str | int]
     msg: str
     type: str
+    ctx: dict[str, Any] | None = Field(
+        default=None,
+        description="More about the error where there is more: for a password too easy "
+        "to guess, zxcvbn's `score` (0-4), `warning` and `suggestions`.",
+    )
 
 
 class Problem(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from users_api.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from users_api.security.passwords import policy_violation
+from users_api.security.passwords import Passwords
 
 # The fields anyone may send about themselves; every other field is an admin's alone.
 SELF_SERVICE_FIELDS = frozenset({"email", "username", "full_name", "password", "current_password"})
@@ -66,7 +66,16 @@ def refuse_creation(
     require_admin_for(fields, admin=False, doing="set")
 
 
-def check_password(password: str, *, email: str, username: str, min_length: int) -> None:
-    reason = policy_violation(password, email=email, username=username, min_length=min_length)
-    if reason is not None:
-        raise InvalidInput(loc=("body", "password"), msg=f"Password {reason}.")
+async def check_password(
+    passwords: Passwords, password: str, *, email: str, username: str, min_length: int
+) -> None:
+    """422 on `password` when the policy refuses it, with zxcvbn's feedback in `ctx`."""
+    violation = await passwords.violation(
+        password, email=email, username=username, min_length=min_length
+    )
+    if violation is not None:
+        raise InvalidInput(
+            loc=("body", "password"),
+            msg=f"Password {str(violation).rstrip('.')}.",
+            ctx=violation.feedback(),
+        )

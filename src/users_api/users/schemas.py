@@ -71,7 +71,17 @@ Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
 _NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul), _NO_NUL]
 # Kept exactly as given: no stripping, no truncation. Further rules live in the service.
-Password = Annotated[str, StringConstraints(min_length=12, max_length=128, strip_whitespace=False)]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=12, max_length=128, strip_whitespace=False),
+    Field(
+        json_schema_extra={"format": "password"},
+        description="Kept exactly as given. Also refused (422) when among the 10,000 most "
+        "common passwords, equal to the email or username, or too easy to guess by "
+        "zxcvbn's estimate (a score below 3, with the email and username as user inputs; "
+        "its `score`, `warning` and `suggestions` are in the error's `ctx`).",
+    ),
+]
 
 
 class _Input(BaseModel):

@@ -112,7 +112,7 @@ class UserService:
             admin=as_admin or system,
             allow_registration=self.allow_registration,
         )
-        self._check_password(data.password, email=data.email, username=data.username)
+        await self._check_password(data.password, email=data.email, username=data.username)
         values: dict[str, Any] = {
             "id": uuid7(),
             "email": data.email,
@@ -163,9 +163,13 @@ class UserService:
             await self.db.run(_caller_is_admin(_caller_values(caller)), transaction=False)
         )
 
-    def _check_password(self, password: str, *, email: str, username: str) -> None:
-        policy.check_password(
-            password, email=email, username=username, min_length=self.password_min_length
+    async def _check_password(self, password: str, *, email: str, username: str) -> None:
+        await policy.check_password(
+            self.passwords,
+            password,
+            email=email,
+            username=username,
+            min_length=self.password_min_length,
         )
 
     # --- changing ------------------------------------------------------------------
@@ -266,7 +270,7 @@ class UserService:
         async with self.passwords.turn() as hashing:
             if is_self:
                 await _check_current_password(hashing, patch.current_password, target)
-            self._check_password(
+            await self._check_password(
                 password,
                 email=changes.get("email", target["email"]),
                 username=changes.get("username", target["username"]),
