@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             passwords,
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
+            registrations_per_address=settings.registrations_per_address,
         )
         app.state.auth = AuthService(
             db,

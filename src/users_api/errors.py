@@ -76,6 +76,10 @@ class TooManyAttempts(DomainError, status=HTTPStatus.TOO_MANY_REQUESTS, code="to
         return {"Retry-After": str(self.retry_after)}
 
 
+class TooManySignUps(TooManyAttempts, code="too-many-sign-ups"):
+    """Too many sign-ups from this address; try again later."""
+
+
 class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 
@@ -86,6 +90,11 @@ class Conflict(DomainError, status=HTTPStatus.CONFLICT, code="conflict"):
     def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
         super().__init__(detail)
         self.field = field
+
+    @classmethod
+    def taken(cls, field: str) -> Conflict:
+        """The email or username belongs to another user (a unique index says so)."""
+        return cls(f"This {field} is already taken.", field=field)
 
     def extra(self) -> dict[str, Any]:
         return {"field": self.field} if self.field else {}

@@ -1,11 +1,22 @@
-"""The `users` table."""
+"""The `users` table, and the sign-up attempts counted per client address."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, String, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
@@ -45,4 +56,21 @@ class User(Base):
         # Keyset paging by creation time walks this index.
         Index("ix_users_created_at_id", "created_at", "id"),
         CheckConstraint("version >= 1", name="version_positive"),
+    )
+
+
+class SignUpAttempt(Base):
+    """A sign-up tried by anyone but an admin (whatever came of it), kept for the hour it
+    counts against its client address; shared by every worker and replica."""
+
+    __tablename__ = "sign_up_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    client_address: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index("ix_sign_up_attempts_client_address_attempted_at", "client_address", "attempted_at"),
     )
