@@ -136,7 +136,9 @@ async def admin_client(app: FastAPI, admin: Admin) -> AsyncIterator[httpx.AsyncC
 async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
     yield
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE users, refresh_tokens, login_failures CASCADE"))
+        await connection.execute(
+            text("TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts CASCADE")
+        )
 
 
 @pytest.fixture

@@ -81,6 +81,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.refresh_token_ttl_seconds == 1_209_600
     assert settings.allow_registration is True
     assert settings.password_min_length == 12
+    assert settings.registrations_per_address == 20
     assert settings.db_pool_size >= 1
     assert settings.db_echo is False
     with pytest.raises(RuntimeError, match="DATABASE_URL"):

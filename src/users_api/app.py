@@ -25,7 +25,8 @@ from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import RequestRoute, add_routes
 from users_api.middleware import BodySizeLimit, Cors, StandardHeaders
-from users_api.security.passwords import Passwords, common_passwords, default_hash_concurrency
+from users_api.security import strength
+from users_api.security.passwords import Passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
 from users_api.throttle.service import LoginThrottle
@@ -70,6 +71,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
             throttle=throttle,
+            registrations_per_address=settings.registrations_per_address,
         )
         app.state.auth = AuthService(
             db,
@@ -79,7 +81,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             throttle=throttle,
         )
         await _ensure_first_admin(app.state.users, settings)
-        common_passwords()  # read now, not on the loop during the first registration
+        strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
             on_started()
         try:

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     login_failures_per_account: Annotated[int, Field(ge=1)] = 5
     login_failures_per_address: Annotated[int, Field(ge=1)] = 100
     login_failure_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
+    # Sign-ups (POST /users by anyone but an admin) per client address per hour.
+    registrations_per_address: Annotated[int, Field(ge=1)] = 20
     # Proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated).
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     # Browser origins answered with CORS (comma-separated `scheme://host[:port]`, or `*`).

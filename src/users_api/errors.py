@@ -88,6 +88,10 @@ class UnsupportedGrantType(DomainError, code="unsupported-grant-type"):
         return {"error": "unsupported_grant_type"}  # RFC 6749 §5.2, for OAuth2 clients
 
 
+class TooManySignUps(TooManyAttempts, code="too-many-sign-ups"):
+    """Too many sign-ups from this address; try again later."""
+
+
 class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 
@@ -98,6 +102,11 @@ class Conflict(DomainError, status=HTTPStatus.CONFLICT, code="conflict"):
     def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
         super().__init__(detail)
         self.field = field
+
+    @classmethod
+    def taken(cls, field: str) -> Conflict:
+        """The email or username belongs to another user (a unique index says so)."""
+        return cls(f"This {field} is already taken.", field=field)
 
     def extra(self) -> dict[str, Any]:
         return {"field": self.field} if self.field else {}
@@ -117,9 +126,14 @@ class PreconditionFailed(
 class InvalidInput(DomainError, status=HTTPStatus.UNPROCESSABLE_ENTITY, code="validation"):
     """The request is not valid."""
 
-    def __init__(self, *, loc: Sequence[str | int], msg: str) -> None:
+    def __init__(
+        self, *, loc: Sequence[str | int], msg: str, ctx: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(msg)
-        self.errors: list[dict[str, Any]] = [{"loc": list(loc), "msg": msg, "type": "value_error"}]
+        error: dict[str, Any] = {"loc": list(loc), "msg": msg, "type": "value_error"}
+        if ctx is not None:
+            error["ctx"] = dict(ctx)
+        self.errors: list[dict[str, Any]] = [error]
 
     def extra(self) -> dict[str, Any]:
         return {"errors": self.errors}
@@ -179,6 +193,11 @@ class ValidationItem(BaseModel):
     )
     msg: str = Field(description="What is wrong, for people to read.")
     type: str = Field(description="The kind of error, such as `missing` or `value_error`.")
+    ctx: dict[str, Any] | None = Field(
+        default=None,
+        description="More about the error where there is more: for a password too easy "
+        "to guess, zxcvbn's `score` (0-4), `warning` and `suggestions`.",
+    )
 
 
 class Problem(BaseModel):

@@ -149,7 +149,7 @@ class Database:
         """The domain error for a driver error, or None for a bug."""
         if isinstance(exc, asyncpg.UniqueViolationError):
             field = self._unique_fields.get(exc.constraint_name or "")
-            return Conflict(f"This {field} is already taken.", field=field) if field else None
+            return Conflict.taken(field) if field else None
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate in _CONCURRENCY_FAILURES:
             return ConcurrentChange()

@@ -1,4 +1,4 @@
-"""argon2id hashing off the event loop, and the password policy.
+"""argon2id hashing off the event loop, and the password policy (zxcvbn's estimate too).
 
 Hashing takes tens of milliseconds of CPU and 7 MiB of memory: it runs on a small
 thread pool of its own (argon2-cffi releases the GIL while it works), so a login storm
@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.machinery
-import importlib.util
+import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TypeVar
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+
+from users_api.security import strength
 
 # argon2id at one of the OWASP Password Storage Cheat Sheet's rows, which it rates as equal
 # defences that trade memory for passes: m=7 MiB, t=5, p=1 rather than m=19 MiB, t=2. Every
@@ -34,7 +34,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 ARGON2_TIME_COST = 5
 ARGON2_MEMORY_KIB = 7_168
 ARGON2_PARALLELISM = 1
-COMMON_PASSWORDS_COUNT = 10_000
+MAX_LENGTH = 128
 
 
 _T = TypeVar("_T")
@@ -84,6 +84,7 @@ class Passwords:
         )
     )
     _executor: ThreadPoolExecutor | None = field(default=None, init=False)
+    _estimator: ThreadPoolExecutor | None = field(default=None, init=False)
     _turns: asyncio.Semaphore | None = field(default=None, init=False)
     _dummy_hash: str | None = field(default=None, init=False)
 
@@ -112,11 +113,33 @@ class Passwords:
             )
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
+    async def violation(
+        self, password: str, *, email: str, username: str, min_length: int
+    ) -> Violation | None:
+        """`policy_violation`, on a thread of its own.
+
+        zxcvbn's estimate is pure Python: it holds the GIL for milliseconds (bounded, see
+        `strength`), so it cannot run beside the event loop, but on its own thread, at the
+        hashing threads' lower CPU priority, it is cut into the interpreter's 5 ms turns
+        instead of stalling every request for its whole length. One thread: estimates
+        take turns (zxcvbn keeps the one under way in module globals), and a flood of
+        them takes at most one CPU.
+        """
+        if self._estimator is None:
+            self._estimator = ThreadPoolExecutor(
+                1, thread_name_prefix="zxcvbn", initializer=yield_to_requests
+            )
+        check = functools.partial(
+            policy_violation, password, email=email, username=username, min_length=min_length
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._estimator, check)
+
     def close(self) -> None:
-        """Let the threads go (at shutdown); a later call starts a new pool."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Let the threads go (at shutdown); a later call starts new ones."""
+        for executor in (self._executor, self._estimator):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._estimator = None
         self._turns = None  # bound to the loop that is ending
 
     async def hash(self, password: str) -> str:
@@ -152,37 +175,51 @@ class HashingTurn:
         await self.verify_and_update(password, self.passwords._dummy_hash)
 
 
-@lru_cache(maxsize=1)
-def common_passwords() -> frozenset[str]:
-    """The 10,000 most common passwords, lower-cased (zxcvbn's ranked list).
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Why a password is refused. `reason` completes "The password ...", and `str()`
+    adds zxcvbn's advice when the estimate was the reason."""
 
-    Read on first use, from `zxcvbn/frequency_lists.py` run on its own: importing it
-    through the package would run `zxcvbn/__init__.py`, whose `matching` module builds a
-    ranking dict of every list, and keep everything (~11 MiB) for the life of the process.
-    Here the module is never added to `sys.modules`: once the 10,000 are taken, the
-    English words, names and surnames are garbage.
+    reason: str
+    score: int | None = None  # zxcvbn's, when the estimate refused it
+    warning: str = ""
+    suggestions: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        advice = " ".join(text for text in (self.warning, *self.suggestions) if text)
+        return f"{self.reason}: {advice}" if advice else self.reason
+
+    def feedback(self) -> dict[str, object] | None:
+        """zxcvbn's verdict, for clients that show it: None for the other reasons."""
+        if self.score is None:
+            return None
+        return {"score": self.score, "warning": self.warning, "suggestions": self.suggestions}
+
+
+def policy_violation(
+    password: str, *, email: str, username: str, min_length: int
+) -> Violation | None:
+    """Why the password is refused, or None. Length is counted in characters.
+
+    Milliseconds of CPU (zxcvbn's estimate, in pure Python): serving runs it on a thread
+    of its own, `Passwords.violation`.
     """
-    name = "zxcvbn.frequency_lists"
-    package = importlib.util.find_spec("zxcvbn")  # finds it without running __init__.py
-    folders = package.submodule_search_locations if package else None
-    spec = importlib.machinery.PathFinder.find_spec(name, folders) if folders else None
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    ranked: list[str] = module.FREQUENCY_LISTS["passwords"]
-    return frozenset(ranked[:COMMON_PASSWORDS_COUNT])
-
-
-def policy_violation(password: str, *, email: str, username: str, min_length: int) -> str | None:
-    """Why the password is refused, or None. Length is counted in characters."""
     if len(password) < min_length:
-        return f"must be at least {min_length} characters long"
-    if len(password) > 128:
-        return "must be at most 128 characters long"
+        return Violation(f"must be at least {min_length} characters long")
+    if len(password) > MAX_LENGTH:
+        return Violation(f"must be at most {MAX_LENGTH} characters long")
     lowered = password.lower()
-    if lowered in common_passwords():
-        return "is one of the most common passwords"
+    if strength.is_common(lowered):
+        return Violation("is one of the most common passwords")
     if lowered in {email.lower(), username.lower()}:
-        return "must not be the same as the email or the username"
+        return Violation("must not be the same as the email or the username")
+    estimate = strength.estimate(password, user_inputs=(email, username))
+    if estimate.score < strength.MIN_SCORE:
+        return Violation(
+            f"is too easy to guess (zxcvbn rates it {estimate.score} of 4, "
+            f"and {strength.MIN_SCORE} is needed)",
+            score=estimate.score,
+            warning=estimate.warning,
+            suggestions=estimate.suggestions,
+        )
     return None

@@ -1,4 +1,5 @@
-"""The `users` table, and `sessions`: the logins of a user, which every token belongs to."""
+"""The `users` table; `sessions`, the logins of a user, which every token belongs to;
+and the sign-up attempts counted per client address."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
@@ -90,4 +93,21 @@ class UserSession(Base):
     __table_args__ = (
         # A user's sessions, newest first; and the cascade of a user's delete.
         Index("ix_sessions_user_id_created_at", "user_id", "created_at"),
+    )
+
+
+class SignUpAttempt(Base):
+    """A sign-up tried by anyone but an admin (whatever came of it), kept for the hour it
+    counts against its client address; shared by every worker and replica."""
+
+    __tablename__ = "sign_up_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    client_address: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index("ix_sign_up_attempts_client_address_attempted_at", "client_address", "attempted_at"),
     )

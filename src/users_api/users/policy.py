@@ -7,9 +7,10 @@ admin or self); `docs/architecture.md` lists where each rule lives.
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import timedelta
 
-from users_api.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from users_api.security.passwords import policy_violation
+from users_api.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from users_api.security.passwords import Passwords
 
 # The fields anyone may send about themselves; every other field is an admin's alone.
 SELF_SERVICE_FIELDS = frozenset({"email", "username", "full_name", "password", "current_password"})
@@ -17,6 +18,8 @@ SELF_SERVICE_FIELDS = frozenset({"email", "username", "full_name", "password", "
 IDENTITY_FIELDS = frozenset({"email", "username"})
 # Fields a guarded one-statement update may change: no hashing, no admin rule.
 PROFILE_FIELDS = frozenset({"email", "username", "full_name"})
+# Sign-ups are counted per client address over this window (REGISTRATIONS_PER_ADDRESS).
+SIGN_UP_WINDOW = timedelta(hours=1)
 
 
 def admin_only_fields(fields: Collection[str]) -> frozenset[str]:
@@ -66,7 +69,26 @@ def refuse_creation(
     require_admin_for(fields, admin=False, doing="set")
 
 
-def check_password(password: str, *, email: str, username: str, min_length: int) -> None:
-    reason = policy_violation(password, email=email, username=username, min_length=min_length)
-    if reason is not None:
-        raise InvalidInput(loc=("body", "password"), msg=f"Password {reason}.")
+def refuse_taken(*, email: bool, username: bool) -> None:
+    """409 for an email or username another user has, before the hash: the unique
+    indexes would refuse the INSERT after it (and still settle a race). The email first,
+    as the INSERT's own check would name it."""
+    if email:
+        raise Conflict.taken("email")
+    if username:
+        raise Conflict.taken("username")
+
+
+async def check_password(
+    passwords: Passwords, password: str, *, email: str, username: str, min_length: int
+) -> None:
+    """422 on `password` when the policy refuses it, with zxcvbn's feedback in `ctx`."""
+    violation = await passwords.violation(
+        password, email=email, username=username, min_length=min_length
+    )
+    if violation is not None:
+        raise InvalidInput(
+            loc=("body", "password"),
+            msg=f"Password {str(violation).rstrip('.')}.",
+            ctx=violation.feedback(),
+        )

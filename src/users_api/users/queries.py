@@ -24,7 +24,9 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
+    Interval,
     Select,
+    Text,
     Update,
     and_,
     any_,
@@ -42,9 +44,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
-from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS
+from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS, SIGN_UP_LOCK_CLASS
 from users_api.db.statements import Statement, compile_statement
-from users_api.users.models import User, UserSession
+from users_api.users.models import SignUpAttempt, User, UserSession
 from users_api.users.schemas import UserOut, UserSort
 
 # What a response shows of a user, in the order it shows it: the output schema decides.
@@ -216,6 +218,70 @@ INSERT_USER_AS_ADMIN = _insert(as_admin=True)
 
 USER_ID_BY_EMAIL = compile_statement(
     select(User.id).where(func.lower(User.email) == func.lower(bindparam("email")))
+)
+
+# --- before a sign-up's hash ---------------------------------------------------------
+
+# Who the caller is (NULL: nobody, or a token no longer honoured), and whether the email
+# or username is taken, compared as the unique indexes compare them: a sign-up that
+# cannot succeed is refused before its hash. The indexes stay the final word (a race).
+CREATION_CHECK = compile_statement(
+    select(
+        select(caller.is_admin).where(caller_honoured()).scalar_subquery().label("caller_is_admin"),
+        exists()
+        .where(func.lower(User.email) == func.lower(bindparam("email", type_=Text)))
+        .label("email_taken"),
+        exists()
+        .where(func.lower(User.username) == func.lower(bindparam("username", type_=Text)))
+        .label("username_taken"),
+    )
+)
+
+# One client address's sign-ups are counted one at a time: its lock, taken in a statement
+# of its own (a statement's snapshot is taken before it waits for a lock).
+_ADDRESS = bindparam("address", type_=Text)
+_WINDOW = bindparam("window", type_=Interval)
+LOCK_SIGN_UPS = compile_statement(
+    select(
+        func.pg_advisory_xact_lock(literal_column(str(SIGN_UP_LOCK_CLASS)), func.hashtext(_ADDRESS))
+    )
+)
+_RECENT = and_(
+    SignUpAttempt.client_address == _ADDRESS,
+    SignUpAttempt.attempted_at > func.now() - _WINDOW,
+)
+# When the limit-th newest attempt of the address within the window was (NULL if fewer):
+# while there is one, the address waits until it leaves the window.
+_MARK = (
+    select(SignUpAttempt.attempted_at.label("mark"))
+    .where(_RECENT)
+    .order_by(SignUpAttempt.attempted_at.desc())
+    .offset(bindparam("limit", type_=Integer) - literal_column("1", Integer))
+    .limit(literal_column("1", Integer))
+    .cte("mark")
+)
+_FORGET = (
+    delete(SignUpAttempt)
+    .where(
+        SignUpAttempt.client_address == _ADDRESS,
+        SignUpAttempt.attempted_at <= func.now() - _WINDOW,
+    )
+    .cte("forgotten")
+)
+_RECORD = (
+    insert(SignUpAttempt)
+    .from_select(
+        ["client_address"],
+        select(_ADDRESS).where(~exists(select(_MARK.c.mark))),
+    )
+    .cte("recorded")
+)
+# The address's mark and the time, forgetting its attempts that left the window, and
+# counting this one unless it must wait: one round trip, under LOCK_SIGN_UPS.
+COUNT_SIGN_UP = compile_statement(
+    select(select(_MARK.c.mark).scalar_subquery().label("mark"), func.now().label("now"))
+    .add_cte(_FORGET)
+    .add_cte(_RECORD)
 )
 
 # --- changing ----------------------------------------------------------------------

@@ -157,7 +157,7 @@ def page_response(page: RowPage, path: str, query: UserListQuery) -> Response:
         "createUser",
         "Register a user",
         UserOut,
-        (400, 401, 403, 409),
+        (400, 401, 403, 409, 429),
         Body(UserCreate, examples.NEW_USER),
         Auth.OPTIONAL,
         reply=Reply(201, "The new user.", examples.USER, ("Location", "ETag")),
@@ -166,7 +166,8 @@ def page_response(page: RowPage, path: str, query: UserListQuery) -> Response:
 async def create_user(request: Request) -> Response:
     caller = parse.optional_caller(request)
     body = await parse.json_body(request, UserCreate)
-    row = await _users(request).create(body, caller=caller)
+    address = parse.client_address(request)
+    row = await _users(request).create(body, caller=caller, address=address)
     # What `request.url_for("getUser", ...).path` gives, without its search of the
     # routes and its absolute URL: 6 % of a registration's event-loop time, measured.
     root_path = request.scope.get("root_path", "").rstrip("/")

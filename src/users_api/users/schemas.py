@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,13 +19,34 @@ from pydantic import (
     field_validator,
 )
 
+from users_api.security.scripts import mixed_scripts
+
 
 def _normalize_email(value: str) -> str:
-    """Syntax check only (no DNS); the domain is lower-cased, the local part kept."""
+    """Syntax check only (no DNS); the domain is lower-cased, the local part kept.
+
+    Compatibility forms are folded first (NFKC): a fullwidth `admin` (U+FF41...) is the
+    `admin` an input method typed, and is stored, and conflicts, as `admin`. What is left
+    must not mix scripts in the local part or in a label of the domain (`admin` with a
+    Cyrillic a, U+0430; `example.com` with a Cyrillic e): look-alikes of another address
+    are refused. A label is the unit because a domain joins names registered one by one:
+    a Cyrillic name under `.com` is one script under another, as registries and browsers
+    allow.
+    """
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        email = validate_email(unicodedata.normalize("NFKC", value), check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
+    for part, text in (("The part before the @", email.local_part), *_labels(email.domain)):
+        if mixed := mixed_scripts(text):
+            raise ValueError(
+                f"{part} mixes scripts ({', '.join(mixed)}): look-alike addresses are refused"
+            )
+    return email.normalized
+
+
+def _labels(domain: str) -> list[tuple[str, str]]:
+    return [(f"The domain label {label!r}", label) for label in domain.split(".")]
 
 
 def _no_nul(value: str) -> str:
@@ -49,7 +71,17 @@ Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
 _NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul), _NO_NUL]
 # Kept exactly as given: no stripping, no truncation. Further rules live in the service.
-Password = Annotated[str, StringConstraints(min_length=12, max_length=128, strip_whitespace=False)]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=12, max_length=128, strip_whitespace=False),
+    Field(
+        json_schema_extra={"format": "password"},
+        description="Kept exactly as given. Also refused (422) when among the 10,000 most "
+        "common passwords, equal to the email or username, or too easy to guess by "
+        "zxcvbn's estimate (a score below 3, with the email and username as user inputs; "
+        "its `score`, `warning` and `suggestions` are in the error's `ctx`).",
+    ),
+]
 
 
 class _Input(BaseModel):

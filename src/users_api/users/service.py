@@ -22,10 +22,11 @@ from users_api.errors import (
     NotFound,
     PreconditionFailed,
     TooManyAttempts,
+    TooManySignUps,
 )
 from users_api.security.passwords import HashingTurn, Passwords
 from users_api.security.tokens import AccessClaims
-from users_api.throttle.service import LoginThrottle
+from users_api.throttle.service import LoginThrottle, seconds_to_wait
 from users_api.users import cursor, policy
 from users_api.users import queries as q
 from users_api.users.queries import UserRow, as_row
@@ -64,6 +65,9 @@ class UserService:
     password_min_length: int
     allow_registration: bool
     throttle: LoginThrottle
+    # Sign-ups an hour per client address (REGISTRATIONS_PER_ADDRESS); the CLI creates
+    # as the system, which is never counted.
+    registrations_per_address: int = 20
 
     # --- reading -------------------------------------------------------------------
 
@@ -121,23 +125,52 @@ class UserService:
     # --- creating ------------------------------------------------------------------
 
     async def create(
-        self, data: UserCreate, *, caller: AccessClaims | None, system: bool = False
+        self,
+        data: UserCreate,
+        *,
+        caller: AccessClaims | None,
+        system: bool = False,
+        address: str = "unknown",
     ) -> UserRow:
         """Register, or create as an admin (or as the system: start-up, the CLI).
 
-        Two statements around the hash, and no connection held during it: who the
-        caller is, then the INSERT. An admin's INSERT checks again that its caller is
-        still an admin, so a demotion during the hash creates nobody.
+        No connection is held during the hash, and a creation that cannot succeed costs
+        none. One statement first: who the caller is, and whether the email or username
+        is taken. A sign-up (by anyone but an admin or the system) is then counted
+        against its client `address`, and refused past `registrations_per_address` an
+        hour (429); a taken email or username is 409 and a weak password 422, all before
+        the hash. Then the INSERT, where the unique indexes settle a race. An admin's
+        INSERT checks again that its caller is still an admin, so a demotion during the
+        hash creates nobody.
         """
-        as_admin = caller is not None and await self._is_admin(caller)
         fields = data.model_fields_set
-        policy.refuse_creation(
-            fields,
-            signed_in=caller is not None,
-            admin=as_admin or system,
-            allow_registration=self.allow_registration,
-        )
-        self._check_password(data.password, email=data.email, username=data.username)
+        if caller is None:  # no database needed to refuse
+            policy.refuse_creation(
+                fields,
+                signed_in=False,
+                admin=system,
+                allow_registration=self.allow_registration,
+            )
+        checked = {
+            "caller_id": caller.user_id if caller else None,
+            "auth_version": caller.auth_version if caller else None,
+            "session_id": caller.session_id if caller else None,
+            "email": data.email,
+            "username": data.username,
+        }
+        found = await self.db.run(_creation_check(checked), transaction=False)
+        as_admin = False
+        if caller is not None:
+            as_admin = policy.signed_in(found["caller_is_admin"])
+            policy.refuse_creation(
+                fields, signed_in=True, admin=as_admin, allow_registration=self.allow_registration
+            )
+        if not (as_admin or system):
+            wait = await self.db.run(self._count_sign_up(address))
+            if wait is not None:
+                raise TooManySignUps(wait)
+        policy.refuse_taken(email=found["email_taken"], username=found["username_taken"])
+        await self._check_password(data.password, email=data.email, username=data.username)
         values: dict[str, Any] = {
             "id": uuid7(),
             "email": data.email,
@@ -182,15 +215,33 @@ class UserService:
                 return None
             raise
 
-    async def _is_admin(self, caller: AccessClaims) -> bool:
-        """Whether the caller is an admin; Unauthorized when their token is not honoured."""
-        return policy.signed_in(
-            await self.db.run(_caller_is_admin(_caller_values(caller)), transaction=False)
-        )
+    def _count_sign_up(self, address: str) -> Work[int | None]:
+        """Count a sign-up against its client address: seconds to wait, or None (counted).
 
-    def _check_password(self, password: str, *, email: str, username: str) -> None:
-        policy.check_password(
-            password, email=email, username=username, min_length=self.password_min_length
+        Under the address's lock, so racing sign-ups are counted one by one; committed
+        whatever comes of the sign-up (409, 422 and 201 alike count).
+        """
+
+        async def count(unit: Unit) -> int | None:
+            await unit.execute(q.LOCK_SIGN_UPS, address=address)
+            marks = await unit.one(
+                q.COUNT_SIGN_UP,
+                address=address,
+                limit=self.registrations_per_address,
+                window=policy.SIGN_UP_WINDOW,
+            )
+            assert marks is not None  # one row always
+            return seconds_to_wait((marks["mark"],), now=marks["now"], window=policy.SIGN_UP_WINDOW)
+
+        return count
+
+    async def _check_password(self, password: str, *, email: str, username: str) -> None:
+        await policy.check_password(
+            self.passwords,
+            password,
+            email=email,
+            username=username,
+            min_length=self.password_min_length,
         )
 
     # --- changing ------------------------------------------------------------------
@@ -321,7 +372,7 @@ class UserService:
             )
             if refused is not None:
                 return refused
-        self._check_password(
+        await self._check_password(
             password,
             email=changes.get("email", target["email"]),
             username=changes.get("username", target["username"]),
@@ -391,6 +442,15 @@ def _caller_is_admin(values: dict[str, Any]) -> Work[bool | None]:
     async def read(unit: Unit) -> bool | None:
         is_admin: bool | None = await unit.value(q.CALLER_IS_ADMIN, **values)
         return is_admin
+
+    return read
+
+
+def _creation_check(values: dict[str, Any]) -> Work[Record]:
+    async def read(unit: Unit) -> Record:
+        record = await unit.one(q.CREATION_CHECK, **values)
+        assert record is not None  # one row always
+        return record
 
     return read
 
