@@ -382,7 +382,9 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def make_servers(names: list[str], sa_url: str, baseline: Path | None = None) -> list[Server]:
+def make_servers(
+    names: list[str], sa_url: str, baseline: Path | None = None, baseline_url: str = ""
+) -> list[Server]:
     python = str(VENV_BIN / "python")
     reference = str(BENCH_DIR / "reference")
     uvicorn = [python, "-m", "uvicorn", "--app-dir", reference]
@@ -409,6 +411,8 @@ def make_servers(names: list[str], sa_url: str, baseline: Path | None = None) ->
             [str((baseline or Path()) / ".venv" / "bin" / "users-api"), "serve"],
             {
                 **common,
+                # its own copy of the seeded database: its migrations may be older
+                "DATABASE_URL": baseline_url,
                 **tokens,
                 "FIRST_ADMIN_EMAIL": ADMIN_EMAIL,
                 "FIRST_ADMIN_USERNAME": ADMIN_USERNAME,
@@ -524,6 +528,34 @@ async def seed(db: Database, count: int, ids_file: Path) -> None:
     ids_file.write_text("".join(f"{row[0]}\n" for row in rows))  # noqa: ASYNC240
 
 
+async def copy_for_baseline(db: Database, target: Database, baseline: Path) -> None:
+    """The --baseline server's own database: its own migrations, then the same users (the
+    same ids and timestamps, so every server answers with the same JSON)."""
+    await target.create()
+    migrate = subprocess.run(  # noqa: ASYNC221
+        [str(baseline / ".venv" / "bin" / "users-api"), "migrate"],
+        env={**os.environ, "DATABASE_URL": target.sqlalchemy_url},
+        check=False,
+    )
+    if migrate.returncode != 0:
+        raise RuntimeError("the baseline's users-api migrate failed")
+    columns = [
+        "id", "email", "username", "full_name", "password_hash", "is_active", "is_admin",
+        "version", "auth_version", "created_at", "updated_at",
+    ]  # fmt: skip
+    source = await asyncpg.connect(db.url)
+    try:
+        rows = await source.fetch(f"SELECT {', '.join(columns)} FROM users")
+    finally:
+        await source.close()
+    conn = await asyncpg.connect(target.url)
+    try:
+        await conn.copy_records_to_table("users", records=rows, columns=columns)
+        await conn.execute("VACUUM ANALYZE users")
+    finally:
+        await conn.close()
+
+
 def measure_hash(cpus: str, samples: int = 7) -> float:
     """Median seconds of one argon2id hash with the service's parameters, on `cpus`."""
     hasher = argon2_hasher()
@@ -566,21 +598,22 @@ class Run:
 class Monitor:
     """Samples the server's RSS and the database's backends while a run goes on."""
 
-    def __init__(self, conn: asyncpg.Connection, db: Database) -> None:
+    def __init__(self, conn: asyncpg.Connection, *dbs: Database) -> None:
         self.conn = conn
-        self.db = db
+        self.names = [db.name for db in dbs]  # the run's database, and --baseline's
 
     async def sessions(self) -> int:
         value = await self.conn.fetchval(
-            "SELECT sessions FROM pg_stat_database WHERE datname = $1", self.db.name
+            "SELECT sum(sessions) FROM pg_stat_database WHERE datname = ANY($1::text[])",
+            self.names,
         )
         return int(value or 0)
 
     async def backend_pids(self, app_name: str) -> set[int]:
         rows = await self.conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1"
+            "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[])"
             " AND backend_type = 'client backend' AND application_name = $2",
-            self.db.name,
+            self.names,
             app_name,
         )
         return {row["pid"] for row in rows}
@@ -951,7 +984,9 @@ def report(
 async def bench(args: argparse.Namespace, workdir: Path) -> int:
     wrk = ensure_wrk()
     db = Database(args.db_url)
-    servers = make_servers(args.servers, db.sqlalchemy_url, args.baseline)
+    db_before = Database(f"{args.db_url}_before")
+    servers = make_servers(args.servers, db.sqlalchemy_url, args.baseline, db_before.sqlalchemy_url)
+    before = next((s for s in servers if s.name == "before"), None)
     ids_file = workdir / "ids.txt"
     runs: list[Run] = []
     monitor_conn: asyncpg.Connection | None = None
@@ -973,6 +1008,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
                 raise RuntimeError("users-api migrate failed")
         log(f"seeding {args.users} users")
         await seed(db, args.users, ids_file)
+        if before is not None:
+            await copy_for_baseline(db, db_before, args.baseline)
         for server in servers:
             if server is not users_api:
                 server.start(workdir, args.server_cpus)
@@ -1009,7 +1046,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
         log(f"one argon2 hash: {hash_times[0] * 1000:.1f} ms; hash threads {hash_threads}")
 
         monitor_conn = await asyncpg.connect(db.admin_url)
-        monitor = Monitor(monitor_conn, db)
+        monitor = Monitor(monitor_conn, db, *([db_before] if before is not None else []))
 
         log(f"warm-up: {args.warmup:g} s per scenario per server")
         for server in servers:
@@ -1064,6 +1101,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
             with contextlib.suppress(Exception):
                 await db.drop()
                 log(f"dropped database {db.name}")
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await db_before.drop()
 
 
 def same_json(servers: list[Server], user_id: str) -> None:
