@@ -31,8 +31,9 @@ def body(name: str, **changes: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def served(settings: Settings, **changes: Any) -> AsyncIterator[FastAPI]:
-    """Another app (another worker: its own pool) over the same database."""
-    app = create_app(settings.model_copy(update=changes))
+    """Another app (another worker: its own pool, of a few connections: the server's are
+    shared with the whole run) over the same database."""
+    app = create_app(settings.model_copy(update={"db_pool_size": 4, **changes}))
     async with app.router.lifespan_context(app):
         yield app
 
