@@ -132,7 +132,13 @@ async def postgres(postgres_server: Postgres) -> AsyncIterator[Postgres]:
 
 @pytest.fixture
 def resilience_settings(postgres: Postgres) -> Settings:
-    return Settings(database_url=postgres.url, secret_key=SECRET_KEY, _env_file=None)
+    # Outages, not sign-up floods: these tests register many users from one address.
+    return Settings(
+        database_url=postgres.url,
+        secret_key=SECRET_KEY,
+        registrations_per_address=100_000,
+        _env_file=None,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,7 @@ class Writes:
 async def _keep_registering(client: httpx.AsyncClient, writes: Writes, stop: asyncio.Event) -> None:
     while not stop.is_set():
         name = f"u{uuid.uuid4().hex[:12]}"
-        body = {"email": f"{name}@example.com", "username": name, "password": "p" * 16}
+        body = {"email": f"{name}@example.com", "username": name, "password": PASSWORD}
         response, took = await timed(client, "POST", "/api/v1/users", json=body)
         writes.slowest = max(writes.slowest, took)
         if response.status_code == 201:

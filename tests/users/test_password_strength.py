@@ -4,7 +4,6 @@ email and username as user inputs, and its feedback in the 422."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -115,12 +114,11 @@ async def test_a_long_password_is_rated_on_its_beginning(client: httpx.AsyncClie
 
 def test_the_estimate_s_cost_is_bounded() -> None:
     """Look-alike symbols made zxcvbn try hundreds of l33t readings (1.7 s for 32
-    characters, seconds for 128): at most 100 readings of the first 32 characters."""
+    characters, seconds for 128): at most 100 readings of the first 32 characters.
+    (Checked by what is tried, not by a clock: timing is the benchmark's job.)"""
     worst = "%1+[<!47[<{(%3!!(580@2%+9|06$$7@" * 4
     strength.load()
-    started = time.process_time()
     strength.estimate(worst, user_inputs=("ada@example.com", "ada"))
-    assert time.process_time() - started < 1.0
     from zxcvbn import matching
 
     table = matching.relevant_l33t_subtable(worst, matching.L33T_TABLE)
