@@ -8,10 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import Response
-from starlette.types import ASGIApp
+from starlette.datastructures import State
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from users_api import __version__
@@ -23,8 +27,8 @@ from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
-from users_api.http.routing import RequestRoute, add_routes
-from users_api.middleware import BodySizeLimit, Cors, StandardHeaders
+from users_api.http.routing import Dispatch, RequestRoute, add_routes
+from users_api.middleware import BodySizeLimit, Cors, Edge
 from users_api.security import strength
 from users_api.security.passwords import Passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
@@ -118,10 +122,52 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
 
 
 class _App(FastAPI):
-    """FastAPI with `StandardHeaders` outside its whole stack (see there why)."""
+    """FastAPI with a shorter road in front of the API's routes.
+
+    FastAPI's own stack puts eight layers in front of every request: Starlette's
+    ServerErrorMiddleware and ExceptionMiddleware, FastAPI's telemetry, body-limit and
+    exit-stack layers, and a router that asks every route in turn for its scope
+    context. Here: `Edge` (standard headers, request id, log line, the last answer to a
+    bug), the middleware added with `add_middleware` (body limit, proxies, CORS), then
+    `Dispatch`, which finds an API route by its table and answers its errors with the
+    app's handlers (`routing.py`). Anything else (the documentation, unknown paths and
+    methods) goes on through FastAPI's own layers and router, unchanged.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.state = _Services()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Starlette's own call for HTTP: FastAPI's adds only its telemetry (off here)."""
+        if scope["type"] != "http" or self.root_path:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return StandardHeaders(super().build_middleware_stack())
+        handlers = dict(self.exception_handlers)
+        on_error = handlers.pop(Exception, None) or handlers.pop(500, None)
+        standard = ExceptionMiddleware(AsyncExitStackMiddleware(self.router), handlers=handlers)
+        app: ASGIApp = Dispatch(self.router.routes, fallback=standard)
+        for middleware in reversed(self.user_middleware):
+            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+        return Edge(app, on_error=on_error)
+
+
+class _Services(State):
+    """`app.state` with its values as plain attributes. Starlette's `State` finds each
+    one through `__getattr__`, 0.7 µs a lookup against 0.06, and every request looks up
+    two (the token checker and a service)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
 
 
 def _hosts(proxies: tuple[IPv4Network | IPv6Network, ...]) -> list[str]:

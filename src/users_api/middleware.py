@@ -2,43 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
+from time import perf_counter
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from users_api import request_log
 from users_api.errors import problem
 from users_api.http.request_id import REQUEST_ID, new_request_id, sane
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _NO_STORE = (b"cache-control", b"no-store")
 
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
-class StandardHeaders:
-    """What every response carries, whoever answers it: `X-Request-ID`,
-    `X-Content-Type-Options: nosniff`, and `Cache-Control: no-store` unless the response
-    chose its own caching; a 204 carries no `Content-Type`.
 
-    The request id is the client's when it is sane, else a new one; it is set in
-    `request_id.REQUEST_ID` for the whole request, so problem bodies (`errors.problem`)
-    carry it too. `create_app` puts this outside every other layer, Starlette's
-    ServerErrorMiddleware included: that one answers a 500 straight to the server.
+class Edge:
+    """The outermost layer: what every answer gets, whoever gives it.
 
-    `no-store` by default: nearly every answer holds user data or a token, and one rule
-    that needs no list of routes cannot miss a new one. What may be cached says so.
+    - `X-Request-ID` (the client's when sane, else a new one), set in
+      `request_id.REQUEST_ID` for the whole request, so problem bodies carry it too;
+      `X-Content-Type-Options: nosniff`; `Cache-Control: no-store` unless the response
+      chose its own caching (nearly every answer holds user data or a token, and one
+      rule that needs no list of routes cannot miss a new one); no `Content-Type` on a
+      204.
+    - The last answer to an error nothing else took (a bug): `on_error` renders the
+      500, sent if nothing was sent yet, and the error goes on to the server, which
+      logs it, as Starlette's ServerErrorMiddleware does.
+    - The request's log line (`request_log.py`): for every answer at debug, else for a
+      5xx or no answer at all.
+
+    One layer and one wrapper of `send` for all of it: each layer in front of every
+    request costs a coroutine and a closure (bench/README.md).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, on_error: ErrorHandler | None) -> None:
         self.app = app
+        self.on_error = on_error
+        # Decided once, when the app is built (after logging is configured): a request
+        # answered below 500 then costs two clock reads and no logging call.
+        self.log_every = request_log.logs_every_request()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = perf_counter()
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
@@ -47,8 +62,10 @@ class StandardHeaders:
         if request_id is None:
             request_id = new_request_id()
         stamp = (b"x-request-id", request_id)
+        status = 0
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
                 headers = message.get("headers", ())
                 status = message["status"]
@@ -67,7 +84,15 @@ class StandardHeaders:
         token = REQUEST_ID.set(request_id.decode("ascii"))
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            if self.on_error is not None:
+                response = await self.on_error(Request(scope), exc)
+                if status == 0:
+                    await response(scope, receive, send_with_headers)
+            raise
         finally:
+            if status >= 500 or status == 0 or self.log_every:
+                request_log.log_request(scope, status, perf_counter() - started)
             REQUEST_ID.reset(token)
 
 
@@ -134,11 +159,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _framing(scope)
         if declared is not None and declared > self.limit:
             await self._refuse(scope, receive, send)
             return
-        if declared is not None or not _may_stream_a_body(scope):
+        if declared is not None or not (chunked or _frames_bodies(scope)):
             await self.app(scope, receive, send)
             return
         received = 0
@@ -176,18 +201,23 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared `Content-Length` (None when absent or unreadable), and whether a
+    `Transfer-Encoding` was sent: one pass over the headers."""
+    declared: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                declared = None
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
 
 
-def _may_stream_a_body(scope: Scope) -> bool:
-    """Whether a body of unannounced length may follow: HTTP/1.x only when chunked."""
-    if scope.get("http_version", "1.1") not in ("1.0", "1.1"):
-        return True  # HTTP/2 and 3 frame bodies without announcing their length
-    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+def _frames_bodies(scope: Scope) -> bool:
+    """HTTP/2 and 3 frame bodies without announcing their length; HTTP/1.x says so with
+    `Transfer-Encoding` (RFC 9112 §6.3)."""
+    return scope.get("http_version", "1.1") not in ("1.0", "1.1")

@@ -18,16 +18,13 @@ from fastapi import FastAPI
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.logs import configure_logging
-from users_api.request_log import RequestLog
 
 
 def app_factory() -> FastAPI:
     """Entry point for `uvicorn --factory`: settings come from the environment."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, on_started=settle_process)
-    app.add_middleware(RequestLog)  # outermost: it sees every answer
-    return app
+    return create_app(settings, on_started=settle_process)
 
 
 def settle_process() -> None:

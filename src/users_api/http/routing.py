@@ -1,4 +1,4 @@
-"""Routes whose handler is the endpoint itself: `(Request) -> Response`.
+"""Routes whose handler is the endpoint itself, and the table that finds them.
 
 FastAPI's dependency solving and body handling cost more per request than a cached
 read's whole work (bench/README.md has the figures). Every API route here is a
@@ -7,19 +7,29 @@ this class: its endpoint takes only the request, reads what it needs through
 `parse.py`, and returns the response, so FastAPI calls it directly (the documented
 `get_route_handler` hook). What FastAPI would have read from a richer signature is
 documented with `openapi.py` from the same models `parse.py` validates with.
+
+`Dispatch` finds these routes for the app (`app.build_stack`): the same routes, tried
+in the same order with the same test as FastAPI's router, indexed by method and by the
+literal start of their path; whatever it does not find (the documentation, unknown
+paths, wrong methods) goes to FastAPI's router, which answers as it always does.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from re import Pattern
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
+from starlette.convertors import Convertor
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class RequestRoute(APIRoute):
@@ -36,16 +46,78 @@ class RequestRoute(APIRoute):
 
 
 def _serve(handler: Handler) -> ASGIApp:
-    """The route's ASGI app: the handler's response, sent. FastAPI's own wrapper adds
-    two exit stacks for dependencies with `yield` and a second round of exception
-    handling, which these routes do not need: what they raise goes to the app's
-    handlers (`errors.py`) through Starlette's ExceptionMiddleware all the same."""
+    """The route's ASGI app: the handler's response, or its error's, sent.
+
+    An error is answered here by the app's handlers (`errors.py`), as Starlette's
+    ExceptionMiddleware would answer it, but with no wrapper around every request's
+    `send`: FastAPI's own route wrapper adds two exit stacks for dependencies with
+    `yield` and a second round of exception handling, which these routes do not need.
+    What no handler takes (a bug) goes on up to the app's edge: a 500.
+    """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await handler(Request(scope, receive, send))
+        request = Request(scope, receive, send)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = await _answer(request, exc)
         await response(scope, receive, send)
 
     return app
+
+
+async def _answer(request: Request, exc: Exception) -> Response:
+    handlers: Mapping[Any, ErrorHandler] = request.app.exception_handlers
+    for kind in type(exc).__mro__:
+        if kind is Exception:
+            break  # the edge's: answered once, outside everything (`middleware.Edge`)
+        handler = handlers.get(kind)
+        if handler is not None:
+            return await handler(request, exc)
+    raise exc
+
+
+_Entry = tuple[str, Pattern[str], dict[str, Convertor[Any]], RequestRoute]
+
+
+class Dispatch:
+    """The innermost layer: this app's `RequestRoute`s by table, the rest by `fallback`.
+
+    Only the routes ahead of any other kind in the router's list are indexed (`add_routes`
+    puts them first), so the first route that matches here is the one FastAPI's router
+    would have chosen. A route is tried only when the path starts with its literal part.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute], fallback: ASGIApp) -> None:
+        self.fallback = fallback
+        self.table: dict[str, list[_Entry]] = {}
+        for route in routes:
+            if not isinstance(route, RequestRoute):
+                break
+            literal = route.path_format.partition("{")[0]
+            for method in route.methods or ():
+                self.table.setdefault(method, []).append(
+                    (literal, route.path_regex, route.param_convertors, route)
+                )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = get_route_path(scope)
+            for literal, regex, convertors, route in self.table.get(scope["method"], ()):
+                if not path.startswith(literal):
+                    continue
+                match = regex.match(path)
+                if match is None:
+                    continue
+                params = dict(scope.get("path_params", ()))
+                for name, value in match.groupdict().items():
+                    params[name] = convertors[name].convert(value)
+                scope["endpoint"] = route.endpoint
+                scope["path_params"] = params
+                scope["route"] = route
+                await route.app(scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
 
 
 def api_router(prefix: str, tag: str) -> APIRouter:
