@@ -70,7 +70,7 @@ def test_compiled_statement_lists_parameters_in_dollar_order() -> None:
     assert "$1" in statement.sql
     assert "$3" in statement.sql
     assert statement.names == ("b", "a", "c")
-    assert statement.args({"a": 1, "b": 2, "c": 3}) == [2, 1, 3]
+    assert statement.args({"a": 1, "b": 2, "c": 3}) == (2, 1, 3)
 
 
 async def test_a_lone_statement_runs_outside_any_transaction(service_db: Database) -> None:
@@ -303,3 +303,37 @@ def test_the_pool_reads_the_url_as_sqlalchemy_does(
     assert "prepared_statement_cache_size" not in arguments
     assert arguments["server_settings"]["application_name"] == "users-api"
     assert arguments["timeout"] == tuned.db_connect_timeout
+
+
+async def test_a_connection_held_past_its_statements_allowance_is_closed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that stops answering cancels no statement: the watchdog closes a
+    connection held longer than DB_STATEMENT_TIMEOUT_MS and a margin, and the request
+    gets a 503 instead of waiting for ever. (A statement the server would not cancel
+    stands for the hung server.) The next request gets a fresh connection."""
+    monkeypatch.setattr("users_api.db.database.HOLD_MARGIN_SECONDS", 1.0)
+
+    async def hung(unit: Unit) -> None:
+        await unit.connection.execute("SET LOCAL statement_timeout = 0")
+        await unit.connection.execute("SELECT pg_sleep(30)")
+
+    async with open_database(settings, db_pool_size=1, db_statement_timeout_ms=500) as database:
+        with caplog.at_level(logging.WARNING, logger="users_api.db.database"):
+            async with asyncio.timeout(10):
+                with pytest.raises(DatabaseUnavailable):
+                    await database.run(hung)
+        assert "closing a connection held over 2 s" in caplog.text
+        assert database.in_use() == 0
+        assert await database.run(fetch("SELECT 1"), transaction=False) == 1
+
+
+async def test_the_watchdog_replaces_every_connection_after_the_recycle_time(
+    settings: Settings,
+) -> None:
+    """DB_POOL_RECYCLE: every connection is replaced at its next use (a new backend)."""
+    async with open_database(settings, db_pool_size=2, db_pool_recycle=1) as database:
+        before = await backend_pids(database)
+        await asyncio.sleep(2.2)
+        after = await backend_pids(database)
+        assert before.isdisjoint(after)

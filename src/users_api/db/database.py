@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APPLICATION_NAME = "users-api"
-COMMAND_TIMEOUT_MARGIN_SECONDS = 5.0
+HOLD_MARGIN_SECONDS = 5.0
+WATCH_SECONDS = 1
 # At shutdown, as long as uvicorn's graceful shutdown lets requests in flight finish.
 _CLOSE_WAIT_SECONDS = 10.0
 
@@ -86,13 +87,21 @@ class Database:
         timeout: float,
         pre_ping: bool,
         unique_fields: Mapping[str, str],
+        hold_limit: float | None = None,
+        recycle: float | None = None,
     ) -> None:
         self._pool = pool
         self._size = pool.get_max_size()
-        self._lent = 0  # connections taken through `_take` and not yet given back
+        # Connections taken through `_take` and not yet given back, each with the
+        # watchdog's tick when it was taken: a dict's length is also the O(1) count.
+        self._lent: dict[DriverConnection, int] = {}
         self._timeout = timeout
         self._pre_ping = pre_ping
         self._unique_fields = unique_fields
+        self._hold_limit = hold_limit
+        self._recycle = recycle
+        self._tick = 0
+        self._watchdog: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, unique_fields: Mapping[str, str]) -> Database:
@@ -104,7 +113,7 @@ class Database:
         pool: asyncpg.Pool = await asyncpg.create_pool(
             min_size=0,  # connected below, where a failure is only logged
             max_size=settings.db_pool_size + settings.db_max_overflow,
-            max_inactive_connection_lifetime=max(settings.db_pool_recycle, 0),
+            max_inactive_connection_lifetime=_idle_lifetime(settings),
             reset=_keep_session,
             **connect_arguments(settings),
         )
@@ -113,8 +122,11 @@ class Database:
             timeout=settings.db_pool_timeout,
             pre_ping=settings.db_pool_pre_ping,
             unique_fields=unique_fields,
+            hold_limit=hold_limit(settings),
+            recycle=settings.db_pool_recycle if settings.db_pool_recycle > 0 else None,
         )
         await database._fill(settings.db_pool_size)
+        database._watchdog = asyncio.create_task(database._watch(), name="database watchdog")
         return database
 
     async def run(self, work: Work[T], *, transaction: bool = True) -> T:
@@ -178,7 +190,7 @@ class Database:
         # lent than the pool holds, one is free or can be opened, and there is nothing to
         # wait for (a reconnect is bounded by DB_CONNECT_TIMEOUT). Counted here: asking
         # the pool (`get_idle_size`) walks every connection, 6 µs for 20.
-        timeout = None if self._lent < self._size else self._timeout
+        timeout = None if len(self._lent) < self._size else self._timeout
         try:
             connection: DriverConnection = await self._pool.acquire(timeout=timeout)
         except TimeoutError as exc:  # all in use, or a connect that did not finish
@@ -187,12 +199,37 @@ class Database:
         except Exception as exc:  # refused, unreachable, starting up, out of slots
             log.warning("cannot connect to the database: %s", type(exc).__name__)
             raise DatabaseUnavailable from exc
-        self._lent += 1
+        self._lent[connection] = self._tick
         return connection
 
     async def _give_back(self, connection: DriverConnection) -> None:
-        self._lent -= 1
+        del self._lent[connection]
         await self._pool.release(connection)
+
+    async def _watch(self) -> None:
+        """Once a second, for the whole pool, what asyncpg would do with two timers per
+        request (a `command_timeout` per statement, an idle timer per returned
+        connection): together ~50,000 instructions of a ~500,000-instruction read,
+        counted with callgrind (bench/README.md).
+
+        - A connection held past `hold_limit` seconds (DB_STATEMENT_TIMEOUT_MS plus a
+          margin) is closed: the server stopped answering altogether (a frozen host
+          cancels no statement), and its request gets a 503 instead of waiting forever.
+        - Every DB_POOL_RECYCLE seconds every connection is replaced at its next use.
+        """
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            self._tick += 1
+            seconds = self._tick * WATCH_SECONDS
+            if self._recycle is not None and seconds % self._recycle < WATCH_SECONDS:
+                await self._pool.expire_connections()
+            if self._hold_limit is None:
+                continue
+            for connection, taken in list(self._lent.items()):
+                if (self._tick - taken) * WATCH_SECONDS > self._hold_limit:
+                    log.warning("closing a connection held over %.0f s", self._hold_limit)
+                    with contextlib.suppress(asyncpg.InterfaceError):  # see _closed
+                        connection.terminate()
 
     async def _fill(self, size: int) -> None:
         taken = await asyncio.gather(
@@ -209,7 +246,7 @@ class Database:
 
     def in_use(self) -> int:
         """Connections lent and not yet given back."""
-        return self._lent
+        return len(self._lent)
 
     async def expire(self) -> None:
         """Replace every connection before its next use (after a failover, say)."""
@@ -217,6 +254,10 @@ class Database:
 
     async def close(self) -> None:
         """Wait a while for connections in use to come back, then close; end the rest."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         try:
             async with asyncio.timeout(_CLOSE_WAIT_SECONDS):
                 await self._pool.close()
@@ -228,9 +269,8 @@ def connect_arguments(settings: Settings) -> dict[str, Any]:
     """`asyncpg.connect` arguments for DATABASE_URL and the DB_* settings.
 
     `statement_timeout` is set per connection so one runaway query cannot hold a pooled
-    connection forever; asyncpg's `command_timeout`, a little longer, bounds the wait on
-    the client side too, for a server that stopped answering altogether (a frozen host
-    cancels nothing). `application_name` makes our backends easy to find in
+    connection forever (the watchdog, `Database._watch`, bounds the wait on the client
+    side too). `application_name` makes our backends easy to find in
     `pg_stat_activity`. The URL is read as SQLAlchemy's dialect reads it (a socket folder
     in `host`, `ssl=`...), keeping only what asyncpg takes.
     """
@@ -246,15 +286,26 @@ def connect_arguments(settings: Settings) -> dict[str, Any]:
             "statement_timeout": str(settings.db_statement_timeout_ms),
         },
         "timeout": settings.db_connect_timeout,
-        "command_timeout": _command_timeout(settings),
     }
     return {name: value for name, value in arguments.items() if name in _CONNECT_PARAMETERS}
 
 
-def _command_timeout(settings: Settings) -> float | None:
+def _idle_lifetime(settings: Settings) -> float:
+    """Seconds an idle connection lives, 0 for ever. asyncpg closes idle connections by
+    a timer it arms at every release; with no overflow the pool is fixed, nothing idle
+    needs closing, and the watchdog recycles (`Database._watch`). Overflow connections,
+    opened for a burst, are closed again after DB_POOL_RECYCLE seconds idle."""
+    if settings.db_max_overflow == 0 or settings.db_pool_recycle <= 0:
+        return 0
+    return settings.db_pool_recycle
+
+
+def hold_limit(settings: Settings) -> float | None:
+    """How long a unit of work may hold its connection before the watchdog closes it: a
+    statement's whole allowance and a margin; None when statements may run forever."""
     if settings.db_statement_timeout_ms == 0:
         return None  # statements may run forever by choice: so may their wait
-    return settings.db_statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_SECONDS
+    return settings.db_statement_timeout_ms / 1000 + HOLD_MARGIN_SECONDS
 
 
 def _closed(connection: DriverConnection) -> bool:
@@ -282,7 +333,7 @@ async def _keep_session(_connection: DriverConnection) -> None:
 
 _CONNECT_PARAMETERS = frozenset(inspect.signature(asyncpg.connect).parameters)
 
-# TimeoutError: asyncpg's command_timeout, for a server that stopped answering.
+# TimeoutError: a connect that did not finish within DB_CONNECT_TIMEOUT.
 _CONNECTION_FAULTS = (asyncpg.InterfaceError, OSError, TimeoutError)
 # InternalClientError: what asyncpg may raise on a connection the server just closed.
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InternalClientError, *_CONNECTION_FAULTS)
