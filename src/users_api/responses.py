@@ -2,7 +2,7 @@
 
 FastAPI validates a returned model against `response_model` and encodes it in two passes;
 the hot reads return rows the database shaped exactly as `UserOut` (see
-`users/reads.py`), so orjson writes them in one pass. `response_model` still documents
+`users/queries.py`), so orjson writes them in one pass. `response_model` still documents
 the body.
 """
 
@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+_JSON = (b"content-type", b"application/json")
+
 
 def _default(value: object) -> str:
     """asyncpg's own UUID subclass, which orjson does not take for a UUID."""
@@ -23,9 +25,30 @@ def _default(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+class JSONBytes(Response):
+    """A JSON body already encoded, with its headers written straight in their wire form:
+    Starlette's `Response` would look each header up again and re-encode it (`init_headers`),
+    ~2 µs of every read."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int, headers: Mapping[str, str]) -> None:
+        self.body = body
+        self.status_code = status_code
+        self.background = None
+        self.raw_headers = [
+            _JSON,
+            (b"content-length", b"%d" % len(body)),
+            *(
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in headers.items()
+            ),
+        ]
+
+
 def json_response(
     content: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     # OPT_UTC_Z: timestamps end in "Z", as pydantic writes them elsewhere in the API.
     body = orjson.dumps(content, default=_default, option=orjson.OPT_UTC_Z)
-    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
+    return JSONBytes(body, status_code, headers or {})

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import asgi_client
 from tests.users.helpers import USERS, assert_validation_problem, create_user, user_url
@@ -141,3 +143,29 @@ async def test_the_estimate_runs_on_a_thread_of_its_own(
     assert len(seen) == 1
     assert seen[0].startswith("zxcvbn")
     assert seen[0] != threading.current_thread().name
+
+
+_PIECES = st.one_of(
+    st.sampled_from(["password", "dragon", "smith", "love", "qwerty", "ÉCOLE", "p@ssw0rd", "ada"]),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCZ0123456789@!$-_ .éß|", max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=6), inputs=st.lists(st.text(max_size=12), max_size=2))
+def test_the_fast_dictionary_match_finds_what_zxcvbn_s_own_finds(
+    pieces: list[str], inputs: list[str]
+) -> None:
+    """The estimate looks substrings up through one bitmap over all lists first
+    (`strength.AnyWord`): the matches, their order and their ranks are zxcvbn's own."""
+    strength.load()
+    from zxcvbn import matching
+
+    password = "".join(pieces)[: strength.ESTIMATED_LENGTH]
+    dictionaries = {
+        **matching.RANKED_DICTIONARIES,
+        "user_inputs": matching.build_ranked_dict([text.lower() for text in inputs]),
+    }
+    own = matching.dictionary_match.zxcvbn_own
+    assert matching.dictionary_match(password, dictionaries) == own(password, dictionaries)
+    assert matching.dictionary_match(password) == own(password)

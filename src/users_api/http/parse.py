@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from users_api.errors import Unauthorized
+from users_api.ids import parse_uuid
 from users_api.security.tokens import AccessClaims, AccessTokens, InvalidToken
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,7 +45,7 @@ def path_id(request: Request, name: str = "user_id") -> uuid.UUID:
     """A UUID path parameter (any spelling `uuid.UUID` reads); 422 otherwise."""
     raw = request.path_params[name]
     try:
-        return uuid.UUID(raw)
+        return parse_uuid(raw)
     except ValueError:
         raise invalid(
             [

@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import jwt
 
+from users_api.ids import parse_uuid
+
 ALGORITHM = "HS256"
 ISSUER = "users-api"
 AUDIENCE = "users-api"
@@ -87,10 +89,10 @@ class AccessTokens:
             version = claims["ver"]
             if not isinstance(version, int) or isinstance(version, bool):
                 raise InvalidToken
-            user_id = uuid.UUID(str(claims["sub"]))
+            user_id = parse_uuid(str(claims["sub"]))
             if not isinstance(claims["sid"], str):
                 raise InvalidToken
-            session_id = uuid.UUID(claims["sid"])
+            session_id = parse_uuid(claims["sid"])
             found = AccessClaims(user_id=user_id, auth_version=version, session_id=session_id)
             return found, float(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
