@@ -13,24 +13,26 @@ the work users-api does on the routes the benchmark drives, with the same JSON:
                                   issue a signed access token
     GET   /healthz
 
-Authentication as users-api does it (`users_api.security.tokens`, `users_api.users.reads`,
-`users_api.users.quick_update`): the Bearer token is an HS256 JWT signed with SECRET_KEY
-(the harness gives raw and users-api the same key, so each accepts the other's tokens),
-checked for algorithm, signature, audience and issuer `users-api`, the required claims
-sub/iat/exp/aud/iss/jti/ver/sid, expiry and a not-future iat; a checked token's claims are
-kept in an LRU cache (4096) and only its expiry is checked again. A token that does not
-verify is a 401. Whether the token is still honoured (its user exists, is active and has
-the token's `auth_version`) and whether the caller may do what it asks is checked in the
-same one statement as the data, as users-api does; only a statement that found nothing
-asks again (is the caller still signed in, an admin?) to tell 401 from 403 from 404.
+Authentication as users-api does it (`users_api.security.tokens`, `users_api.users.queries`):
+the Bearer token is an HS256 JWT signed with SECRET_KEY (the harness gives raw and
+users-api the same key, so each accepts the other's tokens), checked for algorithm,
+signature, audience and issuer `users-api`, the required claims sub/iat/exp/aud/iss/jti/
+ver/sid, expiry and a not-future iat; a checked token's claims are kept in an LRU cache
+(4096) and only its expiry is checked again. A token that does not verify is a 401.
+Whether the token is still honoured (its user exists, is active and has the token's
+`auth_version`, its session has not ended) and whether the caller may do what it asks is
+checked in the same one statement as the data, as users-api does; only a statement that
+found nothing asks again (is the caller still signed in, an admin?) to tell 401 from 403
+from 404. Each login writes a session row (users-api's `sessions` table), whose id is the
+token's `sid`. Every answer carries the headers users-api's carry: `X-Request-ID` (the
+client's when sane, else a new one), `X-Content-Type-Options: nosniff`,
+`Cache-Control: no-store`.
 
 What raw still does not do (none of it on a measured success path, except the login's
-throttle, session and stored refresh token, and the session probe of every statement
-that acts for a caller): no login throttle, no dummy hash for unknown names, no
-sessions (its tokens carry a random `sid` it never looks up; users-api's statements
-probe the session by primary key), the refresh token is random and not stored; no
-If-Match / If-None-Match; no identity lock for email / username changes; email syntax
-is not checked beyond an `@`.
+throttle and stored refresh token): no login throttle, no dummy hash for unknown names,
+the refresh token is random and not stored; no If-Match / If-None-Match; no identity lock
+for email / username changes; email syntax is not checked beyond an `@`; no password
+strength estimate (users-api's zxcvbn, ~5 ms a sign-up).
 POST /users checks no caller (users-api checks the token when one is sent: the harness
 signs its registrations in as the admin, one more round trip there).
 Errors are minimal problem+json documents.
@@ -56,6 +58,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from random import getrandbits
 from typing import Any
 from urllib.parse import parse_qs, quote_plus
 
@@ -97,19 +100,31 @@ PUBLIC = (
 COLUMNS = ", ".join(f"users.{name}" for name in PUBLIC)
 # The caller ($2 its id, $3 the token's auth_version) is checked in the statement itself:
 # their row exists, is active, has the token's auth_version, and may see the target.
+# The token's session ($4 its `sid`) must not have ended: a primary-key probe, as users-api.
+SESSION_ALIVE = (
+    "EXISTS (SELECT 1 FROM sessions WHERE sessions.id = {sid} AND sessions.user_id = {caller}"
+    " AND sessions.ended_at IS NULL)"
+)
 GET_SQL = (
     f"SELECT {COLUMNS} FROM users WHERE users.id = $1 AND EXISTS ("
     "SELECT 1 FROM users AS caller WHERE caller.id = $2 AND caller.auth_version = $3"
-    " AND caller.is_active AND (caller.is_admin OR caller.id = $1))"
+    f" AND caller.is_active AND {SESSION_ALIVE.format(sid='$4', caller='$2')}"
+    " AND (caller.is_admin OR caller.id = $1))"
 )
 # Only an active admin with a current token lists: a scalar subquery, evaluated once.
 LIST_SQL = (
     f"SELECT {COLUMNS} FROM users WHERE (SELECT caller.is_admin FROM users AS caller"
-    " WHERE caller.id = $2 AND caller.auth_version = $3 AND caller.is_active)"
+    " WHERE caller.id = $2 AND caller.auth_version = $3 AND caller.is_active"
+    f" AND {SESSION_ALIVE.format(sid='$4', caller='$2')})"
     " ORDER BY users.id LIMIT $1"
 )
 # Asked only when one of those found nothing, to tell 401 from 403 / 404.
-CALLER_SQL = "SELECT is_admin FROM users WHERE id = $1 AND auth_version = $2 AND is_active"
+CALLER_SQL = (
+    "SELECT is_admin FROM users WHERE id = $1 AND auth_version = $2 AND is_active"
+    f" AND {SESSION_ALIVE.format(sid='$3', caller='$1')}"
+)
+# Each login is a session (users-api's `sessions` table), so its token's `sid` is live.
+SESSION_SQL = "INSERT INTO sessions (id, user_id, user_agent, ip_address) VALUES ($1, $2, $3, $4)"
 INSERT_SQL = (
     "INSERT INTO users (id, email, username, full_name, password_hash, is_active, is_admin,"
     f" version) VALUES ($1, $2, $3, $4, $5, true, false, 1) RETURNING {COLUMNS}"
@@ -155,6 +170,8 @@ class App:
             max_size=size,
             init=_init_connection,
             reset=_keep_session,
+            # No idle timer armed on every release (users-api's watchdog does its recycling).
+            max_inactive_connection_lifetime=0,
             server_settings={"application_name": "bench-raw"},
         )
         # As users-api does after start-up (app.py): what start-up built is not walked
@@ -175,6 +192,27 @@ class App:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        # The headers users-api's every answer carries (`middleware.Edge`): the request id
+        # (the client's when sane, else 128 random bits), nosniff, no-store.
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value if SANE_REQUEST_ID.fullmatch(value) else None
+                break
+        if request_id is None:
+            request_id = getrandbits(128).to_bytes(16).hex().encode()
+        stamp = (b"x-request-id", request_id)
+        plain_send = send
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message["headers"]  # respond() builds a new list every time
+                if any(name == b"cache-control" for name, _ in headers):
+                    headers += (stamp, NOSNIFF)
+                else:
+                    headers += (stamp, NOSNIFF, NO_STORE)
+            await plain_send(message)
+
         path: str = scope["path"]
         method: str = scope["method"]
         try:
@@ -186,7 +224,7 @@ class App:
                 else:
                     await problem(send, 405)
             elif path == "/api/v1/auth/token" and method == "POST":
-                await self.token(receive, send)
+                await self.token(scope, receive, send)
             elif path == "/healthz":
                 await respond(send, 200, b'{"status":"ok"}')
             elif (match := USER_PATH.match(path)) is not None:
@@ -217,21 +255,21 @@ class App:
     # --- handlers ------------------------------------------------------------------
 
     async def get_user(self, scope: Scope, send: Send, raw_id: str) -> None:
-        caller_id, auth_version = self.caller(scope)
+        caller_id, auth_version, session_id = self.caller(scope)
         user_id = parse_uuid(raw_id)
         if user_id is None:
             await problem(send, 404)
             return
         assert self.pool is not None
-        row = await self.pool.fetchrow(GET_SQL, user_id, caller_id, auth_version)
+        row = await self.pool.fetchrow(GET_SQL, user_id, caller_id, auth_version, session_id)
         if row is None:  # no such user, not the caller's to see, or the token not honoured
-            await self.caller_is_admin(caller_id, auth_version)  # 401 if not honoured
+            await self.caller_is_admin(caller_id, auth_version, session_id)  # 401 if not
             await problem(send, 404)
             return
         await respond(send, 200, user_json(row), etag=row[8])  # version
 
     async def list_users(self, scope: Scope, send: Send) -> None:
-        caller_id, auth_version = self.caller(scope)
+        caller_id, auth_version, session_id = self.caller(scope)
         params = parse_qs(scope["query_string"].decode("latin-1"))
         try:
             given = params["limit"][0] if "limit" in params else None
@@ -241,9 +279,9 @@ class App:
         if not 1 <= limit <= 200:
             raise BadRequest
         assert self.pool is not None
-        rows = await self.pool.fetch(LIST_SQL, limit + 1, caller_id, auth_version)
+        rows = await self.pool.fetch(LIST_SQL, limit + 1, caller_id, auth_version, session_id)
         # No rows: not an admin, or not signed in (an admin's page holds at least them)
-        if not rows and not await self.caller_is_admin(caller_id, auth_version):
+        if not rows and not await self.caller_is_admin(caller_id, auth_version, session_id):
             await problem(send, 403)
             return
         items = [dict(zip(PUBLIC, row, strict=True)) for row in rows[:limit]]
@@ -261,7 +299,7 @@ class App:
 
     async def update_user(self, scope: Scope, receive: Receive, send: Send, raw_id: str) -> None:
         body = await read_json(receive)
-        caller_id, auth_version = self.caller(scope)
+        caller_id, auth_version, session_id = self.caller(scope)
         user_id = parse_uuid(raw_id)
         if user_id is None:
             await problem(send, 404)
@@ -279,15 +317,16 @@ class App:
                 user_id,
                 caller_id,
                 auth_version,
+                session_id,
                 *(body[name] for name in fields),
             )
         except asyncpg.UniqueViolationError:
             await problem(send, 409)
             return
         if row is None:  # nothing changed, or not the caller's: the read says which
-            row = await self.pool.fetchrow(GET_SQL, user_id, caller_id, auth_version)
+            row = await self.pool.fetchrow(GET_SQL, user_id, caller_id, auth_version, session_id)
             if row is None:
-                await self.caller_is_admin(caller_id, auth_version)  # 401 if not honoured
+                await self.caller_is_admin(caller_id, auth_version, session_id)  # 401
                 await problem(send, 404)
                 return
         await respond(send, 200, user_json(row), etag=row[8])  # version
@@ -328,7 +367,7 @@ class App:
             extra=[(b"location", location)],
         )
 
-    async def token(self, receive: Receive, send: Send) -> None:
+    async def token(self, scope: Scope, receive: Receive, send: Send) -> None:
         form = parse_qs((await read_body(receive)).decode())
         username = form.get("username", [""])[0]
         password = form.get("password", [""])[0]
@@ -347,23 +386,35 @@ class App:
             await problem(send, 401, [(b"www-authenticate", b"Bearer")])
             return
         assert row is not None
+        session_id = str(uuid7())
+        agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"")
+        client = scope.get("client")
+        await self.pool.execute(
+            SESSION_SQL,
+            session_id,
+            row["id"],
+            agent.decode("latin-1")[:512] or None,
+            client[0] if client else None,
+        )
         body = {
-            "access_token": self.tokens.issue(row["id"], row["auth_version"]),
+            "access_token": self.tokens.issue(row["id"], row["auth_version"], session_id),
             "token_type": "bearer",
             "expires_in": self.tokens.ttl,
             "refresh_token": secrets.token_urlsafe(32),
         }
         await respond(send, 200, orjson.dumps(body), extra=NOT_STORED)
 
-    def caller(self, scope: Scope) -> tuple[str, int]:
-        """The verified token's user id and auth_version; Unauthorized (401) otherwise."""
+    def caller(self, scope: Scope) -> tuple[str, int, str]:
+        """The verified token's user id, auth_version and session; Unauthorized (401)."""
         return self.tokens.verify(bearer(scope))
 
-    async def caller_is_admin(self, caller_id: str, auth_version: int) -> bool:
+    async def caller_is_admin(self, caller_id: str, auth_version: int, session_id: str) -> bool:
         """Only when a statement found nothing, as users-api: whether the caller is an
         admin; Unauthorized (401) when their token is no longer honoured."""
         assert self.pool is not None
-        is_admin: bool | None = await self.pool.fetchval(CALLER_SQL, caller_id, auth_version)
+        is_admin: bool | None = await self.pool.fetchval(
+            CALLER_SQL, caller_id, auth_version, session_id
+        )
         if is_admin is None:
             raise Unauthorized
         return is_admin
@@ -385,7 +436,7 @@ class AccessTokens:
         self.ttl = ttl
         self._checked = lru_cache(maxsize=cache_size)(self._check)
 
-    def issue(self, user_id: str, auth_version: int) -> str:
+    def issue(self, user_id: str, auth_version: int, session_id: str) -> str:
         """The claims users-api puts in a token, in its order; PyJWT's header and JSON."""
         now = int(time.time())
         claims = {
@@ -396,19 +447,19 @@ class AccessTokens:
             "iss": ISSUER,
             "jti": uuid.uuid4().hex,
             "ver": auth_version,
-            "sid": str(uuid.uuid4()),  # raw keeps no sessions (see the module's docstring)
+            "sid": session_id,
         }
         signing_input = _JWT_HEADER + b"." + _b64encode(orjson.dumps(claims))
         signature = hmac.digest(self.secret, signing_input, "sha256")
         return (signing_input + b"." + _b64encode(signature)).decode("ascii")
 
-    def verify(self, token: str) -> tuple[str, int]:
-        user_id, auth_version, expires_at = self._checked(token)
+    def verify(self, token: str) -> tuple[str, int, str]:
+        user_id, auth_version, session_id, expires_at = self._checked(token)
         if time.time() >= expires_at:
             raise Unauthorized
-        return user_id, auth_version
+        return user_id, auth_version, session_id
 
-    def _check(self, token: str) -> tuple[str, int, float]:
+    def _check(self, token: str) -> tuple[str, int, str, float]:
         """What `jwt.decode(token, key, algorithms=["HS256"], audience=..., issuer=...,
         options={"require": [...]})` checks, then users-api's own checks of `ver` and
         `sub`. Stricter than PyJWT only on headers users-api never writes (`b64`, `crit`).
@@ -457,8 +508,8 @@ class AccessTokens:
                 raise Unauthorized
             if not isinstance(claims["sid"], str):
                 raise Unauthorized
-            uuid.UUID(claims["sid"])  # checked as users-api does; raw keeps no sessions
-            return str(uuid.UUID(subject)), version, float(claims["exp"])
+            session_id = str(uuid.UUID(claims["sid"]))
+            return str(uuid.UUID(subject)), version, session_id, float(claims["exp"])
         except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
             # orjson.JSONDecodeError and UnicodeError are ValueErrors
             raise Unauthorized from exc
@@ -475,6 +526,9 @@ def _b64decode(segment: bytes) -> bytes:
 # PyJWT's header for HS256, as users-api's tokens carry it.
 _JWT_HEADER = _b64encode(b'{"alg":"HS256","typ":"JWT"}')
 NOT_STORED = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+NO_STORE = (b"cache-control", b"no-store")
+SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 # --- SQL and bodies ------------------------------------------------------------------
@@ -484,7 +538,7 @@ NOT_STORED = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 def update_sql(fields: tuple[str, ...]) -> str:
     """users-api's quick PATCH: one UPDATE that checks the caller (their row, active, the
     token's auth_version, an admin or the user) and that something really changes."""
-    values = {name: f"${i}" for i, name in enumerate(fields, start=4)}
+    values = {name: f"${i}" for i, name in enumerate(fields, start=5)}
     sets = ", ".join(f"{name} = {value}" for name, value in values.items())
     changes = " OR ".join(
         f"users.{name} IS DISTINCT FROM {value}" for name, value in values.items()
@@ -493,6 +547,7 @@ def update_sql(fields: tuple[str, ...]) -> str:
         f"UPDATE users SET {sets}, version = users.version + 1, updated_at = now()"
         " FROM users AS caller"
         " WHERE caller.id = $2 AND caller.auth_version = $3 AND caller.is_active"
+        f" AND {SESSION_ALIVE.format(sid='$4', caller='$2')}"
         " AND users.id = $1 AND (caller.is_admin OR caller.id = users.id)"
         f" AND ({changes}) RETURNING {COLUMNS}"
     )
