@@ -157,7 +157,7 @@ def test_the_fast_dictionary_match_finds_what_zxcvbn_s_own_finds(
     pieces: list[str], inputs: list[str]
 ) -> None:
     """The estimate looks substrings up through one bitmap over all lists first
-    (`strength.AnyWord`): the matches, their order and their ranks are zxcvbn's own."""
+    (`strength.any_word`): the matches, their order and their ranks are zxcvbn's own."""
     strength.load()
     from zxcvbn import matching
 

@@ -51,12 +51,38 @@ _ONE_AT_A_TIME = threading.Lock()
 _BITS_PER_WORD = 16  # two probes at 16 bits a word: ~1.4 % of misses reach the search
 
 
+class HashFilter:
+    """Whether a hash may be among those added: two bits a hash, in a bitmap of
+    `_BITS_PER_WORD` bits per hash. Never a false "no"; ~1.4 % false "maybe"."""
+
+    __slots__ = ("_bits", "_mask")
+
+    def __init__(self, count: int) -> None:
+        size = 8
+        while size < _BITS_PER_WORD * count:
+            size *= 2
+        self._mask = size - 1
+        self._bits = bytearray(size // 8)
+
+    def add(self, values: Iterable[int]) -> None:
+        mask, bits = self._mask, self._bits
+        for value in values:
+            for probe in (value & mask, (value >> 32) & mask):
+                bits[probe >> 3] |= 1 << (probe & 7)
+
+    def may_hold(self, value: int) -> bool:
+        mask, bits = self._mask, self._bits
+        low, high = value & mask, (value >> 32) & mask
+        return bool(bits[low >> 3] >> (low & 7) & 1 and bits[high >> 3] >> (high & 7) & 1)
+
+
 class RankedWords:
     """One ranked word list as zxcvbn reads it: `word in words`, `words[word]` (its rank,
     from 1). Words are told apart by their hash (64 bits: a false match is a 1 in 10^14
-    chance over a whole estimate, and would only make a password look weaker)."""
+    chance over a whole estimate, and would only make a password look weaker); a
+    `HashFilter` answers "not a word" for almost every substring without a search."""
 
-    __slots__ = ("_bits", "_count", "_hashes", "_mask", "_ranks")
+    __slots__ = ("_count", "_filter", "_hashes", "_ranks")
 
     def __init__(self, ranked: Iterable[str]) -> None:
         # What is kept is made first, and grows in place: the words, and the numbers made
@@ -64,28 +90,19 @@ class RankedWords:
         # goes back to the system (objects kept in its midst would hold it).
         self._hashes = array("q")
         self._ranks = array("I")
-        self._bits = bytearray()
         hashes = array("q", map(hash, ranked))  # one word at a time: none are kept
         order = sorted(range(len(hashes)), key=hashes.__getitem__)
         self._hashes.extend(map(hashes.__getitem__, order))
         self._ranks.extend(index + 1 for index in order)
         del order
         self._count = len(hashes)
-        size = 8
-        while size < _BITS_PER_WORD * self._count:
-            size *= 2
-        self._mask = mask = size - 1
-        self._bits.extend(bytes(size // 8))
-        for value in hashes:
-            for probe in (value & mask, (value >> 32) & mask):
-                self._bits[probe >> 3] |= 1 << (probe & 7)
+        self._filter = HashFilter(self._count)
+        self._filter.add(hashes)
 
     def _index(self, word: object) -> int:
         """Where the word's hash is, or -1."""
         value = hash(word)
-        mask, bits = self._mask, self._bits
-        low, high = value & mask, (value >> 32) & mask
-        if not (bits[low >> 3] >> (low & 7) & 1 and bits[high >> 3] >> (high & 7) & 1):
+        if not self._filter.may_hold(value):
             return -1
         index = bisect_left(self._hashes, value)
         return index if index < self._count and self._hashes[index] == value else -1
@@ -109,33 +126,17 @@ class RankedWords:
         return self._hashes
 
 
-class AnyWord:
-    """Whether a word may be in any of several lists: one bitmap over all their hashes.
+def any_word(lists: Sequence[RankedWords]) -> HashFilter:
+    """Whether a word's hash may be in any of `lists`: one filter over all of them.
 
     zxcvbn looks every substring of a password up in each of its six lists in turn, ~5,000
     lookups an estimate, ~5 ms of a sign-up; nearly every substring is in none, which one
-    hash and two bit tests tell here (no false "no"; a false "maybe" costs the lookups).
+    hash and two bit tests tell here (a false "maybe" only costs the lookups).
     """
-
-    __slots__ = ("_bits", "_mask")
-
-    def __init__(self, lists: Iterable[RankedWords]) -> None:
-        lists = list(lists)
-        size = 8
-        while size < _BITS_PER_WORD * sum(len(words.hashes()) for words in lists):
-            size *= 2
-        self._mask = mask = size - 1
-        self._bits = bytearray(size // 8)
-        for words in lists:
-            for value in words.hashes():
-                for probe in (value & mask, (value >> 32) & mask):
-                    self._bits[probe >> 3] |= 1 << (probe & 7)
-
-    def may_hold(self, word: str) -> bool:
-        value = hash(word)
-        mask, bits = self._mask, self._bits
-        low, high = value & mask, (value >> 32) & mask
-        return bool(bits[low >> 3] >> (low & 7) & 1 and bits[high >> 3] >> (high & 7) & 1)
+    found = HashFilter(sum(len(words.hashes()) for words in lists))
+    for words in lists:
+        found.add(words.hashes())
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,7 @@ def _zxcvbn() -> tuple[Callable[..., dict[str, Any]], dict[str, RankedWords]]:
     matching.RANKED_DICTIONARIES.update(ranked)
     if not hasattr(matching.dictionary_match, "zxcvbn_own"):
         matching.dictionary_match = _fast_dictionary_match(
-            matching.dictionary_match, AnyWord(ranked.values()), matching.RANKED_DICTIONARIES
+            matching.dictionary_match, any_word(list(ranked.values())), matching.RANKED_DICTIONARIES
         )
     enumerate_all: Callable[[Any], list[Any]] = matching.enumerate_l33t_subs
     if not getattr(enumerate_all, "capped", False):
@@ -222,11 +223,11 @@ def _zxcvbn() -> tuple[Callable[..., dict[str, Any]], dict[str, RankedWords]]:
 
 
 def _fast_dictionary_match(
-    own: Callable[..., list[dict[str, Any]]], any_word: AnyWord, defaults: dict[str, Any]
+    own: Callable[..., list[dict[str, Any]]], in_any: HashFilter, defaults: dict[str, Any]
 ) -> Callable[..., list[dict[str, Any]]]:
     """zxcvbn's `dictionary_match` (`own`), with its answer unchanged: the same matches in
     the same order (a test holds the two side by side), but each substring is hashed and
-    tested against `any_word` once, and looked up in the compact lists only when it may be
+    tested against `in_any` once, and looked up in the compact lists only when it may be
     in one. The user inputs' list is a plain dict, looked up always, as zxcvbn does."""
 
     def dictionary_match(
@@ -236,14 +237,14 @@ def _fast_dictionary_match(
         plain = [
             (name, words) for name, words in dictionaries if not isinstance(words, RankedWords)
         ]
-        may_hold = any_word.may_hold
+        may_hold = in_any.may_hold
         lower = password.lower()
         length = len(password)
         matches = []
         for i in range(length):
             for j in range(i, length):
                 word = lower[i : j + 1]
-                for name, words in dictionaries if may_hold(word) else plain:
+                for name, words in dictionaries if may_hold(hash(word)) else plain:
                     rank = words.get(word)
                     if rank is not None:
                         matches.append(
