@@ -21,7 +21,6 @@ from users_api.errors import (
     InvalidCursor,
     NotFound,
     PreconditionFailed,
-    TooManyAttempts,
     TooManySignUps,
 )
 from users_api.security.passwords import HashingTurn, Passwords
@@ -389,15 +388,18 @@ class UserService:
         assert answer.account_key is not None  # its lock is held
         if current is None:  # no guess: not counted
             raise Forbidden("Send current_password to change your own password.")
-        account = {"account_key": answer.account_key, "address": answer.address}
-        wait = await self.throttle.wait(unit, **account)
-        if wait is not None:
-            raise TooManyAttempts(wait)
-        ok, _ = await answer.hashing.verify_and_update(current, target["password_hash"])
-        if not ok:
-            await self.throttle.record_failure(unit, **account)
-            return Forbidden("current_password is not correct.")
-        return None
+
+        async def right() -> bool:
+            ok, _ = await answer.hashing.verify_and_update(current, target["password_hash"])
+            return ok
+
+        return await self.throttle.answer(
+            unit,
+            account_key=answer.account_key,
+            address=answer.address,
+            check=right,
+            refusal=Forbidden("current_password is not correct."),
+        )
 
     async def _guard_last_admin(self, unit: Unit, target: Record, *, removing: bool) -> None:
         """Refuse to leave no active admin. Callers hold the admin-set lock."""
