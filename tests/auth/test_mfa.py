@@ -324,3 +324,13 @@ async def test_a_rotated_secret_key(
             assert rescued.status_code == 200
     async with engine.connect() as connection:
         assert (await connection.scalar(query) != sealed) is previous
+
+
+async def test_one_code_raced_on_two_sign_ins_signs_in_once(client: httpx.AsyncClient) -> None:
+    """A code seen over a shoulder and sent at once from elsewhere: one of the two wins."""
+    _, _, codes, _ = await _mfa_user(client)
+    first, second = await _mfa_token(client), await _mfa_token(client)
+    answers = await asyncio.gather(
+        _verify(client, first, codes.at(1)), _verify(client, second, codes.at(1))
+    )
+    assert sorted(answer.status_code for answer in answers) == [200, 401]
