@@ -3,6 +3,8 @@ second step of a sign-in with MFA, and the caller's sessions (devices)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request, Response, status
 
 from users_api.auth import examples
@@ -27,6 +29,7 @@ router = api_router("/api/v1/auth", "auth")
 # RFC 6749 §5.1: a response that carries tokens must not be stored by any cache.
 _NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 TOKENS = Reply(200, "A new access token and refresh token.", examples.TOKENS)
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _auth(request: Request) -> AuthService:
@@ -82,17 +85,26 @@ def _client(request: Request) -> Client:
     )
 
 
+def _json_or_form(documented: dict[str, Any]) -> dict[str, Any]:
+    """A route's `doc` with its JSON body offered as a form as well (the same model)."""
+    content = documented["openapi_extra"]["requestBody"]["content"]
+    content[_FORMS[0]] = dict(content["application/json"])
+    return documented
+
+
 @router.post(
     "/mfa/verify",
-    **doc(
-        "verifyMfa",
-        "The second step of a sign-in with MFA on: the `mfa_token` of the password grant's "
-        "`mfa-required` answer and a TOTP code or a recovery code (JSON, or a form)",
-        TokenResponse,
-        (400, 401, 429),
-        Body(VerifyRequest, examples.MFA_VERIFY),
-        Auth.NONE,
-        reply=TOKENS,
+    **_json_or_form(
+        doc(
+            "verifyMfa",
+            "The second step of a sign-in with MFA on: the `mfa_token` of the password "
+            "grant's `mfa-required` answer and a TOTP code or a recovery code (JSON or form)",
+            TokenResponse,
+            (400, 401, 429),
+            Body(VerifyRequest, examples.MFA_VERIFY),
+            Auth.NONE,
+            reply=TOKENS,
+        )
     ),
 )
 async def verify_mfa(request: Request) -> Response:
@@ -105,7 +117,6 @@ async def verify_mfa(request: Request) -> Response:
     return token_response(result)
 
 
-_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 SESSION_ID = PathId("session_id")
 
 
