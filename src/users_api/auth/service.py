@@ -1,4 +1,5 @@
-"""Signing in and out: the password grant, refresh rotation with reuse detection, logout.
+"""Signing in and out: the password grant (and its second step when MFA is on), refresh
+rotation with reuse detection, logout, and the caller's sessions (list, end one).
 
 Each login is a session (`users.models.UserSession`): its refresh tokens are one family
 (the session's id), its access tokens carry the id (`sid`), and ending the session
@@ -13,8 +14,11 @@ statement), COMMIT.
 
 The account's advisory lock is held from before the throttle's count until the commit,
 so racing attempts on one account are counted one by one: no burst of parallel guesses
-gets past the limit. Failures are returned, not raised, so that the transaction commits
-what they record (a failed login, an ended session).
+gets past the limit. With MFA on, the right password starts a challenge (`mfa_token`)
+instead of a session; its second step (`verify_mfa`) is answered under the same lock
+and throttle, and starts the session as a login does. Failures are returned, not
+raised, so that the transaction commits what they record (a failed login, an ended
+session).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from users_api.security.tokens import (
 )
 from users_api.throttle.service import LoginThrottle
 from users_api.users.models import USER_AGENT_MAX_LENGTH
+from users_api.users.queries import caller_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +83,6 @@ class Client:
 _INVALID_REFRESH = "The refresh token is not valid."
 # How long the second step of a sign-in may wait (the contract's five minutes).
 MFA_TOKEN_TTL = timedelta(minutes=5)
-
-
-def _caller_values(caller: AccessClaims) -> dict[str, Any]:
-    return {
-        "caller_id": caller.user_id,
-        "auth_version": caller.auth_version,
-        "session_id": caller.session_id,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +220,7 @@ class AuthService:
         then there are none, not even the caller's own)."""
 
         async def read(unit: Unit) -> list[Record]:
-            values = _caller_values(caller)
+            values = caller_values(caller)
             records = await unit.all(q.CALLER_SESSIONS, **values)
             if not records and not await unit.value(q.CALLER_HONOURED, **values):
                 raise Unauthorized
@@ -236,7 +233,7 @@ class AuthService:
         is not one of the caller's live sessions)."""
 
         async def end(unit: Unit) -> None:
-            values = _caller_values(caller)
+            values = caller_values(caller)
             if await unit.value(q.END_CALLER_SESSION, target_id=session_id, **values) is None:
                 if not await unit.value(q.CALLER_HONOURED, **values):
                     raise Unauthorized
@@ -257,12 +254,7 @@ class AuthService:
         """Every session of the caller ends: every token dies, access tokens included."""
 
         async def revoke(unit: Unit) -> None:
-            bumped = await unit.value(
-                q.REVOKE_CALLER_TOKENS,
-                caller_id=caller.user_id,
-                auth_version=caller.auth_version,
-                session_id=caller.session_id,
-            )
+            bumped = await unit.value(q.REVOKE_CALLER_TOKENS, **caller_values(caller))
             if bumped is None:
                 raise Unauthorized
 

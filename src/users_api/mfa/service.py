@@ -34,6 +34,7 @@ from users_api.security.tokens import AccessClaims
 from users_api.throttle.service import LoginThrottle
 from users_api.users import policy
 from users_api.users import queries as users_q
+from users_api.users.queries import caller_values
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,14 +86,6 @@ class _Account:
 class Enrolment:
     secret: str
     otpauth_uri: str
-
-
-def _caller_values(caller: AccessClaims) -> dict[str, object]:
-    return {
-        "caller_id": caller.user_id,
-        "auth_version": caller.auth_version,
-        "session_id": caller.session_id,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +153,7 @@ class MfaService:
 
     async def reset(self, user_id: uuid.UUID, *, caller: AccessClaims) -> None:
         """An admin turns a user's MFA off (a lost device): every session of theirs ends."""
-        values = {**_caller_values(caller), "user_id": user_id}
+        values = {**caller_values(caller), "user_id": user_id}
 
         async def reset(unit: Unit) -> None:
             enabled = await unit.value(q.TARGET_FOR_ADMIN, **values)
@@ -212,7 +205,7 @@ class MfaService:
     async def _account(self, unit: Unit, caller: AccessClaims) -> _Account:
         """The caller's account lock, then their row locked (401 if not honoured)."""
         key = await self.throttle.lock_user(unit, caller.user_id)
-        row = await unit.one(q.CALLER_ACCOUNT_FOR_UPDATE, **_caller_values(caller))
+        row = await unit.one(q.CALLER_ACCOUNT_FOR_UPDATE, **caller_values(caller))
         if row is None:
             raise Unauthorized
         return _Account(row, key)
