@@ -61,7 +61,8 @@ class SecondFactor:
         except SecretBoxError:  # SECRET_KEY changed with no MFA_PREVIOUS_SECRET_KEY
             log.warning("the TOTP secret of user %s opens under no key", user_id)
         else:
-            step = matching_step(secret, code.strip(), after=totp["last_step"])
+            typed = "".join(code.split())  # "492 039", as apps show it, is "492039"
+            step = matching_step(secret, typed, after=totp["last_step"])
             if step is not None:
                 sealed = totp["secret"] if current else self.box.seal(secret, user_id)
                 await unit.execute(q.USE_STEP, user_id=user_id, step=step, secret=sealed)
