@@ -175,3 +175,51 @@ async def test_0003_makes_a_session_of_every_refresh_token_family(
             (True, at(3, 9)),
             (True, at(3, 9)),
         ]
+
+
+async def test_0006_gives_each_session_its_newest_tokens_expiry(
+    fresh_engine: AsyncEngine,
+) -> None:
+    """A session lives as long as its newest refresh token; one without any, not at all."""
+    user, kept, bare = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    newest = datetime(2030, 1, 2, tzinfo=UTC)
+    async with fresh_engine.begin() as connection:
+        await upgrade_on(connection, "0004")
+        await connection.execute(
+            text(
+                "INSERT INTO users (id, email, username, password_hash, version)"
+                " VALUES (:user, 'ada@example.com', 'ada', 'x', 1)"
+            ),
+            {"user": user},
+        )
+        for session in (kept, bare):
+            await connection.execute(
+                text("INSERT INTO sessions (id, user_id) VALUES (:id, :user)"),
+                {"id": session, "user": user},
+            )
+        for number, expires in enumerate((datetime(2030, 1, 1, tzinfo=UTC), newest)):
+            await connection.execute(
+                text(
+                    "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id,"
+                    " auth_version, expires_at) VALUES (:id, :hash, :family, :user, 1, :expires)"
+                ),
+                {
+                    "id": uuid.uuid4(),
+                    "hash": f"{number:064d}",
+                    "family": kept,
+                    "user": user,
+                    "expires": expires,
+                },
+            )
+    async with fresh_engine.begin() as connection:
+        await upgrade_on(connection)
+    async with fresh_engine.connect() as connection:
+        rows = await connection.execute(text("SELECT id, expires_at <= now() FROM sessions"))
+        expired = {row[0]: row[1] for row in rows}
+        kept_expiry = await connection.scalar(
+            text("SELECT expires_at FROM sessions WHERE id = :id"), {"id": kept}
+        )
+        enabled = await connection.scalar(text("SELECT mfa_enabled FROM users"))
+    assert expired == {kept: False, bare: True}
+    assert kept_expiry == newest
+    assert enabled is False

@@ -120,10 +120,11 @@ def test_one_problem_schema_is_referenced_by_every_problem_response(
         "request_id",
         "field",
         "errors",
+        "mfa_token",
     }
     assert set(problem["required"]) == {"type", "title", "status", "detail", "code", "request_id"}
     # Members that do not apply are left out, never null.
-    for name in ("code", "request_id", "field", "errors"):
+    for name in ("code", "request_id", "field", "errors", "mfa_token"):
         assert "anyOf" not in problem["properties"][name], name
     assert problem["properties"]["errors"]["items"] == {
         "$ref": "#/components/schemas/ValidationItem"

@@ -28,8 +28,12 @@ from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
+from users_api.mfa.routes import admin_router as mfa_admin_router
+from users_api.mfa.routes import router as mfa_router
+from users_api.mfa.service import MfaService, SecondFactor
 from users_api.middleware import BodySizeLimit, Cors, Edge
 from users_api.security import strength
+from users_api.security.mfa import SecretBox
 from users_api.security.passwords import Passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
@@ -59,9 +63,14 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     passwords = Passwords(
         concurrency=settings.password_hash_concurrency or default_hash_concurrency()
     )
+    secret_key = resolve_secret_key(settings)
     tokens = AccessTokens(
-        secret=resolve_secret_key(settings),
+        secret=secret_key,
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+    )
+    previous = settings.mfa_previous_secret_key
+    factor = SecondFactor(
+        SecretBox(secret_key, [previous.get_secret_value().encode()] if previous else [])
     )
 
     @asynccontextmanager
@@ -83,7 +92,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             tokens=tokens,
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
+            factor=factor,
         )
+        app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
         await _ensure_first_admin(app.state.users, settings)
         strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
@@ -115,7 +126,8 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
     if settings.cors_origins:
         app.add_middleware(Cors, origins=settings.cors_origins)
-    add_routes(app, users_router, auth_router, _operations)  # the most asked first
+    # The most asked first.
+    add_routes(app, users_router, auth_router, mfa_router, mfa_admin_router, _operations)
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     secret_key: SecretStr | None = None
+    # The SECRET_KEY before a rotation: TOTP secrets sealed under it still open (and are
+    # sealed again under the new key when next used). See the README's Configuration.
+    mfa_previous_secret_key: SecretStr | None = None
     data_dir: Path = Path(".data")
 
     access_token_ttl_seconds: Annotated[int, Field(ge=30, le=86_400)] = 900
@@ -155,6 +158,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "secret_key",
+        "mfa_previous_secret_key",
         "password_hash_concurrency",
         "first_admin_email",
         "first_admin_username",

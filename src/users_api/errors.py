@@ -70,6 +70,31 @@ class InvalidCredentials(Unauthorized, code="invalid-credentials"):
     """Incorrect username or password."""
 
 
+class MfaRequired(Unauthorized, code="mfa-required"):
+    """The password is right; the second factor is next: send `mfa_token` and a code to
+    POST /api/v1/auth/mfa/verify."""
+
+    def __init__(self, mfa_token: str) -> None:
+        super().__init__()
+        self.mfa_token = mfa_token
+
+    def extra(self) -> dict[str, Any]:
+        return {"mfa_token": self.mfa_token}
+
+
+class InvalidMfaToken(Unauthorized, code="invalid-mfa-token"):
+    """The mfa_token is unknown, used or expired: sign in again."""
+
+
+class InvalidCode(DomainError, code="invalid-code"):
+    """The code is not valid (wrong, already used, or too old)."""
+
+
+# At the second step of a sign-in, a wrong code is a failed login: 401, as a wrong password.
+class WrongCode(Unauthorized, code="invalid-code"):
+    """The code is not valid (wrong, already used, or too old)."""
+
+
 class TooManyAttempts(DomainError, status=HTTPStatus.TOO_MANY_REQUESTS, code="too-many-attempts"):
     """Too many failed logins; try again later."""
 
@@ -227,6 +252,11 @@ class Problem(BaseModel):
     errors: list[ValidationItem] | None = Field(
         None, description="422 only: each reason the request was refused."
     )
+    mfa_token: str | None = Field(
+        None,
+        description="`mfa-required` only: the token to send with a code to "
+        "`POST /api/v1/auth/mfa/verify` (single use, 5 minutes).",
+    )
 
 
 # The request id of the examples (a real problem's is its request's `X-Request-ID`).
@@ -274,6 +304,7 @@ _DOCUMENTED: dict[int, _Documented] = {
                 InvalidCursor("The cursor was made for another sort order.")
             ),
             "An unsupported grant type": _of(UnsupportedGrantType()),
+            "A wrong second-factor code": _of(InvalidCode()),
             "A body that cannot be read": _body(
                 400, "bad-request", "There was an error parsing the body"
             ),
@@ -282,11 +313,13 @@ _DOCUMENTED: dict[int, _Documented] = {
     401: _Documented(
         "Unauthorized",
         "Missing, malformed, forged, expired or revoked credentials; at the token "
-        "endpoint, a wrong username or password.",
+        "endpoint, a wrong username or password, or (`mfa-required`) the right password "
+        "of a user with MFA on; at the second step, a wrong code or a spent `mfa_token`.",
         ("WWW-Authenticate",),
         examples={
             "No valid bearer token": _of(Unauthorized()),
             "A failed login": _of(InvalidCredentials()),
+            "The second factor is next": _of(MfaRequired("mfa_3q2Vx0Yc9rKp7tF1hWdJ8sLbNe4u")),
         },
     ),
     403: _Documented(

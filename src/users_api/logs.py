@@ -14,18 +14,11 @@ import os
 import sys
 from typing import Literal, TextIO
 
-# structlog draws tracebacks with Rich whenever Rich is installed (Typer brings it) and
-# imports it for that at once: 3.6 MiB of every worker, measured, for JSON lines that
-# never use it. Tracebacks here are plain text (`_renderer`), so Rich is kept out of
-# structlog's import, and stays importable for anything else afterwards.
-_KEEP_RICH_OUT = "rich" not in sys.modules and "structlog" not in sys.modules
-if _KEEP_RICH_OUT:
-    sys.modules["rich"] = None  # type: ignore[assignment]  # "not installed", for structlog
-import structlog  # noqa: E402  # after the line above, on purpose
-from structlog.typing import EventDict, Processor, WrappedLogger  # noqa: E402
+from users_api.lean import leaving_out
 
-if _KEEP_RICH_OUT:
-    del sys.modules["rich"]
+with leaving_out("rich"):  # tracebacks here are plain text (`_renderer`)
+    import structlog
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 FORMATS = ("json", "console", "auto")  # LOG_FORMAT
 LEVELS = ("debug", "info", "warning", "error", "critical")  # LOG_LEVEL

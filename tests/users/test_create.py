@@ -53,6 +53,7 @@ async def test_created_user_has_the_contract_shape(client: httpx.AsyncClient) ->
     assert body["full_name"] == "Ada Lovelace"
     assert body["is_active"] is True
     assert body["is_admin"] is False
+    assert body["mfa_enabled"] is False
     assert body["version"] == 1
     for stamp in ("created_at", "updated_at"):
         assert RFC3339_UTC.fullmatch(body[stamp]), body[stamp]

@@ -6,7 +6,9 @@ from typing import Any
 
 from sqlalchemy import (
     Text,
+    and_,
     bindparam,
+    exists,
     func,
     insert,
     literal_column,
@@ -32,7 +34,7 @@ def _found_and_locked(column: Any) -> Statement:
     """
     login = func.lower(bindparam("login", type_=Text))
     found = (
-        select(User.id, User.password_hash, User.is_active, User.auth_version)
+        select(User.id, User.password_hash, User.is_active, User.auth_version, User.mfa_enabled)
         .where(func.lower(column) == login)
         .subquery("found")
     )
@@ -90,12 +92,13 @@ _LOGIN_HOLDER = _holder(session=False)
 _NEW_SESSION = (
     insert(UserSession)
     .from_select(
-        ["id", "user_id", "user_agent", "ip_address"],
+        ["id", "user_id", "user_agent", "ip_address", "expires_at"],
         select(
             bindparam("session_id", type_=UserSession.id.type),
             _LOGIN_HOLDER.c.id,
             bindparam("user_agent", type_=UserSession.user_agent.type),
             bindparam("ip_address", type_=UserSession.ip_address.type),
+            bindparam("expires_at", type_=UserSession.expires_at.type),
         ),
     )
     .returning(UserSession.id, UserSession.user_id)
@@ -156,7 +159,8 @@ TOKEN_FOR_UPDATE = compile_statement(
     .where(RefreshToken.token_hash == bindparam("token_hash"))
     .with_for_update(of=RefreshToken)
 )
-# The token is used up, and its session used now: one statement.
+# The token is used up, and its session used now (and alive as long as the next token
+# the refresh issues): one statement.
 _USED_UP = (
     update(RefreshToken)
     .where(RefreshToken.id == bindparam("id"))
@@ -166,7 +170,10 @@ _USED_UP = (
 USE_UP_TOKEN = compile_statement(
     update(UserSession)
     .where(UserSession.id == bindparam("session_id", type_=UserSession.id.type))
-    .values(last_used_at=func.now())
+    .values(
+        last_used_at=func.now(),
+        expires_at=bindparam("expires_at", type_=UserSession.expires_at.type),
+    )
     .add_cte(_USED_UP)
 )
 END_SESSION = compile_statement(
@@ -195,3 +202,36 @@ REVOKE_CALLER_TOKENS = compile_statement(
         end_sessions(UserSession.user_id.in_(select(_BUMPED.c.id))).cte("ended")
     )
 )
+
+# --- the caller's sessions (devices) ----------------------------------------------------
+
+_LIVE = and_(UserSession.ended_at.is_(None), UserSession.expires_at > func.now())
+# The caller's live sessions, newest first, and which one the token is of; no rows when
+# the caller's token is not honoured.
+CALLER_SESSIONS = compile_statement(
+    select(
+        UserSession.id,
+        UserSession.created_at,
+        UserSession.last_used_at,
+        UserSession.user_agent,
+        UserSession.ip_address,
+        (UserSession.id == bindparam("session_id", type_=UserSession.id.type)).label("current"),
+    )
+    .where(
+        UserSession.user_id == bindparam("caller_id", type_=UserSession.user_id.type),
+        _LIVE,
+        exists().where(caller_honoured()),
+    )
+    .order_by(UserSession.created_at.desc(), UserSession.id.desc())
+)
+# One of the caller's live sessions ends (its id; none when it is not the caller's, or
+# the caller's token is not honoured).
+END_CALLER_SESSION = compile_statement(
+    end_sessions(
+        UserSession.id == bindparam("target_id", type_=UserSession.id.type),
+        UserSession.user_id == bindparam("caller_id", type_=UserSession.user_id.type),
+        UserSession.expires_at > func.now(),
+        exists().where(caller_honoured()),
+    ).returning(UserSession.id)
+)
+CALLER_HONOURED = compile_statement(select(exists().where(caller_honoured())))

@@ -1,6 +1,9 @@
-"""HTTP for authentication: the OAuth2 password and refresh grants, refresh, logout."""
+"""HTTP for authentication: the OAuth2 password and refresh grants, refresh, logout, the
+second step of a sign-in with MFA, and the caller's sessions (devices)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import Request, Response, status
 
@@ -9,20 +12,24 @@ from users_api.auth.schemas import (
     LoginForm,
     RefreshGrantForm,
     RefreshRequest,
+    SessionList,
     TokenForm,
     TokenResponse,
 )
 from users_api.auth.service import AuthService, Client, TokenPair
 from users_api.errors import DomainError, UnsupportedGrantType, to_response
 from users_api.http import parse
-from users_api.http.openapi import Auth, Body, Form, Reply, doc
+from users_api.http.openapi import Auth, Body, Form, PathId, Reply, doc
 from users_api.http.routing import api_router
+from users_api.mfa.schemas import VerifyRequest
+from users_api.responses import json_response
 
 router = api_router("/api/v1/auth", "auth")
 
 # RFC 6749 §5.1: a response that carries tokens must not be stored by any cache.
 _NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 TOKENS = Reply(200, "A new access token and refresh token.", examples.TOKENS)
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _auth(request: Request) -> AuthService:
@@ -67,11 +74,86 @@ async def login(request: Request) -> Response:
     if grant_type != "password":
         raise UnsupportedGrantType
     form = parse.form_model(fields, LoginForm)
-    client = Client(
+    client = _client(request)
+    return token_response(await _auth(request).login(form.username, form.password, client=client))
+
+
+def _client(request: Request) -> Client:
+    return Client(
         address=parse.client_address(request),
         user_agent=parse.header(request, "user-agent"),
     )
-    return token_response(await _auth(request).login(form.username, form.password, client=client))
+
+
+def _json_or_form(documented: dict[str, Any]) -> dict[str, Any]:
+    """A route's `doc` with its JSON body offered as a form as well (the same model)."""
+    content = documented["openapi_extra"]["requestBody"]["content"]
+    content[_FORMS[0]] = dict(content["application/json"])
+    return documented
+
+
+@router.post(
+    "/mfa/verify",
+    **_json_or_form(
+        doc(
+            "verifyMfa",
+            "The second step of a sign-in with MFA on: the `mfa_token` of the password "
+            "grant's `mfa-required` answer and a TOTP code or a recovery code (JSON or form)",
+            TokenResponse,
+            (400, 401, 429),
+            Body(VerifyRequest, examples.MFA_VERIFY),
+            Auth.NONE,
+            reply=TOKENS,
+        )
+    ),
+)
+async def verify_mfa(request: Request) -> Response:
+    content_type = (parse.header(request, "content-type") or "").lower()
+    if content_type.startswith(_FORMS):
+        body = await parse.form_body(request, VerifyRequest)
+    else:
+        body = await parse.json_body(request, VerifyRequest)
+    result = await _auth(request).verify_mfa(body.mfa_token, body.code, client=_client(request))
+    return token_response(result)
+
+
+SESSION_ID = PathId("session_id")
+
+
+@router.get(
+    "/sessions",
+    **doc(
+        "listSessions",
+        "The caller's live sessions (devices), newest first",
+        SessionList,
+        (401,),
+        reply=Reply(
+            200, "The caller's live sessions; `current` marks this one.", examples.SESSIONS
+        ),
+    ),
+)
+async def list_sessions(request: Request) -> Response:
+    records = await _auth(request).sessions(parse.caller(request))
+    # The records' columns are `SessionOut`'s fields, in its order.
+    return json_response({"items": [dict(record) for record in records]}, headers=_NOT_STORED)
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    **doc(
+        "endSession",
+        "End one of the caller's sessions: every token of it dies at once",
+        None,
+        (401, 404),
+        SESSION_ID,
+    ),
+)
+async def end_session(request: Request) -> Response:
+    caller = parse.caller(request)
+    session_id = parse.path_id(request, "session_id")
+    await _auth(request).end_session(session_id, caller=caller)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, RootModel, StringConstraints
@@ -49,3 +51,19 @@ class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: RefreshTokenText
+
+
+class SessionOut(BaseModel):
+    """One live session (a device): when it began and was last used (login or refresh),
+    what the client said it was, and whether the caller's token is of it."""
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    ip_address: str | None
+    current: bool
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]

@@ -1,4 +1,5 @@
-"""Signing in and out: the password grant, refresh rotation with reuse detection, logout.
+"""Signing in and out: the password grant (and its second step when MFA is on), refresh
+rotation with reuse detection, logout, and the caller's sessions (list, end one).
 
 Each login is a session (`users.models.UserSession`): its refresh tokens are one family
 (the session's id), its access tokens carry the id (`sid`), and ending the session
@@ -13,8 +14,11 @@ statement), COMMIT.
 
 The account's advisory lock is held from before the throttle's count until the commit,
 so racing attempts on one account are counted one by one: no burst of parallel guesses
-gets past the limit. Failures are returned, not raised, so that the transaction commits
-what they record (a failed login, an ended session).
+gets past the limit. With MFA on, the right password starts a challenge (`mfa_token`)
+instead of a session; its second step (`verify_mfa`) is answered under the same lock
+and throttle, and starts the session as a login does. Failures are returned, not
+raised, so that the transaction commits what they record (a failed login, an ended
+session).
 """
 
 from __future__ import annotations
@@ -27,9 +31,20 @@ from typing import Any
 from uuid_utils.compat import uuid7
 
 from users_api.auth import queries as q
-from users_api.db.database import Database, Unit
+from users_api.db.database import Database, Record, Unit
 from users_api.db.statements import Statement
-from users_api.errors import DomainError, InvalidCredentials, TooManyAttempts, Unauthorized
+from users_api.errors import (
+    DomainError,
+    InvalidCredentials,
+    InvalidMfaToken,
+    MfaRequired,
+    NotFound,
+    TooManyAttempts,
+    Unauthorized,
+    WrongCode,
+)
+from users_api.mfa import queries as mfa_q
+from users_api.mfa.service import SecondFactor
 from users_api.security.passwords import HashingTurn, Passwords
 from users_api.security.tokens import (
     AccessClaims,
@@ -39,6 +54,7 @@ from users_api.security.tokens import (
 )
 from users_api.throttle.service import LoginThrottle
 from users_api.users.models import USER_AGENT_MAX_LENGTH
+from users_api.users.queries import caller_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +81,8 @@ class Client:
 
 
 _INVALID_REFRESH = "The refresh token is not valid."
+# How long the second step of a sign-in may wait (the contract's five minutes).
+MFA_TOKEN_TTL = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,7 @@ class AuthService:
     tokens: AccessTokens
     refresh_ttl: timedelta
     throttle: LoginThrottle
+    factor: SecondFactor
 
     async def login(self, name: str, password: str, *, client: Client) -> TokenPair | DomainError:
         """Tokens of a new session, or the error to answer with.
@@ -111,6 +130,17 @@ class AuthService:
         if user["id"] is None or not ok or not user["is_active"]:
             await self.throttle.record_failure(unit, account_key=account_key, address=address)
             return InvalidCredentials()
+        if user["mfa_enabled"]:  # the second step is next: no tokens until it is done
+            mfa_token = new_refresh_token()
+            await unit.execute(
+                mfa_q.START_CHALLENGE,
+                id=uuid7(),
+                token_hash=hash_refresh_token(mfa_token),
+                user_id=user["id"],
+                auth_version=user["auth_version"],
+                expires_at=datetime.now(UTC) + MFA_TOKEN_TTL,
+            )
+            return MfaRequired(mfa_token)
         session = {"session_id": uuid7(), **client.stored()}
         pair = await self._issue(unit, q.START_SESSION, user["id"], user["auth_version"], session)
         return pair or InvalidCredentials()  # deactivated or given a new password meanwhile
@@ -124,7 +154,10 @@ class AuthService:
             token = await unit.one(q.TOKEN_FOR_UPDATE, token_hash=token_hash)
             if token is None or token["ended"]:
                 return Unauthorized(_INVALID_REFRESH)
-            session = {"session_id": token["family_id"]}
+            session = {
+                "session_id": token["family_id"],
+                "expires_at": datetime.now(UTC) + self.refresh_ttl,
+            }
             if token["used_at"] is not None:
                 # A used-up token presented again: someone holds a copy. End the session,
                 # and with it every token of it, access tokens included.
@@ -140,6 +173,74 @@ class AuthService:
 
         return await self.db.run(rotate)
 
+    async def verify_mfa(
+        self, mfa_token: str, code: str, *, client: Client
+    ) -> TokenPair | DomainError:
+        """The second step of a sign-in: a code (TOTP or recovery) for the `mfa_token` the
+        password grant answered with; the tokens of a new session, or the error.
+
+        Answered for the account as a password is (the account's lock, the throttle, a
+        wrong code counted as a failed login); the `mfa_token` survives a wrong code and
+        is used up by the right one.
+        """
+        token_hash = hash_refresh_token(mfa_token)
+
+        async def finish(unit: Unit) -> TokenPair | DomainError:
+            user_id = await unit.value(mfa_q.CHALLENGE_HOLDER, token_hash=token_hash)
+            if user_id is None:
+                return InvalidMfaToken()
+            account_key = await self.throttle.lock_user(unit, user_id)
+            challenge = await unit.one(mfa_q.CHALLENGE_FOR_UPDATE, token_hash=token_hash)
+            if challenge is None or not challenge["live"]:
+                return InvalidMfaToken()
+
+            async def right() -> bool:
+                return await self.factor.check(unit, user_id, code)
+
+            refused = await self.throttle.answer(
+                unit,
+                account_key=account_key,
+                address=client.address,
+                check=right,
+                refusal=WrongCode(),
+            )
+            if refused is not None:
+                return refused
+            await unit.execute(mfa_q.USE_CHALLENGE, id=challenge["id"])
+            session = {"session_id": uuid7(), **client.stored()}
+            pair = await self._issue(
+                unit, q.START_SESSION, user_id, challenge["auth_version"], session
+            )
+            return pair or InvalidMfaToken()  # deactivated or given a new password meanwhile
+
+        return await self.db.run(finish)
+
+    async def sessions(self, caller: AccessClaims) -> list[Record]:
+        """The caller's live sessions, newest first (401 when their token is not honoured:
+        then there are none, not even the caller's own)."""
+
+        async def read(unit: Unit) -> list[Record]:
+            values = caller_values(caller)
+            records = await unit.all(q.CALLER_SESSIONS, **values)
+            if not records and not await unit.value(q.CALLER_HONOURED, **values):
+                raise Unauthorized
+            return records
+
+        return await self.db.run(read, transaction=False)
+
+    async def end_session(self, session_id: uuid.UUID, *, caller: AccessClaims) -> None:
+        """One of the caller's sessions ends, and every token of it at once (404 when it
+        is not one of the caller's live sessions)."""
+
+        async def end(unit: Unit) -> None:
+            values = caller_values(caller)
+            if await unit.value(q.END_CALLER_SESSION, target_id=session_id, **values) is None:
+                if not await unit.value(q.CALLER_HONOURED, **values):
+                    raise Unauthorized
+                raise NotFound("No live session of yours has this id.")
+
+        await self.db.run(end, transaction=False)
+
     async def logout(self, presented: str) -> None:
         """That token's session ends, and every token of it (an unknown token changes
         nothing)."""
@@ -153,12 +254,7 @@ class AuthService:
         """Every session of the caller ends: every token dies, access tokens included."""
 
         async def revoke(unit: Unit) -> None:
-            bumped = await unit.value(
-                q.REVOKE_CALLER_TOKENS,
-                caller_id=caller.user_id,
-                auth_version=caller.auth_version,
-                session_id=caller.session_id,
-            )
+            bumped = await unit.value(q.REVOKE_CALLER_TOKENS, **caller_values(caller))
             if bumped is None:
                 raise Unauthorized
 
@@ -179,6 +275,7 @@ class AuthService:
         row: dict[str, Any] = {
             "id": uuid7(),
             "token_hash": hash_refresh_token(refresh),
+            # The session's expiry too: its newest token's (a refresh set it already).
             "expires_at": datetime.now(UTC) + self.refresh_ttl,
             **session,
         }

@@ -2,9 +2,10 @@
 
 from users_api.auth import models as auth_models
 from users_api.db.base import Base
+from users_api.mfa import models as mfa_models
 from users_api.throttle import models as throttle_models
 from users_api.users import models as users_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "metadata", "throttle_models", "users_models"]
+__all__ = ["auth_models", "metadata", "mfa_models", "throttle_models", "users_models"]

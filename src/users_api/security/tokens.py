@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-import jwt
-
 from users_api.ids import parse_uuid
+from users_api.lean import leaving_out
+
+with leaving_out("cryptography"):  # HS256 only: no RSA, no EC
+    import jwt
 
 ALGORITHM = "HS256"
 ISSUER = "users-api"

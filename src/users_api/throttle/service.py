@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from users_api.config import Settings
 from users_api.db.database import Unit
+from users_api.errors import DomainError, TooManyAttempts
 from users_api.throttle import queries as q
 
 
@@ -55,6 +56,28 @@ class LoginThrottle:
         return seconds_to_wait(
             (marks["account"], marks["address"]), now=marks["now"], window=self.window
         )
+
+    async def answer(
+        self,
+        unit: Unit,
+        *,
+        account_key: str,
+        address: str,
+        check: Callable[[], Awaitable[bool]],
+        refusal: DomainError,
+    ) -> DomainError | None:
+        """An answer given for the account (a `current_password`, a second-factor code),
+        as a login's password is: throttled (429 past the limit, also for the right
+        answer), and a wrong one counted as a failed login. None when `check` passes;
+        else the error to answer with, which the caller returns so that the failure is
+        committed. The account's lock must be held (`lock_user`)."""
+        wait = await self.wait(unit, account_key=account_key, address=address)
+        if wait is not None:
+            return TooManyAttempts(wait)
+        if await check():
+            return None
+        await self.record_failure(unit, account_key=account_key, address=address)
+        return refusal
 
     async def record_failure(self, unit: Unit, *, account_key: str, address: str) -> None:
         """Count a failure (and forget this key's and address's expired ones). The caller

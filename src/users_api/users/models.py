@@ -46,6 +46,9 @@ class User(Base):
     # Bumped on password change, deactivation and logout-all; every token carries the
     # value it was issued under, so bumping it revokes them all at once.
     auth_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # True while the user has a confirmed second factor (the `mfa` package keeps it in
+    # step with its tables), so a read shows it without a join.
+    mfa_enabled: Mapped[bool] = mapped_column(Boolean, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -89,6 +92,9 @@ class UserSession(Base):
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
     ip_address: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When its newest refresh token expires (set at the login and at each refresh): past
+    # it, nothing of the session can be used any more, so it is no longer listed as live.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         # A user's sessions, newest first; and the cascade of a user's delete.

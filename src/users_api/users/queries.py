@@ -46,6 +46,7 @@ from sqlalchemy.orm import aliased
 
 from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS, SIGN_UP_LOCK_CLASS
 from users_api.db.statements import Statement, compile_statement
+from users_api.security.tokens import AccessClaims
 from users_api.users.models import SignUpAttempt, User, UserSession
 from users_api.users.schemas import UserOut, UserSort
 
@@ -92,6 +93,15 @@ def caller_honoured(holder: Any = caller, *, session: bool = True) -> ColumnElem
         UserSession.ended_at.is_(None),
     )
     return and_(user, alive)
+
+
+def caller_values(caller: AccessClaims) -> dict[str, Any]:
+    """What `caller_honoured` binds, from the token's claims."""
+    return {
+        "caller_id": caller.user_id,
+        "auth_version": caller.auth_version,
+        "session_id": caller.session_id,
+    }
 
 
 def admin_or_self(target_id: Any) -> ColumnElement[bool]:

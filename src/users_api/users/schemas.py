@@ -153,6 +153,8 @@ class UserOut(BaseModel):
     full_name: str | None
     is_active: bool
     is_admin: bool
+    # Read-only: true while the user has a confirmed second factor (the `mfa` package).
+    mfa_enabled: bool
     created_at: datetime
     updated_at: datetime
     version: int

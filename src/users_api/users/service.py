@@ -21,7 +21,6 @@ from users_api.errors import (
     InvalidCursor,
     NotFound,
     PreconditionFailed,
-    TooManyAttempts,
     TooManySignUps,
 )
 from users_api.security.passwords import HashingTurn, Passwords
@@ -29,7 +28,7 @@ from users_api.security.tokens import AccessClaims
 from users_api.throttle.service import LoginThrottle, seconds_to_wait
 from users_api.users import cursor, policy
 from users_api.users import queries as q
-from users_api.users.queries import UserRow, as_row
+from users_api.users.queries import UserRow, as_row, caller_values
 from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
 
 
@@ -37,14 +36,6 @@ from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
 class RowPage:
     items: list[UserRow]
     next_cursor: str | None
-
-
-def _caller_values(caller: AccessClaims) -> dict[str, Any]:
-    return {
-        "caller_id": caller.user_id,
-        "auth_version": caller.auth_version,
-        "session_id": caller.session_id,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +66,7 @@ class UserService:
         """Admins see anyone; others only themselves (404 for the rest, not 403)."""
 
         async def read(unit: Unit) -> Record:
-            values = _caller_values(caller)
+            values = caller_values(caller)
             record = await unit.one(q.USER_BY_ID, user_id=user_id, **values)
             if record is None:  # no such user, not theirs to see, or not signed in
                 raise policy.missing_user(await unit.value(q.CALLER_IS_ADMIN, **values))
@@ -84,7 +75,7 @@ class UserService:
         return as_row(await self.db.run(read, transaction=False))
 
     async def list(self, query: UserListQuery, *, caller: AccessClaims) -> RowPage:
-        values: dict[str, Any] = _caller_values(caller)
+        values: dict[str, Any] = caller_values(caller)
         try:
             after = cursor.decode(query.cursor, query.sort) if query.cursor else None
         except InvalidCursor:
@@ -182,7 +173,7 @@ class UserService:
         }
         if not as_admin or caller is None:
             return as_row(await self.db.run(_insert(values), transaction=False))
-        admin_values = {**values, **_caller_values(caller)}
+        admin_values = {**values, **caller_values(caller)}
 
         async def insert_as_admin(unit: Unit) -> Record:
             record = await unit.one(q.INSERT_USER_AS_ADMIN, **admin_values)
@@ -271,7 +262,7 @@ class UserService:
         changes = patch.changes()
         fields = frozenset(changes)
         values: dict[str, Any] = {
-            **_caller_values(caller),
+            **caller_values(caller),
             "user_id": user_id,
             "if_match": list(if_match or ()),
             **{q.new(name): value for name, value in changes.items()},
@@ -389,15 +380,18 @@ class UserService:
         assert answer.account_key is not None  # its lock is held
         if current is None:  # no guess: not counted
             raise Forbidden("Send current_password to change your own password.")
-        account = {"account_key": answer.account_key, "address": answer.address}
-        wait = await self.throttle.wait(unit, **account)
-        if wait is not None:
-            raise TooManyAttempts(wait)
-        ok, _ = await answer.hashing.verify_and_update(current, target["password_hash"])
-        if not ok:
-            await self.throttle.record_failure(unit, **account)
-            return Forbidden("current_password is not correct.")
-        return None
+
+        async def right() -> bool:
+            ok, _ = await answer.hashing.verify_and_update(current, target["password_hash"])
+            return ok
+
+        return await self.throttle.answer(
+            unit,
+            account_key=answer.account_key,
+            address=answer.address,
+            check=right,
+            refusal=Forbidden("current_password is not correct."),
+        )
 
     async def _guard_last_admin(self, unit: Unit, target: Record, *, removing: bool) -> None:
         """Refuse to leave no active admin. Callers hold the admin-set lock."""
@@ -427,7 +421,7 @@ class UserService:
     async def delete(
         self, user_id: uuid.UUID, *, caller: AccessClaims, if_match: frozenset[int] | None
     ) -> None:
-        values = {**_caller_values(caller), "user_id": user_id}
+        values = {**caller_values(caller), "user_id": user_id}
 
         async def remove(unit: Unit) -> None:
             await unit.execute(q.LOCK_ADMIN_SET)
