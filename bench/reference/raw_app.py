@@ -93,11 +93,13 @@ PUBLIC = (
     "full_name",
     "is_active",
     "is_admin",
+    "mfa_enabled",
     "created_at",
     "updated_at",
     "version",
 )
 COLUMNS = ", ".join(f"users.{name}" for name in PUBLIC)
+VERSION = PUBLIC.index("version")
 # The caller ($2 its id, $3 the token's auth_version) is checked in the statement itself:
 # their row exists, is active, has the token's auth_version, and may see the target.
 # The token's session ($4 its `sid`) must not have ended: a primary-key probe, as users-api.
@@ -266,7 +268,7 @@ class App:
             await self.caller_is_admin(caller_id, auth_version, session_id)  # 401 if not
             await problem(send, 404)
             return
-        await respond(send, 200, user_json(row), etag=row[8])  # version
+        await respond(send, 200, user_json(row), etag=row[VERSION])
 
     async def list_users(self, scope: Scope, send: Send) -> None:
         caller_id, auth_version, session_id = self.caller(scope)
@@ -329,7 +331,7 @@ class App:
                 await self.caller_is_admin(caller_id, auth_version, session_id)  # 401
                 await problem(send, 404)
                 return
-        await respond(send, 200, user_json(row), etag=row[8])  # version
+        await respond(send, 200, user_json(row), etag=row[VERSION])
 
     async def create_user(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_json(receive)
