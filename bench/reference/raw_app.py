@@ -126,7 +126,10 @@ CALLER_SQL = (
     f" AND {SESSION_ALIVE.format(sid='$3', caller='$1')}"
 )
 # Each login is a session (users-api's `sessions` table), so its token's `sid` is live.
-SESSION_SQL = "INSERT INTO sessions (id, user_id, user_agent, ip_address) VALUES ($1, $2, $3, $4)"
+SESSION_SQL = (
+    "INSERT INTO sessions (id, user_id, user_agent, ip_address, expires_at)"
+    " VALUES ($1, $2, $3, $4, now() + interval '14 days')"
+)
 INSERT_SQL = (
     "INSERT INTO users (id, email, username, full_name, password_hash, is_active, is_admin,"
     f" version) VALUES ($1, $2, $3, $4, $5, true, false, 1) RETURNING {COLUMNS}"
