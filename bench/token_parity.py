@@ -83,7 +83,9 @@ def cases() -> dict[str, str]:
         "users-api's own": AccessTokens(SECRET.encode(), timedelta(seconds=TTL)).issue(
             uuid.uuid4(), 7, uuid.uuid4()
         ),
-        "raw's own": raw_app.AccessTokens(SECRET.encode(), TTL).issue(str(uuid.uuid4()), 7),
+        "raw's own": raw_app.AccessTokens(SECRET.encode(), TTL).issue(
+            str(uuid.uuid4()), 7, str(uuid.uuid4())
+        ),
         "good": good,
         "aud as a list with users-api": signed(claims(aud=["other", "users-api"])),
         "exp as a numeric string": signed(claims(exp=str(now + TTL))),
