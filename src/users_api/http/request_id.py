@@ -1,6 +1,6 @@
 """The request's id, for its response, its problem body and (later) its log lines.
 
-`middleware.StandardHeaders` sets it for the whole of each request, so whatever renders
+`middleware.Edge` sets it for the whole of each request, so whatever renders
 or logs during the request reads it here instead of being handed the request.
 """
 
