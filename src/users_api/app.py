@@ -28,7 +28,10 @@ from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
+from users_api.mail.messages import KIND as MAIL
+from users_api.mail.messages import Mailer
 from users_api.middleware import BodySizeLimit, Cors, Edge
+from users_api.outbox.sender import Sender
 from users_api.security import strength
 from users_api.security.passwords import Passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
@@ -59,6 +62,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     passwords = Passwords(
         concurrency=settings.password_hash_concurrency or default_hash_concurrency()
     )
+    mailer = Mailer.from_settings(settings)
     tokens = AccessTokens(
         secret=resolve_secret_key(settings),
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
@@ -84,13 +88,22 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
         )
+        sender = Sender(
+            db,
+            {MAIL: mailer.deliver},
+            poll_seconds=settings.outbox_poll_seconds,
+            retry_seconds=settings.outbox_retry_seconds,
+        )
+        app.state.outbox = sender
         await _ensure_first_admin(app.state.users, settings)
+        sender.start()
         strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
             on_started()
         try:
             yield
         finally:
+            await sender.stop()
             await db.close()
             passwords.close()
 

@@ -2,9 +2,10 @@
 
 from users_api.auth import models as auth_models
 from users_api.db.base import Base
+from users_api.outbox import models as outbox_models
 from users_api.throttle import models as throttle_models
 from users_api.users import models as users_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "metadata", "throttle_models", "users_models"]
+__all__ = ["auth_models", "metadata", "outbox_models", "throttle_models", "users_models"]
