@@ -141,7 +141,10 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
     yield
     async with engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox CASCADE")
+            text(
+                "TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox, "
+                "password_reset_requests CASCADE"
+            )
         )
 
 

@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from users_api import __version__
+from users_api.accounts.routes import router as accounts_router
+from users_api.accounts.service import AccountService
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
 from users_api.config import Settings
@@ -73,6 +75,13 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
         throttle = LoginThrottle.from_settings(settings)
         app.state.db = db
+        sender = Sender(
+            db,
+            {MAIL: mailer.deliver},
+            poll_seconds=settings.outbox_poll_seconds,
+            retry_seconds=settings.outbox_retry_seconds,
+        )
+        app.state.outbox = sender
         app.state.users = UserService(
             db,
             passwords,
@@ -80,6 +89,15 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             allow_registration=settings.allow_registration,
             throttle=throttle,
             registrations_per_address=settings.registrations_per_address,
+            mailer=mailer,
+            outbox=sender,
+        )
+        app.state.accounts = AccountService(
+            db,
+            app.state.users,
+            mailer,
+            reset_ttl=timedelta(seconds=settings.password_reset_ttl_seconds),
+            resets_per_address=settings.password_resets_per_address,
         )
         app.state.auth = AuthService(
             db,
@@ -88,13 +106,6 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
         )
-        sender = Sender(
-            db,
-            {MAIL: mailer.deliver},
-            poll_seconds=settings.outbox_poll_seconds,
-            retry_seconds=settings.outbox_retry_seconds,
-        )
-        app.state.outbox = sender
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
         strength.load()  # now, not on the loop during the first registration
@@ -128,7 +139,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
     if settings.cors_origins:
         app.add_middleware(Cors, origins=settings.cors_origins)
-    add_routes(app, users_router, auth_router, _operations)  # the most asked first
+    add_routes(app, users_router, auth_router, accounts_router, _operations)  # the most asked first
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app

@@ -92,6 +92,14 @@ class TooManySignUps(TooManyAttempts, code="too-many-sign-ups"):
     """Too many sign-ups from this address; try again later."""
 
 
+class TooManyResets(TooManyAttempts, code="too-many-resets"):
+    """Too many password-reset requests from this address; try again later."""
+
+
+class InvalidToken(DomainError, code="invalid-token"):
+    """The token is unknown, used up or expired."""
+
+
 class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 
@@ -268,12 +276,14 @@ _DOCUMENTED: dict[int, _Documented] = {
     400: _Documented(
         "BadRequest",
         "Bad request: a body that cannot be read (not UTF-8, a broken form), a malformed "
-        "or foreign cursor, or a `grant_type` the token endpoint does not take.",
+        "or foreign cursor, a `grant_type` the token endpoint does not take, or a mailed "
+        "token that is unknown, used up or expired.",
         examples={
             "A cursor from another query": _of(
                 InvalidCursor("The cursor was made for another sort order.")
             ),
             "An unsupported grant type": _of(UnsupportedGrantType()),
+            "A mailed token that is unknown, used up or expired": _of(InvalidToken()),
             "A body that cannot be read": _body(
                 400, "bad-request", "There was an error parsing the body"
             ),

@@ -130,6 +130,13 @@ TARGET_FOR_UPDATE = compile_statement(
     .with_for_update(of=User)
 )
 
+# A user the system changes (a reset token's holder), row-locked, with what the rules need.
+USER_FOR_UPDATE = compile_statement(
+    select(*public_columns(User), User.password_hash, User.auth_version)
+    .where(User.id == bindparam("user_id"))
+    .with_for_update(of=User)
+)
+
 
 def _target_by_login(column: Any) -> Statement:
     """A user by sign-in name, row-locked, for changes the system makes (the CLI)."""
