@@ -20,7 +20,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from users_api import __version__
 from users_api.accounts.routes import router as accounts_router
-from users_api.accounts.service import AccountService
+from users_api.accounts.service import AccountService, VerificationMail
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
 from users_api.config import Settings
@@ -82,6 +82,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             retry_seconds=settings.outbox_retry_seconds,
         )
         app.state.outbox = sender
+        verification = VerificationMail(
+            mailer, timedelta(seconds=settings.email_verification_ttl_seconds)
+        )
         app.state.users = UserService(
             db,
             passwords,
@@ -91,6 +94,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             registrations_per_address=settings.registrations_per_address,
             mailer=mailer,
             outbox=sender,
+            verification=verification,
         )
         app.state.accounts = AccountService(
             db,
@@ -98,6 +102,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             mailer,
             reset_ttl=timedelta(seconds=settings.password_reset_ttl_seconds),
             resets_per_address=settings.password_resets_per_address,
+            verification=verification,
         )
         app.state.auth = AuthService(
             db,
@@ -105,6 +110,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             tokens=tokens,
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
+            require_verified_email=settings.require_verified_email,
         )
         await _ensure_first_admin(app.state.users, settings)
         sender.start()

@@ -96,6 +96,14 @@ class TooManyResets(TooManyAttempts, code="too-many-resets"):
     """Too many password-reset requests from this address; try again later."""
 
 
+class TooManyVerificationMails(TooManyAttempts, code="too-many-verification-mails"):
+    """Enough verification mails for this account this hour; try again later."""
+
+
+class EmailNotVerified(DomainError, status=HTTPStatus.FORBIDDEN, code="email-not-verified"):
+    """Verify your email address before signing in (REQUIRE_VERIFIED_EMAIL)."""
+
+
 class InvalidToken(DomainError, code="invalid-token"):
     """The token is unknown, used up or expired."""
 
@@ -121,6 +129,10 @@ class Conflict(DomainError, status=HTTPStatus.CONFLICT, code="conflict"):
 
 
 # The database gave up on this transaction to let a concurrent one finish (twice).
+class AlreadyVerified(Conflict, code="already-verified"):
+    """The email address is already verified."""
+
+
 class ConcurrentChange(Conflict, code="concurrent-change"):
     """The request collided with a concurrent change and was not applied; retry it."""
 

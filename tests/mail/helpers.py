@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from email.message import EmailMessage
+
+from tests.mail.smtp import SmtpServer
 
 _LINK = re.compile(r"(http://\S+/(reset-password|verify-email)\?token=([A-Za-z0-9_\-]+))")
 
@@ -24,3 +28,14 @@ def token_in(message: EmailMessage, page: str) -> str:
 
 def to(messages: list[EmailMessage], address: str, subject: str) -> list[EmailMessage]:
     return [m for m in messages if m["To"] == address and m["Subject"] == subject]
+
+
+async def arrived(
+    smtp: SmtpServer, address: str, subject: str, count: int = 1
+) -> list[EmailMessage]:
+    """The mails to `address` with `subject`, once `count` of them are here."""
+    deadline = time.monotonic() + 10
+    while len(found := to(smtp.messages(), address, subject)) < count:
+        assert time.monotonic() < deadline, f"{len(found)} of {count} {subject!r} mails came"
+        await asyncio.sleep(0.02)
+    return found

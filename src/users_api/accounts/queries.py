@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Integer,
     Interval,
     Text,
     Uuid,
@@ -10,6 +11,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -19,6 +21,7 @@ from users_api.db.locks import PASSWORD_RESET_LOCK_CLASS
 from users_api.db.statements import compile_statement
 from users_api.throttle.queries import per_address
 from users_api.users.models import User
+from users_api.users.queries import caller_honoured
 
 LOCK_RESET_REQUESTS, COUNT_RESET_REQUEST = per_address(
     PasswordResetRequest, PASSWORD_RESET_LOCK_CLASS
@@ -45,6 +48,30 @@ RESET_TARGET = compile_statement(
     )
     .where(func.lower(User.email) == func.lower(bindparam("email", type_=Text)))
     .where(User.is_active.is_(True))
+    .with_for_update(of=User)
+)
+
+# The caller (as `caller_honoured` finds them), row-locked, with when the limit-th newest
+# of their tokens of `purpose` in the window was made (NULL if fewer).
+CALLER_TOKEN_MARK = compile_statement(
+    select(
+        User.id,
+        User.email,
+        User.email_verified,
+        select(MailToken.created_at)
+        .where(
+            MailToken.user_id == User.id,
+            MailToken.purpose == _PURPOSE,
+            MailToken.created_at > func.now() - _WINDOW,
+        )
+        .order_by(MailToken.created_at.desc())
+        .offset(bindparam("limit", type_=Integer) - literal_column("1", Integer))
+        .limit(literal_column("1", Integer))
+        .scalar_subquery()
+        .label("mark"),
+        func.now().label("now"),
+    )
+    .where(caller_honoured(User))
     .with_for_update(of=User)
 )
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from fastapi import Request, Response, status
 
-from users_api.accounts.schemas import PasswordResetConfirm, PasswordResetRequest
+from users_api.accounts.schemas import (
+    EmailVerification,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+)
 from users_api.accounts.service import AccountService
 from users_api.http import parse
 from users_api.http.openapi import Auth, Body, Reply, doc
@@ -60,3 +64,37 @@ async def confirm_password_reset(request: Request) -> Response:
     body = await parse.json_body(request, PasswordResetConfirm)
     await _accounts(request).confirm_reset(body.token, body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/verify-email",
+    status_code=status.HTTP_204_NO_CONTENT,
+    **doc(
+        "verifyEmail",
+        "Prove the email address with a mailed verification token",
+        None,
+        (400, 422),
+        Body(EmailVerification, {"token": "mailed-token"}),
+        Auth.NONE,
+    ),
+)
+async def verify_email(request: Request) -> Response:
+    body = await parse.json_body(request, EmailVerification)
+    await _accounts(request).verify_email(body.token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/verify-email/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    **doc(
+        "resendVerificationEmail",
+        "Mail a new verification link to the caller's address (older links die)",
+        None,
+        (401, 409, 429),
+        reply=Reply(202, "A new verification mail is on its way.", {"status": "accepted"}),
+    ),
+)
+async def resend_verification(request: Request) -> Response:
+    await _accounts(request).resend_verification(parse.caller(request))
+    return Response(_ACCEPTED, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")

@@ -22,9 +22,16 @@ from uuid_utils.compat import uuid7
 
 from users_api.accounts import queries as q
 from users_api.db.database import Database, Unit
-from users_api.errors import InvalidToken, TooManyResets
+from users_api.errors import (
+    AlreadyVerified,
+    InvalidToken,
+    TooManyResets,
+    TooManyVerificationMails,
+    Unauthorized,
+)
 from users_api.mail import letters
 from users_api.mail.messages import Mailer
+from users_api.security.tokens import AccessClaims
 from users_api.throttle.service import seconds_to_wait
 from users_api.users.service import UserService
 
@@ -33,6 +40,7 @@ VERIFY_EMAIL = "verify-email"
 # Requests are counted per client address, and mails per account, over this window.
 WINDOW = timedelta(hours=1)
 RESETS_PER_ACCOUNT = 5
+VERIFICATIONS_PER_ACCOUNT = 5
 
 
 def new_token() -> str:
@@ -45,6 +53,33 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+async def issue(unit: Unit, user_id: uuid.UUID, email: str, purpose: str, ttl: timedelta) -> str:
+    """A new token of `purpose` for the user, mailed to `email`; their older ones die."""
+    token = new_token()
+    of_user = {"user_id": user_id, "purpose": purpose}
+    await unit.execute(q.FORGET_TOKENS, **of_user, window=WINDOW)
+    await unit.execute(q.END_TOKENS, **of_user)
+    await unit.execute(
+        q.INSERT_TOKEN, **of_user, id=uuid7(), token_hash=hash_token(token), email=email, ttl=ttl
+    )
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationMail:
+    """A verification token mailed to an address, in the caller's transaction: the users
+    service's `verification` (registration, a change of email) and the resend."""
+
+    mailer: Mailer
+    ttl: timedelta
+
+    async def __call__(self, unit: Unit, user_id: uuid.UUID, email: str) -> None:
+        token = await issue(unit, user_id, email, VERIFY_EMAIL, self.ttl)
+        link = self.mailer.link("verify-email", token)
+        letter = letters.verify_email(link, int(self.ttl.total_seconds()))
+        await self.mailer.enqueue(unit, to=email, **letter)
+
+
 @dataclass(frozen=True, slots=True)
 class AccountService:
     """Stateless, one per app."""
@@ -55,6 +90,7 @@ class AccountService:
     _: KW_ONLY
     reset_ttl: timedelta
     resets_per_address: int
+    verification: VerificationMail
 
     async def request_reset(self, email: str, *, address: str) -> None:
         """Mail a reset token to `email` if it is an active user's; 429 past the address's
@@ -74,9 +110,7 @@ class AccountService:
             )
             if user is None or user["recent"] >= RESETS_PER_ACCOUNT:
                 return None  # unknown, inactive, or mailed enough: the same answer
-            token = await self._issue(
-                unit, user["id"], user["email"], PASSWORD_RESET, self.reset_ttl
-            )
+            token = await issue(unit, user["id"], user["email"], PASSWORD_RESET, self.reset_ttl)
             link = self.mailer.link("reset-password", token)
             letter = letters.password_reset(link, int(self.reset_ttl.total_seconds()))
             await self.mailer.enqueue(unit, to=user["email"], **letter)
@@ -103,20 +137,47 @@ class AccountService:
 
         await self.users.set_password(use, new_password)
 
-    async def _issue(
-        self, unit: Unit, user_id: uuid.UUID, email: str, purpose: str, ttl: timedelta
-    ) -> str:
-        """A new token of `purpose` for the user; their older ones of it die."""
-        token = new_token()
-        of_user = {"user_id": user_id, "purpose": purpose}
-        await unit.execute(q.FORGET_TOKENS, **of_user, window=WINDOW)
-        await unit.execute(q.END_TOKENS, **of_user)
-        await unit.execute(
-            q.INSERT_TOKEN,
-            **of_user,
-            id=uuid7(),
-            token_hash=hash_token(token),
-            email=email,
-            ttl=ttl,
-        )
-        return token
+    async def verify_email(self, token: str) -> None:
+        """`email_verified` becomes true; 400 `invalid-token` when the token is unknown,
+        used up, expired, or was mailed to an address the user no longer has."""
+        token_hash = hash_token(token)
+
+        async def use(unit: Unit) -> uuid.UUID:
+            user_id: uuid.UUID | None = await unit.value(
+                q.USE_TOKEN, token_hash=token_hash, purpose=VERIFY_EMAIL
+            )
+            if user_id is None:
+                raise InvalidToken
+            await unit.execute(q.END_TOKENS, user_id=user_id, purpose=VERIFY_EMAIL)
+            return user_id
+
+        await self.users.mark_verified(use)
+
+    async def resend_verification(self, caller: AccessClaims) -> None:
+        """A new verification mail to the caller (the older tokens die); 409 when already
+        verified; 429 past VERIFICATIONS_PER_ACCOUNT mails an hour."""
+        values = {
+            "caller_id": caller.user_id,
+            "auth_version": caller.auth_version,
+            "session_id": caller.session_id,
+        }
+
+        async def resend(unit: Unit) -> None:
+            user = await unit.one(
+                q.CALLER_TOKEN_MARK,
+                **values,
+                purpose=VERIFY_EMAIL,
+                window=WINDOW,
+                limit=VERIFICATIONS_PER_ACCOUNT,
+            )
+            if user is None:
+                raise Unauthorized
+            if user["email_verified"]:
+                raise AlreadyVerified
+            wait = seconds_to_wait((user["mark"],), now=user["now"], window=WINDOW)
+            if wait is not None:
+                raise TooManyVerificationMails(wait)
+            await self.verification(unit, user["id"], user["email"])
+
+        await self.db.run(resend)
+        self.users.wake_outbox()

@@ -32,7 +32,7 @@ def _found_and_locked(column: Any) -> Statement:
     """
     login = func.lower(bindparam("login", type_=Text))
     found = (
-        select(User.id, User.password_hash, User.is_active, User.auth_version)
+        select(User.id, User.password_hash, User.is_active, User.auth_version, User.email_verified)
         .where(func.lower(column) == login)
         .subquery("found")
     )

@@ -29,7 +29,13 @@ from uuid_utils.compat import uuid7
 from users_api.auth import queries as q
 from users_api.db.database import Database, Unit
 from users_api.db.statements import Statement
-from users_api.errors import DomainError, InvalidCredentials, TooManyAttempts, Unauthorized
+from users_api.errors import (
+    DomainError,
+    EmailNotVerified,
+    InvalidCredentials,
+    TooManyAttempts,
+    Unauthorized,
+)
 from users_api.security.passwords import HashingTurn, Passwords
 from users_api.security.tokens import (
     AccessClaims,
@@ -77,6 +83,8 @@ class AuthService:
     tokens: AccessTokens
     refresh_ttl: timedelta
     throttle: LoginThrottle
+    # REQUIRE_VERIFIED_EMAIL: the right password of an unverified user is refused (403).
+    require_verified_email: bool = False
 
     async def login(self, name: str, password: str, *, client: Client) -> TokenPair | DomainError:
         """Tokens of a new session, or the error to answer with.
@@ -111,6 +119,8 @@ class AuthService:
         if user["id"] is None or not ok or not user["is_active"]:
             await self.throttle.record_failure(unit, account_key=account_key, address=address)
             return InvalidCredentials()
+        if self.require_verified_email and not user["email_verified"]:
+            return EmailNotVerified()  # only now: the right password reveals nothing new
         session = {"session_id": uuid7(), **client.stored()}
         pair = await self._issue(unit, q.START_SESSION, user["id"], user["auth_version"], session)
         return pair or InvalidCredentials()  # deactivated or given a new password meanwhile

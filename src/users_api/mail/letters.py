@@ -55,12 +55,13 @@ def password_changed() -> Letter:
     }
 
 
-def email_changed(new_email: str) -> Letter:
+def email_changed() -> Letter:
+    """To the old address; it does not name the new one (which is not its reader's)."""
     return {
         "subject": "Your email address was changed",
         "text": (
-            f"The email address of your account was changed to {new_email}; mail for "
-            "the account now goes there.\n\nIf you did not do this, tell your "
+            "The email address of your account was changed; mail for the account now "
+            "goes to the new address.\n\nIf you did not do this, tell your "
             "administrator at once.\n"
         ),
     }

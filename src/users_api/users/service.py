@@ -51,6 +51,10 @@ def _caller_values(caller: AccessClaims) -> dict[str, Any]:
     }
 
 
+# (unit, user id, address): a verification token mailed to the address, in that unit.
+MailVerification = Callable[[Unit, uuid.UUID, str], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """What a password change answers with: its hashing turn; for one's own password,
@@ -76,6 +80,9 @@ class UserService:
     # to wake when one was; None: nothing is mailed (the CLI).
     mailer: Mailer | None = None
     outbox: Sender | None = None
+    # Mails a verification token to a (new) address in the caller's transaction
+    # (`accounts.service.VerificationMail`); None: nothing is mailed.
+    verification: MailVerification | None = None
 
     # --- reading -------------------------------------------------------------------
 
@@ -188,8 +195,12 @@ class UserService:
             "is_active": True if data.is_active is None else data.is_active,
             "is_admin": bool(data.is_admin),
         }
+        mail = not system and self.verification is not None
         if not as_admin or caller is None:
-            return as_row(await self.db.run(_insert(values), transaction=False))
+            work = self._mailing_verification(_insert(values), mail=mail)
+            created = as_row(await self.db.run(work, transaction=mail))
+            self.wake_outbox()
+            return created
         admin_values = {**values, **_caller_values(caller)}
 
         async def insert_as_admin(unit: Unit) -> Record:
@@ -205,7 +216,23 @@ class UserService:
                 record = await _insert(values)(unit)
             return record
 
-        return as_row(await self.db.run(insert_as_admin, transaction=False))
+        work = self._mailing_verification(insert_as_admin, mail=mail)
+        created = as_row(await self.db.run(work, transaction=mail))
+        self.wake_outbox()
+        return created
+
+    def _mailing_verification(self, insert: Work[Record], *, mail: bool) -> Work[Record]:
+        """`insert`, then (when `mail`) a verification mail to the new user, in its unit."""
+        verification = self.verification
+        if not mail or verification is None:
+            return insert
+
+        async def insert_and_mail(unit: Unit) -> Record:
+            record = await insert(unit)
+            await verification(unit, record["id"], record["email"])
+            return record
+
+        return insert_and_mail
 
     async def ensure_admin(self, *, email: str, username: str, password: str) -> UserRow | None:
         """Create this admin unless a user already has the email; None when nothing was done.
@@ -308,7 +335,10 @@ class UserService:
 
         if "password" not in fields:
             lone_statement = profile and not fields & policy.IDENTITY_FIELDS
-            return as_row(await self.db.run(change, transaction=not lone_statement))
+            changed = as_row(await self.db.run(change, transaction=not lone_statement))
+            if "email" in fields:
+                self.wake_outbox()  # the notice and the verification mail
+            return changed
         # The hashing turn before the connection and the locks, as a login takes them: the
         # other way round, logins holding every turn while they wait for this account's
         # lock would wait for ever on this change, which would wait for a turn.
@@ -343,6 +373,9 @@ class UserService:
         await self._guard_last_admin(unit, target, removing=removing)
         if changes.get("is_active") is False and target["is_active"]:
             changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
+        new_address = changes.get("email", target["email"]).lower() != target["email"].lower()
+        if new_address and "email_verified" not in changes:  # an admin may say otherwise
+            changes["email_verified"] = False
         return await self._write(unit, target, changes, values)
 
     async def _write(
@@ -363,12 +396,28 @@ class UserService:
             await unit.execute(q.END_USER_SESSIONS, user_id=target["id"])
         if "password_hash" in changed and self.mailer is not None:
             await self.mailer.enqueue(unit, to=target["email"], **letters.password_changed())
+        if "email" in changed and self.mailer is not None:
+            await self.mailer.enqueue(unit, to=target["email"], **letters.email_changed())
+            if self.verification is not None and not record["email_verified"]:
+                await self.verification(unit, target["id"], changes["email"])
         return record
 
     def wake_outbox(self) -> None:
         """Deliver what a committed change mailed now, not at the next poll."""
         if self.outbox is not None:
             self.outbox.wake()
+
+    async def mark_verified(self, find: Callable[[Unit], Awaitable[uuid.UUID]]) -> None:
+        """`email_verified` becomes true for the user `find` names in the same transaction
+        (the holder of a verification token): a change of the user like any other."""
+
+        async def change(unit: Unit) -> None:
+            user_id = await find(unit)
+            target = await unit.one(q.USER_FOR_UPDATE, user_id=user_id)
+            assert target is not None  # `find` found it
+            await self._write(unit, target, {"email_verified": True}, {"user_id": user_id})
+
+        await self.db.run(change)
 
     async def set_password(
         self, find: Callable[[Unit], Awaitable[uuid.UUID]], password: str

@@ -1,5 +1,6 @@
 """Mail: the outbox (any channel's messages, delivered after their transaction commits),
-mailed single-use tokens (stored as hashes), reset requests counted per client address.
+mailed single-use tokens (stored as hashes), reset requests counted per client address,
+and `users.email_verified` (false for every existing user: none has proven an address).
 
 Revision ID: 0005
 Revises: 0004
@@ -19,6 +20,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "users",
+        sa.Column("email_verified", sa.Boolean(), server_default="false", nullable=False),
+    )
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
@@ -110,3 +115,4 @@ def downgrade() -> None:
         "ix_outbox_due", table_name="outbox", postgresql_where=sa.text("delivered_at IS NULL")
     )
     op.drop_table("outbox")
+    op.drop_column("users", "email_verified")
