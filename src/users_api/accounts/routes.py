@@ -33,7 +33,7 @@ def _accounts(request: Request) -> AccountService:
         "Mail a password-reset link to this address, if an active user has it (the "
         "answer is the same either way)",
         None,
-        (422, 429),
+        (400, 422, 429),
         Body(PasswordResetRequest, {"email": "ada@example.com"}),
         Auth.NONE,
         reply=Reply(202, "Accepted, whether or not the address is known.", {"status": "accepted"}),
