@@ -61,11 +61,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
-    # `_env_file=None`: a developer's own .env must not leak into the tests.
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # `_env_file=None`: a developer's own .env must not leak into the tests. Mail goes to
+    # .eml files in a folder of the run's (DATA_DIR/outbox), looked for only when this
+    # app wrote some: apps of the mail tests deliver their own (tests/mail).
     return Settings(
         database_url=database_url,
         secret_key="test-secret-key-that-is-at-least-32-bytes-long",
+        data_dir=tmp_path_factory.mktemp("data"),
+        outbox_poll_seconds=3600,
         _env_file=None,
     )
 
@@ -137,7 +141,10 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
     yield
     async with engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts CASCADE")
+            text(
+                "TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox, "
+                "password_reset_requests CASCADE"
+            )
         )
 
 

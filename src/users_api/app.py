@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from users_api import __version__
+from users_api.accounts.routes import router as accounts_router
+from users_api.accounts.service import AccountService, VerificationMail
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
 from users_api.config import Settings
@@ -28,10 +30,13 @@ from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
+from users_api.mail.messages import KIND as MAIL
+from users_api.mail.messages import Mailer
 from users_api.mfa.routes import admin_router as mfa_admin_router
 from users_api.mfa.routes import router as mfa_router
 from users_api.mfa.service import MfaService, SecondFactor
 from users_api.middleware import BodySizeLimit, Cors, Edge
+from users_api.outbox.sender import Sender
 from users_api.security import strength
 from users_api.security.mfa import SecretBox
 from users_api.security.passwords import Passwords, default_hash_concurrency
@@ -64,6 +69,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         concurrency=settings.password_hash_concurrency or default_hash_concurrency()
     )
     secret_key = resolve_secret_key(settings)
+    mailer = Mailer.from_settings(settings)
     tokens = AccessTokens(
         secret=secret_key,
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
@@ -78,6 +84,16 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
         throttle = LoginThrottle.from_settings(settings)
         app.state.db = db
+        sender = Sender(
+            db,
+            {MAIL: mailer.deliver},
+            poll_seconds=settings.outbox_poll_seconds,
+            retry_seconds=settings.outbox_retry_seconds,
+        )
+        app.state.outbox = sender
+        verification = VerificationMail(
+            mailer, timedelta(seconds=settings.email_verification_ttl_seconds)
+        )
         app.state.users = UserService(
             db,
             passwords,
@@ -85,6 +101,17 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             allow_registration=settings.allow_registration,
             throttle=throttle,
             registrations_per_address=settings.registrations_per_address,
+            mailer=mailer,
+            outbox=sender,
+            verification=verification,
+        )
+        app.state.accounts = AccountService(
+            db,
+            app.state.users,
+            mailer,
+            reset_ttl=timedelta(seconds=settings.password_reset_ttl_seconds),
+            resets_per_address=settings.password_resets_per_address,
+            verification=verification,
         )
         app.state.auth = AuthService(
             db,
@@ -93,15 +120,18 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
             factor=factor,
+            require_verified_email=settings.require_verified_email,
         )
         app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
         await _ensure_first_admin(app.state.users, settings)
+        sender.start()
         strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
             on_started()
         try:
             yield
         finally:
+            await sender.stop()
             await db.close()
             passwords.close()
 
@@ -127,7 +157,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     if settings.cors_origins:
         app.add_middleware(Cors, origins=settings.cors_origins)
     # The most asked first.
-    add_routes(app, users_router, auth_router, mfa_router, mfa_admin_router, _operations)
+    add_routes(
+        app, users_router, auth_router, mfa_router, mfa_admin_router, accounts_router, _operations
+    )
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app

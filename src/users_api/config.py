@@ -7,6 +7,7 @@ import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -120,6 +121,21 @@ class Settings(BaseSettings):
     # Browser origins answered with CORS (comma-separated `scheme://host[:port]`, or `*`).
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # Mail (mail/): an SMTP server, or none (`.eml` files under DATA_DIR/outbox/).
+    smtp_url: SecretStr | None = None
+    mail_from: str = "users-api <no-reply@localhost>"
+    # The client application's pages that mailed links point at.
+    public_url: str = "http://127.0.0.1:8000"
+    password_reset_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 1800
+    email_verification_ttl_seconds: Annotated[int, Field(ge=60, le=2_592_000)] = 172_800
+    require_verified_email: bool = False
+    # Password-reset requests per client address per hour.
+    password_resets_per_address: Annotated[int, Field(ge=1)] = 20
+    # The outbox sender (outbox/): how often it looks for due messages, and the first
+    # wait after a failed delivery (doubled after each next one, at most an hour).
+    outbox_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    outbox_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
     first_admin_email: str | None = None
     first_admin_username: str | None = None
     first_admin_password: SecretStr | None = None
@@ -159,6 +175,7 @@ class Settings(BaseSettings):
     @field_validator(
         "secret_key",
         "mfa_previous_secret_key",
+        "smtp_url",
         "password_hash_concurrency",
         "first_admin_email",
         "first_admin_username",
@@ -219,6 +236,26 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().encode()) < 32:
             raise ValueError("must be at least 32 bytes long")
         return value
+
+    @field_validator("smtp_url", mode="after")
+    @classmethod
+    def _validate_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError(
+                    "must be smtp://[user:pass@]host:port or smtps://[user:pass@]host:port"
+                )
+            parts.port  # noqa: B018  # raises ValueError on a bad port
+        return value
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _validate_public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
     def require_database_url(self) -> str:
         if self.database_url is None:

@@ -117,6 +117,22 @@ class TooManySignUps(TooManyAttempts, code="too-many-sign-ups"):
     """Too many sign-ups from this address; try again later."""
 
 
+class TooManyResets(TooManyAttempts, code="too-many-resets"):
+    """Too many password-reset requests from this address; try again later."""
+
+
+class TooManyVerificationMails(TooManyAttempts, code="too-many-verification-mails"):
+    """Enough verification mails for this account this hour; try again later."""
+
+
+class EmailNotVerified(DomainError, status=HTTPStatus.FORBIDDEN, code="email-not-verified"):
+    """Verify your email address before signing in (REQUIRE_VERIFIED_EMAIL)."""
+
+
+class InvalidToken(DomainError, code="invalid-token"):
+    """The token is unknown, used up or expired."""
+
+
 class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 
@@ -138,6 +154,10 @@ class Conflict(DomainError, status=HTTPStatus.CONFLICT, code="conflict"):
 
 
 # The database gave up on this transaction to let a concurrent one finish (twice).
+class AlreadyVerified(Conflict, code="already-verified"):
+    """The email address is already verified."""
+
+
 class ConcurrentChange(Conflict, code="concurrent-change"):
     """The request collided with a concurrent change and was not applied; retry it."""
 
@@ -298,13 +318,15 @@ _DOCUMENTED: dict[int, _Documented] = {
     400: _Documented(
         "BadRequest",
         "Bad request: a body that cannot be read (not UTF-8, a broken form), a malformed "
-        "or foreign cursor, or a `grant_type` the token endpoint does not take.",
+        "or foreign cursor, a `grant_type` the token endpoint does not take, or a mailed "
+        "token that is unknown, used up or expired.",
         examples={
             "A cursor from another query": _of(
                 InvalidCursor("The cursor was made for another sort order.")
             ),
             "An unsupported grant type": _of(UnsupportedGrantType()),
             "A wrong second-factor code": _of(InvalidCode()),
+            "A mailed token that is unknown, used up or expired": _of(InvalidToken()),
             "A body that cannot be read": _body(
                 400, "bad-request", "There was an error parsing the body"
             ),

@@ -131,12 +131,14 @@ async def postgres(postgres_server: Postgres) -> AsyncIterator[Postgres]:
 
 
 @pytest.fixture
-def resilience_settings(postgres: Postgres) -> Settings:
+def resilience_settings(postgres: Postgres, tmp_path: Path) -> Settings:
     # Outages, not sign-up floods: these tests register many users from one address.
+    # Their verification mails go to .eml files in the test's own folder.
     return Settings(
         database_url=postgres.url,
         secret_key=SECRET_KEY,
         registrations_per_address=100_000,
+        data_dir=tmp_path,
         _env_file=None,
     )
 

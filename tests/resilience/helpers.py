@@ -128,6 +128,8 @@ async def wait_until_ready(client: httpx.AsyncClient, within: float = 10.0) -> N
     raise AssertionError(f"not ready {within} s after the database came back")
 
 
-def assert_every_connection_returned(app: FastAPI) -> None:
-    """Both pools, the sessions' and the hot paths', hold every connection again."""
+async def assert_every_connection_returned(app: FastAPI) -> None:
+    """Both pools, the sessions' and the hot paths', hold every connection again, once
+    the outbox sender (the one user of the pool besides requests) has stopped."""
+    await app.state.outbox.stop()
     assert app.state.db.in_use() == 0

@@ -112,7 +112,7 @@ async def test_outage_answers_503_then_recovers_without_losing_writes(
         assert writes.unavailable > 0
         assert len(writes.created) > recovered_with  # writes succeed again
         assert writes.slowest < 5.0
-        assert_every_connection_returned(app)
+        await assert_every_connection_returned(app)
 
     # Every acknowledged write survived the outage (and the crash recovery).
     connection = await postgres.connect()
@@ -209,7 +209,7 @@ async def test_connect_timeout_bounds_a_database_that_accepts_but_never_answers(
                 assert took < 5.0
         await wait_until_ready(client)
         await register(client, "thawed")
-        assert_every_connection_returned(app)
+        await assert_every_connection_returned(app)
 
 
 async def test_a_database_that_is_shutting_down_gets_503(

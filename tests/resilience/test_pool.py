@@ -81,7 +81,7 @@ async def test_requests_beyond_the_pool_wait_at_most_the_pool_timeout_then_get_5
             me = await client.get("/api/v1/users/me", headers=headers)
             assert me.status_code == 200, me.text
             assert me.json()["full_name"] == "Ada Lovelace"
-        assert_every_connection_returned(app)
+        await assert_every_connection_returned(app)
         print(f"\npool exhaustion: {EXCESS} excess requests, {len(excess)} answered 503")
 
 
@@ -132,7 +132,7 @@ async def test_statement_timeout_cancels_the_statement_and_the_connection_stays_
         )
         assert patched.status_code == 200, patched.text
         assert patched.json()["version"] == 2
-        assert_every_connection_returned(app)
+        await assert_every_connection_returned(app)
 
 
 async def test_lock_timeout_is_a_503_not_a_500(
@@ -155,7 +155,7 @@ async def test_lock_timeout_is_a_503_not_a_500(
                 await holder.close(timeout=1)
         locked = await client.post(f"/_test/lock/{user['id']}")
         assert locked.status_code == 200, locked.text
-        assert_every_connection_returned(app)
+        await assert_every_connection_returned(app)
 
 
 LOGIN_STORM = 40

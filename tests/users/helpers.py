@@ -29,6 +29,7 @@ USER_KEYS = {
     "full_name",
     "is_active",
     "is_admin",
+    "email_verified",
     "mfa_enabled",
     "created_at",
     "updated_at",

@@ -34,7 +34,14 @@ def _found_and_locked(column: Any) -> Statement:
     """
     login = func.lower(bindparam("login", type_=Text))
     found = (
-        select(User.id, User.password_hash, User.is_active, User.auth_version, User.mfa_enabled)
+        select(
+            User.id,
+            User.password_hash,
+            User.is_active,
+            User.auth_version,
+            User.mfa_enabled,
+            User.email_verified,
+        )
         .where(func.lower(column) == login)
         .subquery("found")
     )

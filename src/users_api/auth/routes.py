@@ -59,7 +59,7 @@ def token_response(result: TokenPair | DomainError) -> Response:
         "Log in (OAuth2 password grant: username or email, and password), or trade a "
         "refresh token for a new pair (refresh grant)",
         TokenResponse,
-        (400, 401, 429),
+        (400, 401, 403, 429),
         Form(TokenForm, examples.LOGIN),
         Auth.NONE,
         reply=TOKENS,

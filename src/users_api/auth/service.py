@@ -35,6 +35,7 @@ from users_api.db.database import Database, Record, Unit
 from users_api.db.statements import Statement
 from users_api.errors import (
     DomainError,
+    EmailNotVerified,
     InvalidCredentials,
     InvalidMfaToken,
     MfaRequired,
@@ -96,6 +97,8 @@ class AuthService:
     refresh_ttl: timedelta
     throttle: LoginThrottle
     factor: SecondFactor
+    # REQUIRE_VERIFIED_EMAIL: the right password of an unverified user is refused (403).
+    require_verified_email: bool = False
 
     async def login(self, name: str, password: str, *, client: Client) -> TokenPair | DomainError:
         """Tokens of a new session, or the error to answer with.
@@ -130,6 +133,8 @@ class AuthService:
         if user["id"] is None or not ok or not user["is_active"]:
             await self.throttle.record_failure(unit, account_key=account_key, address=address)
             return InvalidCredentials()
+        if self.require_verified_email and not user["email_verified"]:
+            return EmailNotVerified()  # only now: the right password reveals nothing new
         if user["mfa_enabled"]:  # the second step is next: no tokens until it is done
             mfa_token = new_refresh_token()
             await unit.execute(

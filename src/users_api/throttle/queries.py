@@ -13,12 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     Interval,
     Text,
     Uuid,
+    and_,
     bindparam,
     cast,
     delete,
+    exists,
     func,
     insert,
     literal_column,
@@ -27,7 +30,7 @@ from sqlalchemy import (
 )
 
 from users_api.db.locks import LOGIN_LOCK_CLASS
-from users_api.db.statements import compile_statement
+from users_api.db.statements import Statement, compile_statement
 from users_api.throttle.models import LoginFailure
 
 _WINDOW = bindparam("window", type_=Interval)
@@ -92,3 +95,45 @@ RECORD_FAILURE = compile_statement(
         account_key=bindparam("account_key"), client_address=bindparam("address")
     )
 )
+
+
+# --- counted per client address (sign-ups, password-reset requests) ------------------
+
+
+def per_address(model: Any, lock_class: int) -> tuple[Statement, Statement]:
+    """The lock and the count of one client address's attempts kept in `model` (a table
+    with `client_address` and `attempted_at`): its advisory lock, taken in a statement of
+    its own (a statement's snapshot is taken before it waits for a lock), and one
+    statement that forgets the address's attempts that left the window, records this one
+    unless it must wait, and returns when the limit-th newest attempt in the window was
+    (`mark`, NULL if fewer: `service.seconds_to_wait` turns it into the wait) and `now`.
+    Binds `address`, `limit`, `window`."""
+    address = bindparam("address", type_=Text)
+    lock = compile_statement(
+        select(func.pg_advisory_xact_lock(literal_column(str(lock_class)), func.hashtext(address)))
+    )
+    recent = and_(model.client_address == address, model.attempted_at > func.now() - _WINDOW)
+    mark = (
+        select(model.attempted_at.label("mark"))
+        .where(recent)
+        .order_by(model.attempted_at.desc())
+        .offset(bindparam("limit", type_=Integer) - literal_column("1", Integer))
+        .limit(literal_column("1", Integer))
+        .cte("mark")
+    )
+    forget = (
+        delete(model)
+        .where(model.client_address == address, model.attempted_at <= func.now() - _WINDOW)
+        .cte("forgotten")
+    )
+    record = (
+        insert(model)
+        .from_select(["client_address"], select(address).where(~exists(select(mark.c.mark))))
+        .cte("recorded")
+    )
+    count = compile_statement(
+        select(select(mark.c.mark).scalar_subquery().label("mark"), func.now().label("now"))
+        .add_cte(forget)
+        .add_cte(record)
+    )
+    return lock, count

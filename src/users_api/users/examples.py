@@ -23,6 +23,7 @@ USER: dict[str, Any] = {
     "full_name": "Ada Lovelace",
     "is_active": True,
     "is_admin": False,
+    "email_verified": False,
     "mfa_enabled": False,
     "created_at": "2026-11-22T10:00:00Z",
     "updated_at": "2026-11-22T10:00:00Z",

@@ -42,6 +42,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Proven by a mailed token (or set by an admin); false again when the email changes.
+    email_verified: Mapped[bool] = mapped_column(Boolean, server_default="false")
     version: Mapped[int] = mapped_column(Integer)
     # Bumped on password change, deactivation and logout-all; every token carries the
     # value it was issued under, so bumping it revokes them all at once.

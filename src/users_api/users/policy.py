@@ -16,8 +16,9 @@ from users_api.security.passwords import Passwords
 SELF_SERVICE_FIELDS = frozenset({"email", "username", "full_name", "password", "current_password"})
 # Fields whose change takes the identity lock (their unique indexes).
 IDENTITY_FIELDS = frozenset({"email", "username"})
-# Fields a guarded one-statement update may change: no hashing, no admin rule.
-PROFILE_FIELDS = frozenset({"email", "username", "full_name"})
+# Fields a guarded one-statement update may change: no hashing, no admin rule, no mail
+# (a new email is unverified, and mailed at both addresses: `UserService._write`).
+PROFILE_FIELDS = frozenset({"username", "full_name"})
 # Sign-ups are counted per client address over this window (REGISTRATIONS_PER_ADDRESS).
 SIGN_UP_WINDOW = timedelta(hours=1)
 

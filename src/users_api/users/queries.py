@@ -24,7 +24,6 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
-    Interval,
     Select,
     Text,
     Update,
@@ -47,6 +46,7 @@ from sqlalchemy.orm import aliased
 from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS, SIGN_UP_LOCK_CLASS
 from users_api.db.statements import Statement, compile_statement
 from users_api.security.tokens import AccessClaims
+from users_api.throttle.queries import per_address
 from users_api.users.models import SignUpAttempt, User, UserSession
 from users_api.users.schemas import UserOut, UserSort
 
@@ -137,6 +137,13 @@ TARGET_FOR_UPDATE = compile_statement(
         User.id == bindparam("user_id"),
         exists().where(caller_honoured(), admin_or_self(User.id)),
     )
+    .with_for_update(of=User)
+)
+
+# A user the system changes (a reset token's holder), row-locked, with what the rules need.
+USER_FOR_UPDATE = compile_statement(
+    select(*public_columns(User), User.password_hash, User.auth_version)
+    .where(User.id == bindparam("user_id"))
     .with_for_update(of=User)
 )
 
@@ -247,52 +254,8 @@ CREATION_CHECK = compile_statement(
     )
 )
 
-# One client address's sign-ups are counted one at a time: its lock, taken in a statement
-# of its own (a statement's snapshot is taken before it waits for a lock).
-_ADDRESS = bindparam("address", type_=Text)
-_WINDOW = bindparam("window", type_=Interval)
-LOCK_SIGN_UPS = compile_statement(
-    select(
-        func.pg_advisory_xact_lock(literal_column(str(SIGN_UP_LOCK_CLASS)), func.hashtext(_ADDRESS))
-    )
-)
-_RECENT = and_(
-    SignUpAttempt.client_address == _ADDRESS,
-    SignUpAttempt.attempted_at > func.now() - _WINDOW,
-)
-# When the limit-th newest attempt of the address within the window was (NULL if fewer):
-# while there is one, the address waits until it leaves the window.
-_MARK = (
-    select(SignUpAttempt.attempted_at.label("mark"))
-    .where(_RECENT)
-    .order_by(SignUpAttempt.attempted_at.desc())
-    .offset(bindparam("limit", type_=Integer) - literal_column("1", Integer))
-    .limit(literal_column("1", Integer))
-    .cte("mark")
-)
-_FORGET = (
-    delete(SignUpAttempt)
-    .where(
-        SignUpAttempt.client_address == _ADDRESS,
-        SignUpAttempt.attempted_at <= func.now() - _WINDOW,
-    )
-    .cte("forgotten")
-)
-_RECORD = (
-    insert(SignUpAttempt)
-    .from_select(
-        ["client_address"],
-        select(_ADDRESS).where(~exists(select(_MARK.c.mark))),
-    )
-    .cte("recorded")
-)
-# The address's mark and the time, forgetting its attempts that left the window, and
-# counting this one unless it must wait: one round trip, under LOCK_SIGN_UPS.
-COUNT_SIGN_UP = compile_statement(
-    select(select(_MARK.c.mark).scalar_subquery().label("mark"), func.now().label("now"))
-    .add_cte(_FORGET)
-    .add_cte(_RECORD)
-)
+# One client address's sign-ups, counted one at a time under its lock.
+LOCK_SIGN_UPS, COUNT_SIGN_UP = per_address(SignUpAttempt, SIGN_UP_LOCK_CLASS)
 
 # --- changing ----------------------------------------------------------------------
 

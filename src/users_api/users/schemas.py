@@ -100,7 +100,15 @@ class UserCreate(_Input):
     is_admin: bool | None = None
 
 
-_NOT_NULLABLE = ("email", "username", "password", "is_active", "is_admin", "current_password")
+_NOT_NULLABLE = (
+    "email",
+    "username",
+    "password",
+    "is_active",
+    "is_admin",
+    "email_verified",
+    "current_password",
+)
 
 
 def _document_absent_not_null(schema: dict[str, Any]) -> None:
@@ -131,6 +139,7 @@ class UserUpdate(_Input):
     current_password: Annotated[str, StringConstraints(max_length=1024)] | None = None
     is_active: bool | None = None
     is_admin: bool | None = None
+    email_verified: bool | None = None
 
     @field_validator(*_NOT_NULLABLE, mode="before")
     @classmethod
@@ -153,6 +162,7 @@ class UserOut(BaseModel):
     full_name: str | None
     is_active: bool
     is_admin: bool
+    email_verified: bool
     # Read-only: true while the user has a confirmed second factor (the `mfa` package).
     mfa_enabled: bool
     created_at: datetime

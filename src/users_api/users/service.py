@@ -7,6 +7,7 @@ before it returns. Every front (REST, CLI, start-up) calls these methods.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from functools import partial
 from typing import Any
@@ -23,6 +24,9 @@ from users_api.errors import (
     PreconditionFailed,
     TooManySignUps,
 )
+from users_api.mail import letters
+from users_api.mail.messages import Mailer
+from users_api.outbox.sender import Sender
 from users_api.security.passwords import HashingTurn, Passwords
 from users_api.security.tokens import AccessClaims
 from users_api.throttle.service import LoginThrottle, seconds_to_wait
@@ -36,6 +40,10 @@ from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
 class RowPage:
     items: list[UserRow]
     next_cursor: str | None
+
+
+# (unit, user id, address): a verification token mailed to the address, in that unit.
+MailVerification = Callable[[Unit, uuid.UUID, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,13 @@ class UserService:
     # Sign-ups an hour per client address (REGISTRATIONS_PER_ADDRESS); the CLI creates
     # as the system, which is never counted.
     registrations_per_address: int = 20
+    # Notices mailed on changes (written into the outbox with the change), and the sender
+    # to wake when one was; None: nothing is mailed (the CLI).
+    mailer: Mailer | None = None
+    outbox: Sender | None = None
+    # Mails a verification token to a (new) address in the caller's transaction
+    # (`accounts.service.VerificationMail`); None: nothing is mailed.
+    verification: MailVerification | None = None
 
     # --- reading -------------------------------------------------------------------
 
@@ -171,8 +186,12 @@ class UserService:
             "is_active": True if data.is_active is None else data.is_active,
             "is_admin": bool(data.is_admin),
         }
+        mail = not system and self.verification is not None
         if not as_admin or caller is None:
-            return as_row(await self.db.run(_insert(values), transaction=False))
+            work = self._mailing_verification(_insert(values), mail=mail)
+            created = as_row(await self.db.run(work, transaction=mail))
+            self.wake_outbox()
+            return created
         admin_values = {**values, **caller_values(caller)}
 
         async def insert_as_admin(unit: Unit) -> Record:
@@ -188,7 +207,23 @@ class UserService:
                 record = await _insert(values)(unit)
             return record
 
-        return as_row(await self.db.run(insert_as_admin, transaction=False))
+        work = self._mailing_verification(insert_as_admin, mail=mail)
+        created = as_row(await self.db.run(work, transaction=mail))
+        self.wake_outbox()
+        return created
+
+    def _mailing_verification(self, insert: Work[Record], *, mail: bool) -> Work[Record]:
+        """`insert`, then (when `mail`) a verification mail to the new user, in its unit."""
+        verification = self.verification
+        if not mail or verification is None:
+            return insert
+
+        async def insert_and_mail(unit: Unit) -> Record:
+            record = await insert(unit)
+            await verification(unit, record["id"], record["email"])
+            return record
+
+        return insert_and_mail
 
     async def ensure_admin(self, *, email: str, username: str, password: str) -> UserRow | None:
         """Create this admin unless a user already has the email; None when nothing was done.
@@ -291,7 +326,10 @@ class UserService:
 
         if "password" not in fields:
             lone_statement = profile and not fields & policy.IDENTITY_FIELDS
-            return as_row(await self.db.run(change, transaction=not lone_statement))
+            changed = as_row(await self.db.run(change, transaction=not lone_statement))
+            if "email" in fields:
+                self.wake_outbox()  # the notice and the verification mail
+            return changed
         # The hashing turn before the connection and the locks, as a login takes them: the
         # other way round, logins holding every turn while they wait for this account's
         # lock would wait for ever on this change, which would wait for a turn.
@@ -299,6 +337,7 @@ class UserService:
             result = await self.db.run(partial(change, hashing=hashing))
         if isinstance(result, DomainError):
             raise result
+        self.wake_outbox()  # the notice of the new password
         return as_row(result)
 
     async def _change(
@@ -316,13 +355,26 @@ class UserService:
         policy.require_admin_for(fields, admin=target["caller_is_admin"], doing="change")
         if "password" in changes:
             assert answer is not None  # a password change holds a hashing turn
-            refused = await self._new_password(unit, target, changes, patch, answer)
+            refused = await self._new_password(
+                unit, target, changes, patch.current_password, answer
+            )
             if refused is not None:
                 return refused
         removing = changes.get("is_admin") is False or changes.get("is_active") is False
         await self._guard_last_admin(unit, target, removing=removing)
         if changes.get("is_active") is False and target["is_active"]:
             changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
+        new_address = changes.get("email", target["email"]).lower() != target["email"].lower()
+        if new_address and "email_verified" not in changes:  # an admin may say otherwise
+            changes["email_verified"] = False
+        return await self._write(unit, target, changes, values)
+
+    async def _write(
+        self, unit: Unit, target: Record, changes: dict[str, Any], values: dict[str, Any]
+    ) -> Record:
+        """Write what changes of the locked `target`; what follows from it in the same
+        transaction: a new `auth_version` ends every session, a new password is noticed
+        to the address."""
         changed = {name for name, value in changes.items() if target[name] != value}
         if not changed:
             return target
@@ -333,7 +385,52 @@ class UserService:
         assert record is not None  # the row is locked: it is there
         if "auth_version" in changed:  # every token dies: so do the sessions they are of
             await unit.execute(q.END_USER_SESSIONS, user_id=target["id"])
+        if "password_hash" in changed and self.mailer is not None:
+            await self.mailer.enqueue(unit, to=target["email"], **letters.password_changed())
+        if "email" in changed and self.mailer is not None:
+            await self.mailer.enqueue(unit, to=target["email"], **letters.email_changed())
+            if self.verification is not None and not record["email_verified"]:
+                await self.verification(unit, target["id"], changes["email"])
         return record
+
+    def wake_outbox(self) -> None:
+        """Deliver what a committed change mailed now, not at the next poll."""
+        if self.outbox is not None:
+            self.outbox.wake()
+
+    async def mark_verified(self, find: Callable[[Unit], Awaitable[uuid.UUID]]) -> None:
+        """`email_verified` becomes true for the user `find` names in the same transaction
+        (the holder of a verification token): a change of the user like any other."""
+
+        async def change(unit: Unit) -> None:
+            user_id = await find(unit)
+            target = await unit.one(q.USER_FOR_UPDATE, user_id=user_id)
+            assert target is not None  # `find` found it
+            await self._write(unit, target, {"email_verified": True}, {"user_id": user_id})
+
+        await self.db.run(change)
+
+    async def set_password(
+        self, find: Callable[[Unit], Awaitable[uuid.UUID]], password: str
+    ) -> None:
+        """Set the password of the user `find` names in the same transaction (the holder of
+        a reset token), as every password change is set: the policy (a 422 rolls the
+        whole transaction back, `find`'s part too), the hash, a new `auth_version` (every
+        token and session dies), the notice."""
+        async with self.passwords.turn() as hashing:
+
+            async def change(unit: Unit) -> None:
+                user_id = await find(unit)
+                target = await unit.one(q.USER_FOR_UPDATE, user_id=user_id)
+                assert target is not None  # `find` found it
+                changes: dict[str, Any] = {"password": password}
+                answer = _Answer(hashing, None, "")
+                refused = await self._new_password(unit, target, changes, None, answer)
+                assert refused is None  # no current password asked: nothing to refuse
+                await self._write(unit, target, changes, {"user_id": user_id})
+
+            await self.db.run(change)
+        self.wake_outbox()
 
     async def _locked_target(
         self, unit: Unit, values: dict[str, Any], if_match: frozenset[int] | None
@@ -351,16 +448,14 @@ class UserService:
         unit: Unit,
         target: Record,
         changes: dict[str, Any],
-        patch: UserUpdate,
+        current_password: str | None,
         answer: _Answer,
     ) -> DomainError | None:
         """Hash the new password into `changes`; or the error to answer with (a wrong
         `current_password`, already counted)."""
         password = changes.pop("password")
         if answer.account_key is not None:  # one's own password: answer for the account
-            refused = await self._check_current_password(
-                unit, patch.current_password, target, answer
-            )
+            refused = await self._check_current_password(unit, current_password, target, answer)
             if refused is not None:
                 return refused
         await self._check_password(

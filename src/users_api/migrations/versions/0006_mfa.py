@@ -5,7 +5,7 @@ A session's expiry is when its newest refresh token expires (now for a session w
 token), so sessions whose tokens have all expired stop being listed as live.
 
 Revision ID: 0006
-Revises: 0004 (until 0005 lands: then 0005)
+Revises: 0005
 Create Date: 2026-12-04
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Accounts over mail: password reset and email verification, with single-use tokens."""

@@ -1,0 +1,25 @@
+"""Request bodies of the account endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from users_api.users.schemas import Email, Password, _Input
+
+# A mailed token is 43 characters; anything much longer is no token of ours.
+Token = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class PasswordResetRequest(_Input):
+    email: Email
+
+
+class PasswordResetConfirm(_Input):
+    token: Token
+    new_password: Password
+
+
+class EmailVerification(_Input):
+    token: Token

@@ -1,0 +1,1 @@
+"""Mail: messages built with the standard library, sent over SMTP or written as .eml files."""

@@ -1,0 +1,73 @@
+"""The messages the service mails, built with `email.message.EmailMessage`, and their
+way into the outbox (written in the caller's transaction)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+from urllib.parse import urlencode
+
+from users_api.config import Settings
+from users_api.db.database import Unit
+from users_api.mail.transport import FileTransport, SmtpTransport, Transport
+from users_api.outbox.sender import enqueue
+
+KIND = "mail"
+
+
+@dataclass(frozen=True, slots=True)
+class Mailer:
+    """Writes mail into the outbox, and (as the outbox's `mail` handler) sends it."""
+
+    transport: Transport
+    sender: str  # MAIL_FROM
+    public_url: str  # PUBLIC_URL: links point at the client application's pages
+
+    def link(self, page: str, token: str) -> str:
+        return f"{self.public_url.rstrip('/')}/{page}?{urlencode({'token': token})}"
+
+    async def enqueue(
+        self, unit: Unit, *, to: str, subject: str, text: str, link: str | None = None
+    ) -> None:
+        """Store the message with the change that causes it. Its Message-ID and Date are
+        fixed now, so every attempt sends the same message (a duplicate is recognisable)."""
+        domain = self.sender.rpartition("@")[2] or "localhost"
+        payload = {
+            "to": to,
+            "subject": subject,
+            "text": text,
+            "link": link,
+            "message_id": make_msgid(idstring=secrets.token_hex(8), domain=domain),
+            "date": formatdate(time.time(), usegmt=True),
+        }
+        await enqueue(unit, KIND, payload)
+
+    def build(self, payload: Mapping[str, Any]) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = payload["to"]
+        message["Subject"] = payload["subject"]
+        message["Date"] = payload["date"]
+        message["Message-ID"] = payload["message_id"]
+        # RFC 3834: no vacation replies or other auto-answers to this.
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(payload["text"])
+        return message
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Mailer:
+        transport: Transport
+        if settings.smtp_url is None:
+            transport = FileTransport(settings.data_dir / "outbox")
+        else:
+            transport = SmtpTransport.from_url(settings.smtp_url.get_secret_value())
+        return cls(transport=transport, sender=settings.mail_from, public_url=settings.public_url)
+
+    async def deliver(self, payload: Mapping[str, Any]) -> None:
+        """The outbox's handler for `mail` rows."""
+        await self.transport.send(self.build(payload), link=payload.get("link"))

@@ -1,0 +1,85 @@
+"""Every outbox statement, compiled once. No rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Interval,
+    Text,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+)
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import JSONB
+
+from users_api.db.statements import compile_statement
+from users_api.outbox.models import OutboxMessage
+
+_ONE = literal_column("1", Integer)
+# The payload keys that hold what only the recipient may read (a mail's text and link,
+# with its token): dropped once the message is delivered.
+_SECRET_KEYS: ColumnElement[Any] = literal_column("'{text,link}'::text[]")
+
+ENQUEUE = compile_statement(
+    insert(OutboxMessage).values(
+        kind=bindparam("kind", type_=Text), payload=bindparam("payload", type_=JSONB)
+    )
+)
+
+# Due rows nobody else holds, moved `lease` into the future and counted as an attempt,
+# in one statement: another sender's claim skips them (SKIP LOCKED) while this one runs,
+# and sees them no more once it commits; a sender that dies leaves them due again when
+# the lease runs out.
+_DUE = (
+    select(OutboxMessage.id)
+    .where(
+        OutboxMessage.delivered_at.is_(None),
+        OutboxMessage.next_attempt_at <= func.now(),
+    )
+    .order_by(OutboxMessage.next_attempt_at)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+CLAIM = compile_statement(
+    sql_update(OutboxMessage)
+    .where(OutboxMessage.id.in_(_DUE))
+    .values(
+        next_attempt_at=func.now() + bindparam("lease", type_=Interval),
+        attempts=OutboxMessage.attempts + _ONE,
+    )
+    .returning(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.attempts)
+)
+
+# Delivered: what the payload must not keep (a mailed token) is dropped with it.
+DELIVERED = compile_statement(
+    sql_update(OutboxMessage)
+    .where(OutboxMessage.id == bindparam("id"))
+    .values(
+        delivered_at=func.now(),
+        last_error=null(),
+        payload=OutboxMessage.payload.op("-")(_SECRET_KEYS),
+    )
+)
+
+FAILED = compile_statement(
+    sql_update(OutboxMessage)
+    .where(OutboxMessage.id == bindparam("id"))
+    .values(
+        next_attempt_at=func.now() + bindparam("delay", type_=Interval),
+        last_error=bindparam("error", type_=Text),
+    )
+)
+
+BACKLOG = compile_statement(
+    select(func.count(), func.min(OutboxMessage.created_at)).where(
+        OutboxMessage.delivered_at.is_(None)
+    )
+)

@@ -1,0 +1,144 @@
+"""The background sender: delivers due outbox rows, one channel handler per `kind`.
+
+Any number of senders (workers, replicas) may run against one outbox: each claims rows
+with `FOR UPDATE SKIP LOCKED` and a lease (`queries.CLAIM`), so a row is handed to one
+sender at a time. A delivery that fails is tried again after an exponential back-off;
+one that succeeds is recorded at once. A sender that dies between delivering and
+recording leaves the row to be delivered again when its lease runs out: at worst twice,
+never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from users_api.db.database import Database, Record, Unit
+from users_api.errors import DatabaseUnavailable
+from users_api.outbox import queries as q
+
+log = logging.getLogger(__name__)
+
+# Delivers one payload, or raises: the message stays in the outbox and is tried again.
+Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+BATCH = 20
+# Longer than any one delivery may take (each handler bounds its own), so a row is not
+# taken by a second sender while the first is still delivering it.
+LEASE = timedelta(minutes=5)
+MAX_DELAY_SECONDS = 3600.0
+
+
+def back_off(attempts: int, *, base: float) -> timedelta:
+    """The wait after the `attempts`-th failed delivery: base, then doubled, at most an hour."""
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), MAX_DELAY_SECONDS))
+
+
+@dataclass(slots=True)
+class Sender:
+    """One per app, started and stopped by its lifespan."""
+
+    db: Database
+    handlers: Mapping[str, Handler]
+    poll_seconds: float = 1.0
+    retry_seconds: float = 5.0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox sender")
+
+    def wake(self) -> None:
+        """Look for due rows now (a message was just committed), not at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop between deliveries or during one (its row's lease then runs out, and it is
+        delivered again: an interrupted delivery may not have happened)."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delivered = await self.deliver_due()
+            except DatabaseUnavailable:
+                delivered = 0  # logged by the database; try again at the next poll
+            except Exception:
+                log.exception("outbox sender failed; trying again")
+                delivered = 0
+            if delivered:
+                continue  # there may be more
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def deliver_due(self) -> int:
+        """Claim and deliver one batch of due rows; how many were claimed."""
+        claimed = await self.db.run(_claim, transaction=False)
+        for row in claimed:
+            await self._deliver(row)
+        return len(claimed)
+
+    async def _deliver(self, row: Record) -> None:
+        kind, attempts = row["kind"], row["attempts"]
+        handler = self.handlers.get(kind)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for outbox messages of kind {kind!r}")
+            await handler(json.loads(row["payload"]))  # asyncpg reads jsonb as text
+        except Exception as exc:
+            delay = back_off(attempts, base=self.retry_seconds)
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            log.warning(
+                "outbox %s message %d not delivered (attempt %d), next in %.0f s: %s",
+                kind,
+                row["id"],
+                attempts,
+                delay.total_seconds(),
+                error,
+            )
+            await self.db.run(
+                _record(q.FAILED, id=row["id"], delay=delay, error=error), transaction=False
+            )
+            return
+        log.info("outbox %s message %d delivered (attempt %d)", kind, row["id"], attempts)
+        await self.db.run(_record(q.DELIVERED, id=row["id"]), transaction=False)
+
+
+async def _claim(unit: Unit) -> list[Record]:
+    return await unit.all(q.CLAIM, limit=BATCH, lease=LEASE)
+
+
+def _record(statement: Any, **values: Any) -> Callable[[Unit], Awaitable[None]]:
+    async def record(unit: Unit) -> None:
+        await unit.execute(statement, **values)
+
+    return record
+
+
+async def enqueue(unit: Unit, kind: str, payload: Mapping[str, Any]) -> None:
+    """Write a message in `unit`'s transaction: it exists if, and only if, that commits."""
+    await unit.execute(q.ENQUEUE, kind=kind, payload=json.dumps(dict(payload)))
+
+
+async def backlog(db: Database) -> tuple[int, Any]:
+    """Messages not yet delivered, and when the oldest was written (None: none)."""
+
+    async def read(unit: Unit) -> tuple[int, Any]:
+        record = await unit.one(q.BACKLOG)
+        assert record is not None  # an aggregate: one row always
+        return record[0], record[1]
+
+    return await db.run(read, transaction=False)
