@@ -93,6 +93,7 @@ PUBLIC = (
     "full_name",
     "is_active",
     "is_admin",
+    "email_verified",
     "mfa_enabled",
     "created_at",
     "updated_at",

@@ -127,7 +127,9 @@ async def test_enrol_confirm_and_sign_in_in_two_steps(
     me = (await client.get(ME, headers=as_ada)).json()
     assert me["mfa_enabled"] is True
     assert me["version"] == user["version"] + 1
-    assert list(me).index("mfa_enabled") == list(me).index("is_admin") + 1
+    # The contract's order: ... is_admin, email_verified, mfa_enabled, created_at ...
+    assert list(me).index("mfa_enabled") == list(me).index("is_admin") + 2
+    assert list(me).index("email_verified") == list(me).index("is_admin") + 1
     again = await client.post(ENROL, json={"current_password": PASSWORD}, headers=as_ada)
     assert again.status_code == 409
 

@@ -33,7 +33,7 @@ async def test_registration_mails_a_token_that_verifies_once(
 ) -> None:
     user, tokens = await register_and_login(mail_client, "ada")
     assert user["email_verified"] is False
-    assert list(user)[5:8] == ["is_admin", "email_verified", "created_at"]
+    assert list(user)[5:9] == ["is_admin", "email_verified", "mfa_enabled", "created_at"]
     [mail] = await arrived(smtp, ADA, SUBJECT)
     token = token_in(mail, "verify-email")
     assert (await mail_client.post(VERIFY, json={"token": token})).status_code == 204
