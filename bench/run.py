@@ -1165,7 +1165,10 @@ def same_json(servers: list[Server], user_id: str) -> None:
         if name == "before":  # an earlier users-api: the fields it has, equal
             expected = _fields_of(expected, answers[name])
         if answers[name] != expected:
-            raise RuntimeError(f"{name} and {first} answer with different JSON")
+            raise RuntimeError(
+                f"{name} and {first} answer with different JSON:"
+                f" {answers[name][0]!r} against {expected[0]!r}"
+            )
     log(f"same JSON from {', '.join(answers)} for GET /users/{{id}} and the list")
 
 
@@ -1173,8 +1176,8 @@ def _fields_of(model: Any, earlier: Any) -> Any:
     """`model` cut to the user fields `earlier` has (a later version may add fields)."""
     if isinstance(model, dict) and isinstance(earlier, dict):
         return {key: _fields_of(model[key], earlier[key]) for key in earlier if key in model}
-    if isinstance(model, list) and isinstance(earlier, list):
-        return [_fields_of(a, b) for a, b in zip(model, earlier, strict=False)]
+    if isinstance(model, list | tuple) and isinstance(earlier, list | tuple):
+        return type(model)(_fields_of(a, b) for a, b in zip(model, earlier, strict=False))
     return model
 
 
