@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import ASGIApp, Message
 
 from bench.event_loop import database
+from bench.request_cost import get_scope
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.db.migrations import upgrade_on
@@ -62,27 +63,6 @@ def _raw_app(url: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.App()
-
-
-def _scope(path: str, authorization: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"bench"),
-            (b"accept", b"*/*"),
-            (b"authorization", authorization.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
 
 
 async def _measure(url: str, server: str, requests: int) -> None:
@@ -118,11 +98,11 @@ async def _measure(url: str, server: str, requests: int) -> None:
             sent.append(message)
 
         for _ in range(200):  # warm-up: caches, prepared statements, the token's claims
-            await target(_scope(path, authorization), receive, send)
+            await target(get_scope(path, authorization), receive, send)
         sent.clear()
         _instrument(on=True)
         for _ in range(requests):
-            await target(_scope(path, authorization), receive, send)
+            await target(get_scope(path, authorization), receive, send)
         _instrument(on=False)
         statuses = {message["status"] for message in sent if "status" in message}
         assert statuses == {200}, statuses

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -66,8 +67,9 @@ async def _measure(url: str, requests: int, rounds: int) -> list[float]:
     return through_httpx, direct
 
 
-async def _call(app: ASGIApp, path: str, authorization: str) -> None:
-    scope = {
+def get_scope(path: str, authorization: str) -> dict[str, Any]:
+    """An HTTP/1.1 `GET path` with a bearer token, as uvicorn would hand it to the app."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
@@ -85,6 +87,10 @@ async def _call(app: ASGIApp, path: str, authorization: str) -> None:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
+
+
+async def _call(app: ASGIApp, path: str, authorization: str) -> None:
+    scope = get_scope(path, authorization)
     sent: list[Message] = []
 
     async def receive() -> Message:
