@@ -8,6 +8,9 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The suite runs on every core (pytest-xdist; each worker has a database of its own).
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= auto
 BENCH_ARGS ?=
 UV_VERSION := 0.13.9
 
@@ -42,7 +45,7 @@ run: $(RUN_STAMP)
 	$(VENV)/bin/users-api serve --host $(HOST) --port $(PORT)
 
 test: install
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -27,6 +27,9 @@ from users_api.middleware import BodySizeLimit
 LIMIT = 64 * 1024
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
 
+# An id no user has, fixed so that every pytest-xdist worker collects the same tests.
+UNKNOWN_ID = "01a2417e-bcb6-763e-9a7d-731348a920c7"
+
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -65,8 +68,8 @@ async def test_a_nul_user_id_is_404_or_422_problem(admin_client: httpx.AsyncClie
         ("PUT", USERS, {"GET", "POST"}),
         ("DELETE", USERS, {"GET", "POST"}),
         ("PATCH", USERS, {"GET", "POST"}),
-        ("POST", f"{USERS}/{uuid7()}", {"GET", "PATCH", "DELETE"}),
-        ("PUT", f"{USERS}/{uuid7()}", {"GET", "PATCH", "DELETE"}),
+        ("POST", f"{USERS}/{UNKNOWN_ID}", {"GET", "PATCH", "DELETE"}),
+        ("PUT", f"{USERS}/{UNKNOWN_ID}", {"GET", "PATCH", "DELETE"}),
         ("POST", "/healthz", {"GET"}),
     ],
 )
@@ -124,7 +127,7 @@ async def chunks(body: bytes, size: int = 4096) -> AsyncIterator[bytes]:
         yield body[start : start + size]
 
 
-@pytest.mark.parametrize("path", [USERS, f"{USERS}/{uuid7()}"])
+@pytest.mark.parametrize("path", [USERS, f"{USERS}/{UNKNOWN_ID}"])
 async def test_streamed_body_over_the_limit_is_413(
     admin_client: httpx.AsyncClient, path: str
 ) -> None:
