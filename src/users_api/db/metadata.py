@@ -5,6 +5,7 @@ from users_api.auth import models as auth_models
 from users_api.db.base import Base
 from users_api.mfa import models as mfa_models
 from users_api.outbox import models as outbox_models
+from users_api.scim import models as scim_models
 from users_api.throttle import models as throttle_models
 from users_api.users import models as users_models
 
@@ -16,6 +17,7 @@ __all__ = [
     "metadata",
     "mfa_models",
     "outbox_models",
+    "scim_models",
     "throttle_models",
     "users_models",
 ]

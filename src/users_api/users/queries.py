@@ -30,6 +30,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    cast,
     delete,
     exists,
     func,
@@ -40,7 +41,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import aliased
 
 from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS, SIGN_UP_LOCK_CLASS
@@ -131,6 +132,8 @@ TARGET_FOR_UPDATE = compile_statement(
         *public_columns(User),
         User.password_hash,
         User.auth_version,
+        User.external_id,
+        User.scim,
         select(caller.is_admin).where(caller_honoured()).scalar_subquery().label("caller_is_admin"),
     )
     .where(
@@ -140,9 +143,12 @@ TARGET_FOR_UPDATE = compile_statement(
     .with_for_update(of=User)
 )
 
-# A user the system changes (a reset token's holder), row-locked, with what the rules need.
+# A user the system changes (a reset token's holder, the identity provider over SCIM),
+# row-locked, with what the rules need.
 USER_FOR_UPDATE = compile_statement(
-    select(*public_columns(User), User.password_hash, User.auth_version)
+    select(
+        *public_columns(User), User.password_hash, User.auth_version, User.external_id, User.scim
+    )
     .where(User.id == bindparam("user_id"))
     .with_for_update(of=User)
 )
@@ -207,9 +213,20 @@ LOCK_IDENTITIES = compile_statement(
 
 # --- inserting ---------------------------------------------------------------------
 
-INSERTED = ("id", "email", "username", "full_name", "password_hash", "is_active", "is_admin")
+INSERTED = (
+    "id",
+    "email",
+    "username",
+    "full_name",
+    "password_hash",
+    "is_active",
+    "is_admin",
+    "external_id",
+)
 _NEW_USER = {
     **{name: bindparam(name, type_=User.__table__.c[name].type) for name in INSERTED},
+    # asyncpg reads and writes jsonb as text: the service passes it serialized.
+    "scim": cast(bindparam("scim", type_=Text), JSONB),
     # Both counters start at 1.
     "version": literal_column("1", Integer),
     "auth_version": literal_column("1", Integer),
@@ -265,6 +282,13 @@ def new(field: str) -> str:
     return f"new_{field}"
 
 
+def _new_value(name: str) -> Any:
+    """A field's new value; jsonb is bound as text (see `_NEW_USER`)."""
+    if name == "scim":
+        return cast(bindparam(new(name), type_=Text), JSONB)
+    return bindparam(new(name))
+
+
 @lru_cache(maxsize=64)
 def update_user(fields: frozenset[str], *, guarded: bool, conditional: bool) -> Statement:
     """SET the fields, bump `version` and `updated_at`: the one version bump.
@@ -291,7 +315,7 @@ def update_user(fields: frozenset[str], *, guarded: bool, conditional: bool) -> 
         .where(and_(*conditions))
         .values(
             {
-                **{name: bindparam(new(name)) for name in ordered},
+                **{name: _new_value(name) for name in ordered},
                 "version": User.version + literal_column("1", Integer),
                 "updated_at": func.now(),
             }

@@ -100,6 +100,25 @@ class UserCreate(_Input):
     is_admin: bool | None = None
 
 
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)
+]
+
+
+class ProvisionedUser(_Input):
+    """A user an identity provider creates (SCIM): no password until one is set; its
+    own id for the user, and the SCIM attributes kept as sent (`scim.mapping`)."""
+
+    email: Email
+    username: Username
+    password: Password | None = None
+    full_name: FullName | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    external_id: ExternalId | None = None
+    scim: dict[str, Any] | None = None
+
+
 _NOT_NULLABLE = (
     "email",
     "username",
@@ -151,6 +170,14 @@ class UserUpdate(_Input):
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, and only those."""
         return self.model_dump(include=self.model_fields_set - {"current_password"})
+
+
+class ProvisionedUpdate(UserUpdate):
+    """A change an identity provider makes (SCIM): a merge patch that may also set the
+    provider's id and the kept SCIM attributes (null clears them)."""
+
+    external_id: ExternalId | None = None
+    scim: dict[str, Any] | None = None
 
 
 class UserOut(BaseModel):

@@ -6,6 +6,7 @@ before it returns. Every front (REST, CLI, start-up) calls these methods.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
@@ -33,7 +34,12 @@ from users_api.throttle.service import LoginThrottle, seconds_to_wait
 from users_api.users import cursor, policy
 from users_api.users import queries as q
 from users_api.users.queries import UserRow, as_row, caller_values
-from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
+from users_api.users.schemas import (
+    ProvisionedUser,
+    UserCreate,
+    UserListQuery,
+    UserUpdate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,7 @@ class UserService:
 
     async def create(
         self,
-        data: UserCreate,
+        data: UserCreate | ProvisionedUser,
         *,
         caller: AccessClaims | None,
         system: bool = False,
@@ -176,15 +182,24 @@ class UserService:
             if wait is not None:
                 raise TooManySignUps(wait)
         policy.refuse_taken(email=found["email_taken"], username=found["username_taken"])
-        await self._check_password(data.password, email=data.email, username=data.username)
+        password_hash = None  # a provisioned user may come without one
+        if data.password is not None:
+            await self._check_password(data.password, email=data.email, username=data.username)
+            password_hash = await self.passwords.hash(data.password)
+        external_id, scim = None, None
+        if isinstance(data, ProvisionedUser):
+            external_id = data.external_id
+            scim = json.dumps(data.scim) if data.scim is not None else None
         values: dict[str, Any] = {
             "id": uuid7(),
             "email": data.email,
             "username": data.username,
             "full_name": data.full_name,
-            "password_hash": await self.passwords.hash(data.password),
+            "password_hash": password_hash,
             "is_active": True if data.is_active is None else data.is_active,
             "is_admin": bool(data.is_admin),
+            "external_id": external_id,
+            "scim": scim,
         }
         mail = not system and self.verification is not None
         if not as_admin or caller is None:
@@ -277,11 +292,12 @@ class UserService:
         user_id: uuid.UUID,
         patch: UserUpdate,
         *,
-        caller: AccessClaims,
+        caller: AccessClaims | None,
         if_match: frozenset[int] | None,
         address: str,
     ) -> UserRow:
-        """A JSON merge patch, in one transaction.
+        """A JSON merge patch, in one transaction. `caller` None: the system (the identity
+        provider over SCIM), which may change what an admin may, through the same rules.
 
         A change of profile fields alone (name, email, username) is one guarded UPDATE
         that checks the caller, who may change whom and If-Match in its WHERE clause
@@ -297,13 +313,15 @@ class UserService:
         changes = patch.changes()
         fields = frozenset(changes)
         values: dict[str, Any] = {
-            **caller_values(caller),
+            **(caller_values(caller) if caller is not None else {}),
             "user_id": user_id,
             "if_match": list(if_match or ()),
             **{q.new(name): value for name, value in changes.items()},
         }
-        profile = bool(fields) and fields <= policy.PROFILE_FIELDS
-        own_password = "password" in fields and caller.user_id == user_id
+        system = caller is None
+        # The one-statement profile change checks a caller in its WHERE clause.
+        profile = not system and bool(fields) and fields <= policy.PROFILE_FIELDS
+        own_password = caller is not None and "password" in fields and caller.user_id == user_id
 
         async def change(unit: Unit, hashing: HashingTurn | None = None) -> Record | DomainError:
             # Advisory locks first, then the row: one order everywhere, so no deadlock.
@@ -316,9 +334,13 @@ class UserService:
                 # One's own is answered for as at a login: the account's lock, next.
                 account = await self.throttle.lock_user(unit, user_id) if own_password else None
                 answer = _Answer(hashing, account, address)
-                return await self._change(unit, fields, changes, patch, values, if_match, answer)
+                return await self._change(
+                    unit, fields, changes, patch, values, if_match, answer, system=system
+                )
             if not profile:
-                return await self._change(unit, fields, changes, patch, values, if_match, None)
+                return await self._change(
+                    unit, fields, changes, patch, values, if_match, None, system=system
+                )
             statement = q.update_user(fields, guarded=True, conditional=if_match is not None)
             record = await unit.one(statement, **values)
             # None: why is for the rules to say (401, 404, 412), or nothing was to change.
@@ -349,10 +371,13 @@ class UserService:
         values: dict[str, Any],
         if_match: frozenset[int] | None,
         answer: _Answer | None,
+        *,
+        system: bool = False,
     ) -> Record | DomainError:
         """The rules a statement cannot hold, on the locked row."""
-        target = await self._locked_target(unit, values, if_match)
-        policy.require_admin_for(fields, admin=target["caller_is_admin"], doing="change")
+        target = await self._locked_target(unit, values, if_match, system=system)
+        admin = system or target["caller_is_admin"]
+        policy.require_admin_for(fields, admin=admin, doing="change")
         if "password" in changes:
             assert answer is not None  # a password change holds a hashing turn
             refused = await self._new_password(
@@ -375,11 +400,11 @@ class UserService:
         """Write what changes of the locked `target`; what follows from it in the same
         transaction: a new `auth_version` ends every session, a new password is noticed
         to the address."""
-        changed = {name for name, value in changes.items() if target[name] != value}
+        changed = {name for name, value in changes.items() if _stored(target, name) != value}
         if not changed:
             return target
         for name in changed:
-            values[q.new(name)] = changes[name]
+            values[q.new(name)] = _to_store(name, changes[name])
         statement = q.update_user(frozenset(changed), guarded=False, conditional=False)
         record = await unit.one(statement, **values)
         assert record is not None  # the row is locked: it is there
@@ -433,10 +458,21 @@ class UserService:
         self.wake_outbox()
 
     async def _locked_target(
-        self, unit: Unit, values: dict[str, Any], if_match: frozenset[int] | None
+        self,
+        unit: Unit,
+        values: dict[str, Any],
+        if_match: frozenset[int] | None,
+        *,
+        system: bool = False,
     ) -> Record:
-        """Load and row-lock the user, so the version check and the write are atomic."""
-        target = await unit.one(q.TARGET_FOR_UPDATE, **values)
+        """Load and row-lock the user, so the version check and the write are atomic.
+        `system`: no caller to check (the identity provider over SCIM)."""
+        if system:
+            target = await unit.one(q.USER_FOR_UPDATE, user_id=values["user_id"])
+            if target is None:
+                raise NotFound("No user with this id.")
+        else:
+            target = await unit.one(q.TARGET_FOR_UPDATE, **values)
         if target is None:
             raise policy.missing_user(await unit.value(q.CALLER_IS_ADMIN, **values))
         if if_match is not None and target["version"] not in if_match:
@@ -514,13 +550,15 @@ class UserService:
         return as_row(await self.db.run(change))
 
     async def delete(
-        self, user_id: uuid.UUID, *, caller: AccessClaims, if_match: frozenset[int] | None
+        self, user_id: uuid.UUID, *, caller: AccessClaims | None, if_match: frozenset[int] | None
     ) -> None:
-        values = {**caller_values(caller), "user_id": user_id}
+        """`caller` None: the system (the identity provider over SCIM). The user's sessions
+        go with the row (ON DELETE CASCADE): none of its tokens is honoured after."""
+        values = {**(caller_values(caller) if caller is not None else {}), "user_id": user_id}
 
         async def remove(unit: Unit) -> None:
             await unit.execute(q.LOCK_ADMIN_SET)
-            target = await self._locked_target(unit, values, if_match)
+            target = await self._locked_target(unit, values, if_match, system=caller is None)
             await self._guard_last_admin(unit, target, removing=True)
             await unit.execute(q.DELETE_USER, user_id=user_id)
 
@@ -559,3 +597,14 @@ def _insert(values: dict[str, Any]) -> Work[Record]:
         return record
 
     return insert
+
+
+def _stored(target: Record, name: str) -> Any:
+    """A field of a locked row as the service compares it (asyncpg reads jsonb as text)."""
+    value = target[name]
+    return json.loads(value) if name == "scim" and isinstance(value, str) else value
+
+
+def _to_store(name: str, value: Any) -> Any:
+    """A new value as its statement binds it (jsonb as text, `queries._new_value`)."""
+    return json.dumps(value) if name == "scim" and value is not None else value
