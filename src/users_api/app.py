@@ -37,6 +37,9 @@ from users_api.mfa.routes import router as mfa_router
 from users_api.mfa.service import MfaService, SecondFactor
 from users_api.middleware import BodySizeLimit, Cors, Edge
 from users_api.outbox.sender import Sender
+from users_api.scim.routes import build as scim_app
+from users_api.scim.tokens import ScimTokens
+from users_api.scim.users import ScimUsers
 from users_api.security import strength
 from users_api.security.mfa import SecretBox
 from users_api.security.passwords import Passwords, default_hash_concurrency
@@ -123,6 +126,8 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             require_verified_email=settings.require_verified_email,
         )
         app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
+        app.state.scim_tokens = ScimTokens(db)
+        app.state.scim_users = ScimUsers(db, app.state.users)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
         strength.load()  # now, not on the loop during the first registration
@@ -160,6 +165,8 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     add_routes(
         app, users_router, auth_router, mfa_router, mfa_admin_router, accounts_router, _operations
     )
+    # SCIM is its own protocol (media type, errors, tokens): its own app under the API's.
+    app.mount("/scim/v2", scim_app(app.state))
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app

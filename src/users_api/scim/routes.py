@@ -1,0 +1,339 @@
+"""`/scim/v2`: its own small app, mounted under the API's, with SCIM's media type and
+error bodies. Every request needs a live provisioning token; nothing else opens it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from scim2_models.exceptions import SCIMException
+from scim2_models.path import AttrPath, Path
+from sqlalchemy import func, true
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from users_api.errors import DomainError
+from users_api.etags import if_none_match_hits, parse_if_match
+from users_api.scim import discovery, mapping
+from users_api.scim.errors import (
+    ScimError,
+    error_response,
+    from_domain,
+    invalid_value,
+    not_found,
+    scim_response,
+)
+from users_api.scim.filters import UserFilter, parse, user_operand
+from users_api.scim.tokens import ScimTokens
+from users_api.scim.users import ScimUsers
+
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+DEFAULT_COUNT = 100
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ScimError(400, "The body is not JSON.", "invalidSyntax") from None
+
+
+def _user_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["id"])
+    except ValueError:
+        raise not_found() from None
+
+
+# --- attributes and excludedAttributes -----------------------------------------------
+
+
+def _names(text: str | None) -> list[AttrPath]:
+    if not text:
+        return []
+    paths = []
+    for part in text.split(","):
+        try:
+            node = Path(part.strip()).ast
+        except (SCIMException, ValueError):
+            raise invalid_value(f"{part.strip()!r} is not an attribute name.") from None
+        if not isinstance(node, AttrPath):
+            raise invalid_value(f"{part.strip()!r} is not an attribute name.")
+        paths.append(node)
+    return paths
+
+
+def _find(document: dict[str, Any], name: str) -> str | None:
+    return next((key for key in document if key.lower() == name.lower()), None)
+
+
+def project(
+    document: dict[str, Any], attributes: str | None, excluded: str | None
+) -> dict[str, Any]:
+    """RFC 7644 3.4.2.5: only `attributes` (with `id` and `schemas`), or all but `excluded`."""
+    wanted = _names(attributes)
+    if wanted:
+        result: dict[str, Any] = {"schemas": document["schemas"], "id": document["id"]}
+        for path in wanted:
+            holder, target = document, result
+            if path.uri is not None and path.uri.lower() != document["schemas"][0].lower():
+                key = _find(document, path.uri)
+                if key is None or not isinstance(document[key], dict):
+                    continue
+                holder = document[key]
+                target = result.setdefault(key, {})
+            key = _find(holder, path.attr)
+            if key is None:
+                continue
+            if path.sub_attr is None:
+                target[key] = holder[key]
+            elif isinstance(holder[key], dict):
+                sub = _find(holder[key], path.sub_attr)
+                if sub is not None:
+                    target.setdefault(key, {})[sub] = holder[key][sub]
+            elif isinstance(holder[key], list):
+                picked = [
+                    {k: v for k, v in element.items() if k.lower() == path.sub_attr.lower()}
+                    for element in holder[key]
+                    if isinstance(element, dict)
+                ]
+                target[key] = [element for element in picked if element]
+        return result
+    result = dict(document)
+    for path in _names(excluded):
+        key = _find(result, path.attr)
+        if key is None or key in ("id", "schemas"):
+            continue
+        if path.sub_attr is None:
+            del result[key]
+        elif isinstance(result[key], dict):
+            result[key] = {
+                k: v for k, v in result[key].items() if k.lower() != path.sub_attr.lower()
+            }
+    return result
+
+
+# --- lists ------------------------------------------------------------------------------
+
+
+def _integer(value: Any, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise invalid_value(f"{name} must be an integer.") from None
+
+
+def _order(sort_by: str | None, sort_order: str | None) -> list[Any]:
+    if sort_order is not None and sort_order.lower() not in ("ascending", "descending"):
+        raise invalid_value("sortOrder is ascending or descending.")
+    if not sort_by:
+        return []
+    try:
+        node = Path(sort_by).ast
+    except (SCIMException, ValueError):
+        raise invalid_value(f"{sort_by!r} is not an attribute name.") from None
+    operand = user_operand(node) if isinstance(node, AttrPath) else None
+    if operand is None:
+        raise invalid_value(f"Users cannot be sorted by {sort_by}.")
+    key = operand.expression
+    if operand.kind == "text":
+        key = func.lower(key)
+    descending = (sort_order or "").lower() == "descending"
+    return [key.desc().nulls_last() if descending else key.asc().nulls_last()]
+
+
+async def _list_users(request: Request, users: ScimUsers, query: dict[str, Any]) -> Response:
+    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
+    count = _integer(query.get("count"), "count")
+    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    text = query.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise invalid_value("filter must be a string.")
+    condition = UserFilter().visit(parse(text)) if text else None
+    order = _order(query.get("sortBy"), query.get("sortOrder"))
+    page = await users.list(
+        condition if condition is not None else true(), order, start=start, count=count
+    )
+    base = _base_url(request)
+    attributes, excluded = (
+        _joined(query.get("attributes")),
+        _joined(query.get("excludedAttributes")),
+    )
+    resources = [project(mapping.to_resource(row, base), attributes, excluded) for row in page.rows]
+    return scim_response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": page.total,
+            "startIndex": start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
+def _joined(value: Any) -> str | None:
+    """`attributes` as a query string (text) or in a SearchRequest (a list)."""
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return value if isinstance(value, str) else None
+
+
+# --- the endpoints ---------------------------------------------------------------------
+
+
+def _user_response(request: Request, row: dict[str, Any], *, status_code: int = 200) -> Response:
+    resource = mapping.to_resource(row, _base_url(request))
+    resource = project(
+        resource,
+        request.query_params.get("attributes"),
+        request.query_params.get("excludedAttributes"),
+    )
+    headers = {"ETag": mapping.etag(row["version"])}
+    if status_code == 201:
+        headers["Location"] = resource["meta"]["location"]
+    return scim_response(resource, status_code=status_code, headers=headers)
+
+
+async def list_users(request: Request, users: ScimUsers) -> Response:
+    return await _list_users(request, users, dict(request.query_params))
+
+
+async def search_users(request: Request, users: ScimUsers) -> Response:
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
+    return await _list_users(request, users, body)
+
+
+async def create_user(request: Request, users: ScimUsers) -> Response:
+    row = await users.create(await _json(request))
+    return _user_response(request, row, status_code=201)
+
+
+async def get_user(request: Request, users: ScimUsers) -> Response:
+    row = await users.get(_user_id(request))
+    if if_none_match_hits(request.headers.get("if-none-match"), row["version"]):
+        return Response(status_code=304, headers={"ETag": mapping.etag(row["version"])})
+    return _user_response(request, row)
+
+
+def _if_match(request: Request) -> frozenset[int] | None:
+    return parse_if_match(request.headers.get("if-match"), weak=True)
+
+
+async def replace_user(request: Request, users: ScimUsers) -> Response:
+    user_id = _user_id(request)
+    row = await users.replace(user_id, await _json(request), _if_match(request))
+    return _user_response(request, row)
+
+
+async def patch_user(request: Request, users: ScimUsers) -> Response:
+    user_id = _user_id(request)
+    row = await users.patch(user_id, await _json(request), _if_match(request))
+    return _user_response(request, row)
+
+
+async def delete_user(request: Request, users: ScimUsers) -> Response:
+    await users.delete(_user_id(request), _if_match(request))
+    return Response(status_code=204)
+
+
+async def service_provider_config(request: Request, users: ScimUsers) -> Response:
+    return scim_response(discovery.service_provider_config(_base_url(request)))
+
+
+def _listed(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schemas": [LIST_SCHEMA],
+        "totalResults": len(documents),
+        "startIndex": 1,
+        "itemsPerPage": len(documents),
+        "Resources": documents,
+    }
+
+
+async def resource_types(request: Request, users: ScimUsers) -> Response:
+    documents = discovery.resource_types(_base_url(request), with_groups=False)
+    wanted = request.path_params.get("id")
+    if wanted is None:
+        return scim_response(_listed(documents))
+    found = next((d for d in documents if d["id"] == wanted), None)
+    if found is None:
+        raise not_found()
+    return scim_response(found)
+
+
+async def schemas(request: Request, users: ScimUsers) -> Response:
+    documents = discovery.schemas(_base_url(request), with_groups=False)
+    wanted = request.path_params.get("id")
+    if wanted is None:
+        return scim_response(_listed(documents))
+    found = next((d for d in documents if d["id"] == wanted), None)
+    if found is None:
+        raise not_found()
+    return scim_response(found)
+
+
+def build(state: Any) -> Starlette:
+    """The `/scim/v2` app; `state` is the API's (its services are made at start-up)."""
+
+    def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            try:
+                tokens: ScimTokens = state.scim_tokens
+                if await tokens.authenticate(_bearer(request)) is None:
+                    raise ScimError(401, "A live provisioning token is required.")
+                return await handler(request, state.scim_users)
+            except ScimError as exc:
+                return error_response(exc)
+            except DomainError as exc:
+                return error_response(from_domain(exc))
+
+        return serve
+
+    def route(path: str, handler: Handler, *methods: str) -> Route:
+        return Route(path, guarded(handler), methods=list(methods))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = "No such endpoint." if status == 404 else "Method not allowed."
+        return error_response(ScimError(status, detail))
+
+    return Starlette(
+        routes=[
+            route("/ServiceProviderConfig", service_provider_config, "GET"),
+            route("/ResourceTypes", resource_types, "GET"),
+            route("/ResourceTypes/{id}", resource_types, "GET"),
+            route("/Schemas", schemas, "GET"),
+            route("/Schemas/{id}", schemas, "GET"),
+            route("/Users", list_users, "GET"),
+            route("/Users", create_user, "POST"),
+            route("/Users/.search", search_users, "POST"),
+            route("/.search", search_users, "POST"),
+            route("/Users/{id}", get_user, "GET"),
+            route("/Users/{id}", replace_user, "PUT"),
+            route("/Users/{id}", patch_user, "PATCH"),
+            route("/Users/{id}", delete_user, "DELETE"),
+        ],
+        exception_handlers={404: http_error, 405: http_error},
+    )
