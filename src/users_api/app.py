@@ -25,8 +25,10 @@ from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
+from users_api.db.metadata import UNIQUE_FIELDS
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
+from users_api.groups.service import GroupService
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
@@ -43,7 +45,6 @@ from users_api.security.passwords import Passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
 from users_api.throttle.service import LoginThrottle
-from users_api.users.models import UNIQUE_FIELDS
 from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
 
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             factor=factor,
             require_verified_email=settings.require_verified_email,
         )
+        app.state.groups = GroupService(db)
         app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()

@@ -137,6 +137,21 @@ class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 
 
+class UnknownMembers(NotFound):
+    """Some of the users named as a group's members do not exist; nothing was stored.
+
+    The REST front answers it as the 404 of a missing user; SCIM as 400 `invalidValue`
+    (RFC 7644 §3.12). `user_ids` names them.
+    """
+
+    def __init__(self, user_ids: Sequence[Any]) -> None:
+        super().__init__("No user with this id: " + ", ".join(str(i) for i in user_ids) + ".")
+        self.user_ids = list(user_ids)
+
+    def extra(self) -> dict[str, Any]:
+        return {"user_ids": [str(user_id) for user_id in self.user_ids]}
+
+
 class Conflict(DomainError, status=HTTPStatus.CONFLICT, code="conflict"):
     """The request conflicts with the current state."""
 
