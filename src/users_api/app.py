@@ -28,6 +28,8 @@ from users_api.db.database import Database, Unit
 from users_api.db.metadata import UNIQUE_FIELDS
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
+from users_api.groups.routes import router as groups_router
+from users_api.groups.routes import user_groups_router
 from users_api.groups.service import GroupService
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
@@ -160,7 +162,15 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(Cors, origins=settings.cors_origins)
     # The most asked first.
     add_routes(
-        app, users_router, auth_router, mfa_router, mfa_admin_router, accounts_router, _operations
+        app,
+        users_router,
+        auth_router,
+        mfa_router,
+        mfa_admin_router,
+        accounts_router,
+        groups_router,
+        user_groups_router,
+        _operations,
     )
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN

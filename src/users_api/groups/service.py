@@ -30,6 +30,7 @@ from users_api.users import cursor, policy
 from users_api.users import queries as uq
 from users_api.users.queries import as_row, caller_values
 from users_api.users.schemas import UserSort
+from users_api.users.service import RowPage
 
 NO_GROUP = "No group with this id."
 # Spelled here: in the class, `list` is the method.
@@ -38,12 +39,9 @@ GroupRows = list[GroupRow]
 NO_USER = "No user with this id."
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """A keyset page (groups, or users for a group's members) and the next cursor."""
-
-    items: list[dict[str, Any]]
-    next_cursor: str | None
+# A keyset page (groups, or users for a group's members) and the next cursor: the
+# users' kind of page, so one `page_response` answers every list.
+Page = RowPage
 
 
 @dataclass(frozen=True, slots=True)
