@@ -319,9 +319,9 @@ def _read_password(from_stdin: bool) -> str:
 async def _users(settings: Settings) -> AsyncIterator[UserService]:
     """The users service on its own small pool, as the app builds it."""
     from users_api.db.database import Database
+    from users_api.db.metadata import UNIQUE_FIELDS
     from users_api.security.passwords import Passwords
     from users_api.throttle.service import LoginThrottle
-    from users_api.users.models import UNIQUE_FIELDS
     from users_api.users.service import UserService
 
     small = settings.model_copy(update={"db_pool_size": 1})

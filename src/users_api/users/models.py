@@ -44,7 +44,7 @@ class User(Base):
     # UUIDv7, made by the service: time-ordered, so the primary-key index stays compact.
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
     email: Mapped[str] = mapped_column(String(320))
-    username: Mapped[str] = mapped_column(String(32))
+    username: Mapped[str] = mapped_column(String(128))
     full_name: Mapped[str | None] = mapped_column(String(200))
     # None: no password yet (a SCIM-created user); no login matches it.
     password_hash: Mapped[str | None] = mapped_column(String(255))
