@@ -41,6 +41,7 @@ from users_api.mfa.routes import router as mfa_router
 from users_api.mfa.service import MfaService, SecondFactor
 from users_api.middleware import BodySizeLimit, Cors, Edge
 from users_api.outbox.sender import Sender
+from users_api.scim.groups import ScimGroups
 from users_api.scim.routes import build as scim_app
 from users_api.scim.tokens import ScimTokens
 from users_api.scim.users import ScimUsers
@@ -132,6 +133,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
         app.state.scim_tokens = ScimTokens(db)
         app.state.scim_users = ScimUsers(db, app.state.users)
+        app.state.scim_groups = ScimGroups(db, app.state.groups)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
         strength.load()  # now, not on the loop during the first registration

@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from users_api.groups.models import GroupMember
 from users_api.scim.errors import invalid_filter
 from users_api.scim.mapping import ENTERPRISE_SCHEMA, USER_SCHEMA
 from users_api.users.models import User
@@ -249,6 +250,8 @@ class UserFilter(FilterVisitor[ColumnElement[bool]]):
 
     def visit_present(self, node: Present) -> ColumnElement[bool]:
         path = node.attr_path
+        if path.attr.lower() == "groups":
+            return exists().where(GroupMember.user_id == User.id)
         multi = _MULTI.get(path.attr.lower())
         if multi is not None and self._in_core(path):
             if path.sub_attr is None:
@@ -265,6 +268,8 @@ class UserFilter(FilterVisitor[ColumnElement[bool]]):
 
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
         path = node.attr_path
+        if path.attr.lower() == "groups" and (path.sub_attr or "value").lower() == "value":
+            return _in_group(Comparison(AttrPath("value"), node.op, node.value))
         multi = _MULTI.get(path.attr.lower())
         if multi is not None and self._in_core(path):
             sub = path.sub_attr or "value"
@@ -281,6 +286,8 @@ class UserFilter(FilterVisitor[ColumnElement[bool]]):
 
     def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
         path = node.attr_path
+        if path.attr.lower() == "groups" and path.sub_attr is None:
+            return _in_group(node.val_filter)
         if self.resolve is not None:
             found: ColumnElement[bool] | None = self.resolve(path, node.val_filter)
             if found is not None:
@@ -308,6 +315,31 @@ class UserFilter(FilterVisitor[ColumnElement[bool]]):
         if operand is None:
             raise invalid_filter(f"{path} is not an attribute users can be filtered on.")
         return operand
+
+
+def _in_group(node: FilterNode) -> ColumnElement[bool]:
+    """The user is in some group that passes `node` (on `value`, the group id)."""
+    return exists().where(GroupMember.user_id == User.id, _GroupValue().visit(node))
+
+
+class _GroupValue(FilterVisitor[ColumnElement[bool]]):
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
+        join = and_ if node.op == LogicalOperator.and_ else or_
+        return join(*(self.visit(term) for term in node.terms))
+
+    def visit_not(self, node: Not) -> ColumnElement[bool]:
+        return not_(self.visit(node.expr))
+
+    def visit_present(self, node: Present) -> ColumnElement[bool]:
+        return true()
+
+    def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
+        if node.attr_path.attr.lower() != "value":
+            raise invalid_filter("A user's groups are filtered by value.")
+        return compare(Operand(GroupMember.group_id, "uuid"), node.op, node.value)
+
+    def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        raise invalid_filter("Value paths do not nest.")
 
 
 def _kept(name: str) -> Any:

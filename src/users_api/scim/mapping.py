@@ -204,6 +204,16 @@ def to_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
     resource["emails"] = emails
     resource["active"] = row["is_active"]
     resource.update(kept)
+    if row.get("groups"):
+        resource["groups"] = [
+            {
+                "value": str(group_id),
+                "display": display_name,
+                "type": "direct",
+                "$ref": f"{base_url}/Groups/{group_id}",
+            }
+            for group_id, display_name in row["groups"]
+        ]
     resource["meta"] = {
         "resourceType": "User",
         "created": _when(row["created_at"]),

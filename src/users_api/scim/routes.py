@@ -20,6 +20,7 @@ from starlette.routing import Route
 from users_api.errors import DomainError
 from users_api.etags import if_none_match_hits, parse_if_match
 from users_api.scim import discovery, mapping
+from users_api.scim import groups as scim_groups
 from users_api.scim.errors import (
     ScimError,
     error_response,
@@ -29,6 +30,7 @@ from users_api.scim.errors import (
     scim_response,
 )
 from users_api.scim.filters import UserFilter, parse, user_operand
+from users_api.scim.groups import ScimGroups, group_condition, group_order
 from users_api.scim.tokens import ScimTokens
 from users_api.scim.users import ScimUsers
 
@@ -191,6 +193,65 @@ async def _list_users(request: Request, users: ScimUsers, query: dict[str, Any])
     )
 
 
+async def _list_groups(request: Request, groups: ScimGroups, query: dict[str, Any]) -> Response:
+    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
+    count = _integer(query.get("count"), "count")
+    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    text = query.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise invalid_value("filter must be a string.")
+    sort_by, sort_order = query.get("sortBy"), query.get("sortOrder")
+    if sort_order is not None and str(sort_order).lower() not in ("ascending", "descending"):
+        raise invalid_value("sortOrder is ascending or descending.")
+    order: list[Any] = []
+    if sort_by:
+        try:
+            node = Path(sort_by).ast
+        except (SCIMException, ValueError):
+            raise invalid_value(f"{sort_by!r} is not an attribute name.") from None
+        if not isinstance(node, AttrPath):
+            raise invalid_value(f"Groups cannot be sorted by {sort_by}.")
+        try:
+            key = group_order(node)
+        except ScimError:
+            raise invalid_value(f"Groups cannot be sorted by {sort_by}.") from None
+        descending = str(sort_order or "").lower() == "descending"
+        order = [key.desc().nulls_last() if descending else key.asc().nulls_last()]
+    attributes, excluded = (
+        _joined(query.get("attributes")),
+        _joined(query.get("excludedAttributes")),
+    )
+    members = _wants_members(attributes, excluded)
+    page = await groups.list(
+        group_condition(text), order, start=start, count=count, members=members
+    )
+    base = _base_url(request)
+    resources = [
+        project(scim_groups.to_resource(row, base, members=members), attributes, excluded)
+        for row in page.rows
+    ]
+    return scim_response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": page.total,
+            "startIndex": start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
+def _wants_members(attributes: str | None, excluded: str | None) -> bool:
+    """Whether members are to be read at all (`excludedAttributes=members`: Entra's)."""
+    if attributes:
+        return any(
+            name.strip().lower().split(".")[0].endswith("members") for name in attributes.split(",")
+        )
+    if excluded:
+        return not any(name.strip().lower().endswith("members") for name in excluded.split(","))
+    return True
+
+
 def _joined(value: Any) -> str | None:
     """`attributes` as a query string (text) or in a SearchRequest (a list)."""
     if isinstance(value, list):
@@ -214,23 +275,27 @@ def _user_response(request: Request, row: dict[str, Any], *, status_code: int = 
     return scim_response(resource, status_code=status_code, headers=headers)
 
 
-async def list_users(request: Request, users: ScimUsers) -> Response:
+async def list_users(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
     return await _list_users(request, users, dict(request.query_params))
 
 
-async def search_users(request: Request, users: ScimUsers) -> Response:
+async def search_users(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
     body = await _json(request)
     if not isinstance(body, dict):
         raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
     return await _list_users(request, users, body)
 
 
-async def create_user(request: Request, users: ScimUsers) -> Response:
+async def create_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
     row = await users.create(await _json(request))
     return _user_response(request, row, status_code=201)
 
 
-async def get_user(request: Request, users: ScimUsers) -> Response:
+async def get_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
     row = await users.get(_user_id(request))
     if if_none_match_hits(request.headers.get("if-none-match"), row["version"]):
         return Response(status_code=304, headers={"ETag": mapping.etag(row["version"])})
@@ -241,24 +306,83 @@ def _if_match(request: Request) -> frozenset[int] | None:
     return parse_if_match(request.headers.get("if-match"), weak=True)
 
 
-async def replace_user(request: Request, users: ScimUsers) -> Response:
+async def replace_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
     user_id = _user_id(request)
     row = await users.replace(user_id, await _json(request), _if_match(request))
     return _user_response(request, row)
 
 
-async def patch_user(request: Request, users: ScimUsers) -> Response:
+async def patch_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
     user_id = _user_id(request)
     row = await users.patch(user_id, await _json(request), _if_match(request))
     return _user_response(request, row)
 
 
-async def delete_user(request: Request, users: ScimUsers) -> Response:
+async def delete_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
     await users.delete(_user_id(request), _if_match(request))
     return Response(status_code=204)
 
 
-async def service_provider_config(request: Request, users: ScimUsers) -> Response:
+def _group_id(request: Request) -> uuid.UUID:
+    return _user_id(request)
+
+
+def _group_response(request: Request, row: dict[str, Any], *, status_code: int = 200) -> Response:
+    attributes = request.query_params.get("attributes")
+    excluded = request.query_params.get("excludedAttributes")
+    members = _wants_members(attributes, excluded)
+    resource = scim_groups.to_resource(row, _base_url(request), members=members)
+    resource = project(resource, attributes, excluded)
+    headers = {"ETag": scim_groups.etag(row["version"])}
+    if status_code == 201:
+        headers["Location"] = resource["meta"]["location"]
+    return scim_response(resource, status_code=status_code, headers=headers)
+
+
+async def list_groups(request: Request, state: Any) -> Response:
+    return await _list_groups(request, state.scim_groups, dict(request.query_params))
+
+
+async def search_groups(request: Request, state: Any) -> Response:
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
+    return await _list_groups(request, state.scim_groups, body)
+
+
+async def create_group(request: Request, state: Any) -> Response:
+    row = await state.scim_groups.create(await _json(request))
+    return _group_response(request, row, status_code=201)
+
+
+async def get_group(request: Request, state: Any) -> Response:
+    row = await state.scim_groups.get(_group_id(request))
+    if if_none_match_hits(request.headers.get("if-none-match"), row["version"]):
+        return Response(status_code=304, headers={"ETag": scim_groups.etag(row["version"])})
+    return _group_response(request, row)
+
+
+async def replace_group(request: Request, state: Any) -> Response:
+    group_id = _group_id(request)
+    row = await state.scim_groups.replace(group_id, await _json(request), _if_match(request))
+    return _group_response(request, row)
+
+
+async def patch_group(request: Request, state: Any) -> Response:
+    group_id = _group_id(request)
+    row = await state.scim_groups.patch(group_id, await _json(request), _if_match(request))
+    return _group_response(request, row)
+
+
+async def delete_group(request: Request, state: Any) -> Response:
+    await state.scim_groups.delete(_group_id(request), _if_match(request))
+    return Response(status_code=204)
+
+
+async def service_provider_config(request: Request, state: Any) -> Response:
     return scim_response(discovery.service_provider_config(_base_url(request)))
 
 
@@ -272,8 +396,8 @@ def _listed(documents: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def resource_types(request: Request, users: ScimUsers) -> Response:
-    documents = discovery.resource_types(_base_url(request), with_groups=False)
+async def resource_types(request: Request, state: Any) -> Response:
+    documents = discovery.resource_types(_base_url(request), with_groups=True)
     wanted = request.path_params.get("id")
     if wanted is None:
         return scim_response(_listed(documents))
@@ -283,8 +407,8 @@ async def resource_types(request: Request, users: ScimUsers) -> Response:
     return scim_response(found)
 
 
-async def schemas(request: Request, users: ScimUsers) -> Response:
-    documents = discovery.schemas(_base_url(request), with_groups=False)
+async def schemas(request: Request, state: Any) -> Response:
+    documents = discovery.schemas(_base_url(request), with_groups=True)
     wanted = request.path_params.get("id")
     if wanted is None:
         return scim_response(_listed(documents))
@@ -303,7 +427,7 @@ def build(state: Any) -> Starlette:
                 tokens: ScimTokens = state.scim_tokens
                 if await tokens.authenticate(_bearer(request)) is None:
                     raise ScimError(401, "A live provisioning token is required.")
-                return await handler(request, state.scim_users)
+                return await handler(request, state)
             except ScimError as exc:
                 return error_response(exc)
             except DomainError as exc:
@@ -334,6 +458,13 @@ def build(state: Any) -> Starlette:
             route("/Users/{id}", replace_user, "PUT"),
             route("/Users/{id}", patch_user, "PATCH"),
             route("/Users/{id}", delete_user, "DELETE"),
+            route("/Groups", list_groups, "GET"),
+            route("/Groups", create_group, "POST"),
+            route("/Groups/.search", search_groups, "POST"),
+            route("/Groups/{id}", get_group, "GET"),
+            route("/Groups/{id}", replace_group, "PUT"),
+            route("/Groups/{id}", patch_group, "PATCH"),
+            route("/Groups/{id}", delete_group, "DELETE"),
         ],
         exception_handlers={404: http_error, 405: http_error},
     )

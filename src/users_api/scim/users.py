@@ -8,11 +8,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 from users_api.db.database import Database, Record, Unit
 from users_api.db.statements import _DIALECT, Statement, compile_statement
 from users_api.errors import PreconditionFailed
+from users_api.groups.models import Group, GroupMember
 from users_api.scim import mapping
 from users_api.scim.errors import ScimError, not_found
 from users_api.scim.patch import apply_patch
@@ -23,6 +26,25 @@ from users_api.users.service import UserService
 COLUMNS = (*public_columns(User), User.external_id, User.scim)
 FIELDS = (*PUBLIC_FIELDS, "external_id", "scim")
 _BY_ID = compile_statement(select(*COLUMNS).where(User.id == bindparam("user_id")))
+# The groups of a page of users at once (SCIM's read-only `groups`).
+_GROUPS = compile_statement(
+    select(GroupMember.user_id, Group.id, Group.display_name)
+    .join(Group, Group.id == GroupMember.group_id)
+    .where(GroupMember.user_id == func.any(bindparam("user_ids")))
+    .order_by(GroupMember.user_id, Group.id)
+)
+
+
+async def _with_groups(unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
+    rows = [as_row(record) for record in records]
+    if not rows:
+        return rows
+    by_id: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {row["id"]: [] for row in rows}
+    for record in await unit.all(_GROUPS, user_ids=list(by_id)):
+        by_id[record["user_id"]].append((record["id"], record["display_name"]))
+    for row in rows:
+        row["groups"] = by_id[row["id"]]
+    return rows
 
 
 def as_row(record: Record) -> dict[str, Any]:
@@ -32,9 +54,10 @@ def as_row(record: Record) -> dict[str, Any]:
     return row
 
 
-def compiled(statement: Select[Any]) -> tuple[Statement, dict[str, Any]]:
+def compiled(statement: ClauseElement) -> tuple[Statement, dict[str, Any]]:
     """A statement built for one request (a filter), compiled with its values."""
     done = statement.compile(dialect=_DIALECT)
+    assert isinstance(done, SQLCompiler)  # a statement, so SQL with positions
     return Statement(sql=str(done), names=tuple(done.positiontup or ())), dict(done.params)
 
 
@@ -50,13 +73,14 @@ class ScimUsers:
     users: UserService
 
     async def get(self, user_id: uuid.UUID) -> dict[str, Any]:
-        async def read(unit: Unit) -> Record | None:
-            return await unit.one(_BY_ID, user_id=user_id)
+        async def read(unit: Unit) -> list[dict[str, Any]]:
+            record = await unit.one(_BY_ID, user_id=user_id)
+            return await _with_groups(unit, [record] if record is not None else [])
 
-        record = await self.db.run(read, transaction=False)
-        if record is None:
+        rows = await self.db.run(read)  # one snapshot: the user and their groups
+        if not rows:
             raise not_found()
-        return as_row(record)
+        return rows[0]
 
     async def list(
         self,
@@ -68,18 +92,20 @@ class ScimUsers:
     ) -> Page:
         """`count` users from the `start`-th (1-based) that meet `condition`, and how many
         do: two statements on one connection."""
-        total_statement, total_values = compiled(select(func.count()).where(condition))
+        total_statement, total_values = compiled(
+            select(func.count()).select_from(User).where(condition)
+        )
         page = select(*COLUMNS).where(condition).order_by(*order, User.id)
         page_statement, page_values = compiled(page.offset(start - 1).limit(count))
 
-        async def read(unit: Unit) -> tuple[int, list[Record]]:
+        async def read(unit: Unit) -> tuple[int, list[dict[str, Any]]]:
             total: int = await unit.value(total_statement, **total_values)
             if count == 0 or total < start:
                 return total, []
-            return total, await unit.all(page_statement, **page_values)
+            return total, await _with_groups(unit, await unit.all(page_statement, **page_values))
 
-        total, records = await self.db.run(read, transaction=False)
-        return Page(total=total, rows=[as_row(record) for record in records])
+        total, rows = await self.db.run(read)  # one snapshot: the count and the page
+        return Page(total=total, rows=rows)
 
     async def create(self, resource: Any) -> dict[str, Any]:
         data = mapping.to_new_user(resource)
