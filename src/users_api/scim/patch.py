@@ -84,6 +84,8 @@ def apply_patch(document: dict[str, Any], body: Any, shape: Shape) -> dict[str, 
             if not isinstance(value, dict):
                 raise invalid_value("An operation without a path takes an object value.")
             for name, sub in value.items():
+                if _unchanged_read_only(result, name, sub, shape):
+                    continue  # Okta sends the group's `id` along, unchanged
                 if name.lower() in (s.lower() for s in shape.extensions) and isinstance(sub, dict):
                     for inner, inner_value in sub.items():
                         _apply(result, kind, f"{name}:{inner}", inner_value, shape)
@@ -96,6 +98,11 @@ def apply_patch(document: dict[str, Any], body: Any, shape: Shape) -> dict[str, 
                 raise invalid_value(f"{kind} needs a value.")
             _apply(result, kind, path, value, shape)
     return result
+
+
+def _unchanged_read_only(document: dict[str, Any], name: str, value: Any, shape: Shape) -> bool:
+    canonical = shape.canonical(name)
+    return canonical in shape.read_only and document.get(canonical) == value
 
 
 def _parse(path: str) -> AttrPath | ValuePath:
@@ -162,7 +169,12 @@ def _apply(document: dict[str, Any], kind: str, text: str, value: Any, shape: Sh
             complex_value[sub] = value
         holder[name] = complex_value
         return
-    if kind == "remove":
+    if kind == "remove" and isinstance(value, list) and isinstance(holder.get(name), list):
+        # Entra removes members as `{"op": "Remove", "path": "members", "value": [...]}`:
+        # the elements with those values go, the others stay.
+        gone = {str(_value_of(item)).lower() for item in value}
+        holder[name] = [item for item in holder[name] if str(_value_of(item)).lower() not in gone]
+    elif kind == "remove":
         holder.pop(name, None)
     elif kind == "add" and isinstance(holder.get(name), list):
         added = value if isinstance(value, list) else [value]
@@ -173,11 +185,23 @@ def _apply(document: dict[str, Any], kind: str, text: str, value: Any, shape: Sh
         holder[name] = _merge(holder.get(name), value)
 
 
+def _value_of(item: Any) -> Any:
+    return item.get("value") if isinstance(item, dict) else item
+
+
 def _without_duplicates(items: list[Any]) -> list[Any]:
+    """Elements once each; elements with a `value` (members) once per value."""
     kept: list[Any] = []
+    values: set[str] = set()
     for item in items:
-        if item not in kept:
-            kept.append(item)
+        value = _value_of(item)
+        if isinstance(item, dict) and value is not None:
+            if str(value).lower() in values:
+                continue
+            values.add(str(value).lower())
+        elif item in kept:
+            continue
+        kept.append(item)
     return kept
 
 
