@@ -158,7 +158,7 @@ def compare(operand: Operand, op: CompareOperator, value: Any) -> ColumnElement[
         else:
             condition = _ordered(left, op, right)
     if op == CompareOperator.ne:
-        return func.coalesce(not_(condition), false()) if kind != "bool" else condition
+        return func.coalesce(not_(condition), false())
     return func.coalesce(condition, false())
 
 
