@@ -2,7 +2,8 @@
 
 The schema documents come from scim2-models' RFC 7643 models (`to_schema`), then say
 what this service stores where it differs from the RFC's defaults: `emails` is required
-(every user has an email), and `password` is never returned.
+(every user has an email), `active` too (a user is active or not, never neither),
+`password` is never returned, and a member's `display` is not stored (members are users, by id).
 """
 
 from __future__ import annotations
@@ -36,12 +37,22 @@ def _schemas(with_groups: bool) -> tuple[dict[str, Any], ...]:
     for attribute in user["attributes"]:
         if attribute["name"] == "emails":
             attribute["required"] = True
+            for sub in attribute.get("subAttributes", []):
+                if sub["name"] == "value":
+                    sub["required"] = True
         if attribute["name"] == "password":
             attribute["returned"] = "never"
             attribute["mutability"] = "writeOnly"
+        if attribute["name"] == "active":
+            attribute["required"] = True  # every user is active or not: never absent
     documents = [user, _dump(EnterpriseUser.to_schema())]
     if with_groups:
-        documents.append(_dump(Group.to_schema()))
+        group = _dump(Group.to_schema())
+        for attribute in group["attributes"]:
+            for sub in attribute.get("subAttributes", []):
+                if attribute["name"] == "members" and sub["name"] == "display":
+                    sub["mutability"] = "readOnly"  # not stored: members are users, by id
+        documents.append(group)
     return tuple(documents)
 
 

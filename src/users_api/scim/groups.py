@@ -78,15 +78,14 @@ def to_resource(row: dict[str, Any], base_url: str, *, members: bool = True) -> 
     if row["external_id"] is not None:
         resource["externalId"] = row["external_id"]
     resource["displayName"] = row["display_name"]
-    if members:
+    if members:  # no `display`: what a client sends there is not stored
         resource["members"] = [
             {
                 "value": str(user_id),
-                "display": username,
                 "type": "User",
                 "$ref": f"{base_url}/Users/{user_id}",
             }
-            for user_id, username in row.get("members", [])
+            for user_id, _username in row.get("members", [])
         ]
     resource["meta"] = {
         "resourceType": "Group",

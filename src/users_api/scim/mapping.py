@@ -132,7 +132,8 @@ def _fields(resource: dict[str, Any]) -> dict[str, Any]:
         "username": user_name,
         "full_name": _full_name(resource.get("name")),
         "external_id": external_id or None,
-        "scim": {name: resource[name] for name in KEPT if resource.get(name) is not None} or None,
+        "scim": {name: resource[name] for name in KEPT if resource.get(name) not in (None, {}, [])}
+        or None,
     }
     if "active" in resource and resource["active"] is not None:
         fields["is_active"] = as_bool(resource["active"], "active")

@@ -151,6 +151,15 @@ def _merge(old: Any, new: Any) -> Any:
 
 
 def _apply(document: dict[str, Any], kind: str, text: str, value: Any, shape: Shape) -> None:
+    extension = next((e for e in shape.extensions if e.lower() == text.lower()), None)
+    if extension is not None:  # the extension's object as a whole
+        if kind == "remove":
+            document.pop(extension, None)
+        elif not isinstance(value, dict):
+            raise invalid_value(f"{extension} takes an object value.")
+        else:
+            document[extension] = _merge(document.get(extension) or {}, value)
+        return
     node = _parse(text)
     if isinstance(node, ValuePath):
         _apply_filtered(document, kind, node, value, shape)

@@ -37,11 +37,14 @@ from users_api.scim.users import ScimUsers
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 DEFAULT_COUNT = 100
+MOUNTED_AT = "/scim/v2"
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
 def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """Where `/scim/v2` is, as the client reached it (`meta.location`, `$ref`)."""
+    base = str(request.base_url).rstrip("/")
+    return base if base.endswith(MOUNTED_AT) else base + MOUNTED_AT
 
 
 def _bearer(request: Request) -> str | None:
@@ -353,6 +356,39 @@ async def search_groups(request: Request, state: Any) -> Response:
     return await _list_groups(request, state.scim_groups, body)
 
 
+async def search_all(request: Request, state: Any) -> Response:
+    """POST /.search: Users, then Groups, as one list (RFC 7644 3.4.3). A filter on an
+    attribute one of them lacks matches none of that type."""
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
+    start = max(_integer(body.get("startIndex"), "startIndex") or 1, 1)
+    count = _integer(body.get("count"), "count")
+    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    resources: list[dict[str, Any]] = []
+    total = 0
+    for lister, store in ((_list_users, state.scim_users), (_list_groups, state.scim_groups)):
+        query = {**body, "startIndex": max(start - total, 1), "count": count - len(resources)}
+        query.pop("sortBy", None)
+        try:
+            answer = orjson.loads((await lister(request, store, query)).body)
+        except ScimError as exc:
+            if exc.scim_type != "invalidFilter":
+                raise
+            continue
+        resources.extend(answer["Resources"])
+        total += answer["totalResults"]
+    return scim_response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
 async def create_group(request: Request, state: Any) -> Response:
     row = await state.scim_groups.create(await _json(request))
     return _group_response(request, row, status_code=201)
@@ -453,7 +489,7 @@ def build(state: Any) -> Starlette:
             route("/Users", list_users, "GET"),
             route("/Users", create_user, "POST"),
             route("/Users/.search", search_users, "POST"),
-            route("/.search", search_users, "POST"),
+            route("/.search", search_all, "POST"),
             route("/Users/{id}", get_user, "GET"),
             route("/Users/{id}", replace_user, "PUT"),
             route("/Users/{id}", patch_user, "PATCH"),
