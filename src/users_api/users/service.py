@@ -532,6 +532,8 @@ class UserService:
             await unit.execute(q.LOCK_ADMIN_SET)
             target = await self._locked_target(unit, values, if_match)
             await self._guard_last_admin(unit, target, removing=True)
+            # After the user's row lock, as the groups service takes users before groups.
+            await unit.execute(q.BUMP_GROUPS_OF_USER, user_id=user_id)
             await unit.execute(q.DELETE_USER, user_id=user_id)
 
         await self.db.run(remove)
