@@ -60,3 +60,19 @@ async def test_racing_if_match_changes_exactly_one_wins(admin_client: httpx.Asyn
     )
     statuses = Counter(response.status_code for response in responses)
     assert statuses == {200: 1, 412: 7}
+
+
+async def test_racing_user_deletes_and_member_adds_never_500(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    group = await create_group(admin_client)
+    users = [await register(admin_client, f"user{i}") for i in range(8)]
+    adds = [admin_client.put(group_url(group["id"], f"/members/{u['id']}")) for u in users]
+    deletes = [admin_client.delete(f"/api/v1/users/{u['id']}") for u in users[::2]]
+    responses = await asyncio.gather(*adds, *deletes)
+    for response in responses:
+        assert response.status_code in (204, 404), response.text
+    members = (await admin_client.get(group_url(group["id"], "/members"))).json()["items"]
+    assert {member["id"] for member in members} == {u["id"] for u in users[1::2]}
+    shown = (await admin_client.get(group_url(group["id"]))).json()
+    assert shown["member_count"] == len(users[1::2])

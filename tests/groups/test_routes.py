@@ -261,6 +261,7 @@ async def test_deleting_a_user_drops_its_memberships(
     assert (await admin_client.delete(user_url(ada["id"]))).status_code == 204
     shown = (await admin_client.get(group_url(group["id"]))).json()
     assert shown["member_count"] == 0
+    assert shown["version"] == 3  # its members changed: a new ETag
     members = (await admin_client.get(group_url(group["id"], "/members"))).json()
     assert members["items"] == []
 

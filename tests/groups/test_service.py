@@ -73,3 +73,58 @@ async def test_members_bump_the_version_and_replace_is_all_or_nothing(
     assert emptied["version"] == 3
     listed = await groups.list(GroupListQuery(q="op"), caller=None)
     assert [row["id"] for row in listed.items] == [group["id"]]
+
+
+async def test_create_and_update_with_members_store_all_or_nothing(
+    app: FastAPI, admin: Admin
+) -> None:
+    groups = _groups(app)
+    unknown = uuid.UUID(str(uuid7()))
+    with pytest.raises(UnknownMembers):
+        await groups.create(GroupCreate(display_name="Ghosts"), caller=None, members=[unknown])
+    assert (await groups.list(GroupListQuery(), caller=None)).items == []
+    group = await groups.create(
+        GroupCreate(display_name="Admins"), caller=None, members=[admin.id, admin.id]
+    )
+    assert group["member_count"] == 1
+    assert group["version"] == 1  # created with its members: one version
+    with pytest.raises(UnknownMembers):
+        await groups.update(
+            group["id"],
+            GroupUpdate(display_name="Renamed"),
+            caller=None,
+            if_match=None,
+            members=[admin.id, unknown],
+        )
+    unchanged = await groups.get(group["id"], caller=None)
+    assert unchanged == group
+    renamed = await groups.update(
+        group["id"], GroupUpdate(display_name="Renamed"), caller=None, if_match=None, members=[]
+    )
+    assert renamed["display_name"] == "Renamed"
+    assert renamed["member_count"] == 0
+    assert renamed["version"] == 2  # one change, one bump
+    same = await groups.update(
+        group["id"], GroupUpdate(), caller=None, if_match=frozenset({2}), members=[]
+    )
+    assert same["version"] == 2
+
+
+async def test_add_and_remove_many(app: FastAPI, admin: Admin) -> None:
+    groups = _groups(app)
+    group = await groups.create(GroupCreate(display_name="Many"), caller=None)
+    unknown = uuid.UUID(str(uuid7()))
+    with pytest.raises(UnknownMembers):
+        await groups.add_members(group["id"], [admin.id, unknown], caller=None)
+    with pytest.raises(NotFound):
+        await groups.add_members(uuid.UUID(str(uuid7())), [admin.id], caller=None)
+    added = await groups.add_members(group["id"], [admin.id], caller=None)
+    assert added["member_count"] == 1
+    removed = await groups.remove_members(group["id"], [admin.id, unknown], caller=None)
+    assert removed["member_count"] == 0
+    assert removed["version"] == 3
+    again = await groups.remove_members(group["id"], [admin.id], caller=None)
+    assert again["version"] == 3
+    assert await groups.user_groups(admin.id, caller=None) == []
+    with pytest.raises(NotFound):
+        await groups.user_groups(unknown, caller=None)

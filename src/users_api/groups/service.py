@@ -148,7 +148,7 @@ class GroupService:
                 external_id=data.external_id,
             )
             if members:
-                await _add(unit, group_id, await _users(unit, members, strict=True))
+                await _add(unit, group_id, _all_users(members, await _users(unit, members)))
             return await _group(unit, group_id)
 
         return await self.db.run(insert)
@@ -170,10 +170,12 @@ class GroupService:
 
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
+            found = None if members is None else await _users(unit, members)
             current = await _locked(unit, group_id, if_match)
             changed = {name for name, value in changes.items() if current[name] != value}
-            if members is not None and await _replace(unit, group_id, members):
-                changed.add("members")
+            if members is not None and found is not None:
+                replaced = await _replace(unit, group_id, _all_users(members, found))
+                changed |= {"members"} if replaced else set()
             if changed:
                 fields = frozenset(changed - {"members"})
                 new = {f"new_{name}": changes[name] for name in fields}
@@ -219,8 +221,9 @@ class GroupService:
 
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
+            found = await _users(unit, user_ids)
             await _locked(unit, group_id, if_match)
-            if await _add(unit, group_id, await _users(unit, user_ids, strict=True)):
+            if await _add(unit, group_id, _all_users(user_ids, found)):
                 await unit.execute(gq.set_group(frozenset()), group_id=group_id)
             return await _group(unit, group_id)
 
@@ -283,8 +286,9 @@ class GroupService:
 
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
+            found = await _users(unit, user_ids)
             await _locked(unit, group_id, if_match)
-            if await _replace(unit, group_id, user_ids):
+            if await _replace(unit, group_id, _all_users(user_ids, found)):
                 await unit.execute(gq.set_group(frozenset()), group_id=group_id)
             return await _group(unit, group_id)
 
@@ -319,14 +323,23 @@ async def _locked(unit: Unit, group_id: uuid.UUID, if_match: frozenset[int] | No
     return await _group(unit, group_id)
 
 
-async def _users(unit: Unit, user_ids: Collection[uuid.UUID], *, strict: bool) -> list[uuid.UUID]:
+async def _users(unit: Unit, user_ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
     """Which of `user_ids` are users, each locked against a concurrent delete until the
-    transaction ends; with `strict`, UnknownMembers when any is not."""
-    wanted = list(dict.fromkeys(user_ids))
-    found = [record["id"] for record in await unit.all(gq.LOCK_USERS, user_ids=wanted)]
-    if strict and len(found) < len(wanted):
-        known = set(found)
-        raise UnknownMembers([user_id for user_id in wanted if user_id not in known])
+    transaction ends (FOR KEY SHARE, as the foreign key's own check). Taken before the
+    group's row lock: a user's delete locks the user, then the user's groups (to bump
+    their versions), so this order is the same and two cannot wait for each other."""
+    if not user_ids:
+        return []
+    records = await unit.all(gq.LOCK_USERS, user_ids=list(dict.fromkeys(user_ids)))
+    return [record["id"] for record in records]
+
+
+def _all_users(wanted: Collection[uuid.UUID], found: list[uuid.UUID]) -> list[uuid.UUID]:
+    """`found`, when it is every one of `wanted`; else UnknownMembers (nothing stored)."""
+    known = set(found)
+    missing = [user_id for user_id in dict.fromkeys(wanted) if user_id not in known]
+    if missing:
+        raise UnknownMembers(missing)
     return found
 
 
@@ -337,11 +350,11 @@ async def _add(unit: Unit, group_id: uuid.UUID, user_ids: list[uuid.UUID]) -> bo
     return bool(await unit.all(gq.ADD_MEMBERS, group_id=group_id, user_ids=user_ids))
 
 
-async def _replace(unit: Unit, group_id: uuid.UUID, user_ids: Collection[uuid.UUID]) -> bool:
-    """The members become exactly `user_ids` (every one a user); whether anything changed."""
-    found = await _users(unit, user_ids, strict=True)
-    removed = await unit.all(gq.REMOVE_OTHER_MEMBERS, group_id=group_id, user_ids=found)
-    added = await _add(unit, group_id, found)
+async def _replace(unit: Unit, group_id: uuid.UUID, user_ids: list[uuid.UUID]) -> bool:
+    """The members become exactly `user_ids` (users, locked by `_users`); whether
+    anything changed."""
+    removed = await unit.all(gq.REMOVE_OTHER_MEMBERS, group_id=group_id, user_ids=user_ids)
+    added = await _add(unit, group_id, user_ids)
     return bool(removed) or added
 
 

@@ -66,7 +66,16 @@ Email = Annotated[
         "`.test`, `.local` or `.invalid` are refused.",
     ),
 ]
-Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
+# v2: identity providers push login names such as `ada.lovelace@contoso.com`. A username
+# may equal its own user's email, never another user's (`users.queries.NAME_CLASH`).
+Username = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_.\-@+]{3,128}$"),
+    Field(
+        description="3-128 of `A-Z a-z 0-9 _ . - @ +`, unique case-insensitively; it may "
+        "equal the user's own email, never another user's (409).",
+    ),
+]
 # PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
 _NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul), _NO_NUL]

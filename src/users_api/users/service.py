@@ -204,12 +204,13 @@ class UserService:
         mail = not system and self.verification is not None
         if not as_admin or caller is None:
             work = self._mailing_verification(_insert(values), mail=mail)
-            created = as_row(await self.db.run(work, transaction=mail))
+            created = as_row(await self.db.run(work))
             self.wake_outbox()
             return created
         admin_values = {**values, **caller_values(caller)}
 
         async def insert_as_admin(unit: Unit) -> Record:
+            await claim_sign_in_names(unit, values["id"], values)
             record = await unit.one(q.INSERT_USER_AS_ADMIN, **admin_values)
             if record is None:  # demoted, or signed out, while the password was hashed
                 is_admin = policy.signed_in(await unit.value(q.CALLER_IS_ADMIN, **admin_values))
@@ -219,11 +220,11 @@ class UserService:
                     admin=is_admin,
                     allow_registration=self.allow_registration,
                 )
-                record = await _insert(values)(unit)
+                record = await _insert(values, claimed=True)(unit)
             return record
 
         work = self._mailing_verification(insert_as_admin, mail=mail)
-        created = as_row(await self.db.run(work, transaction=mail))
+        created = as_row(await self.db.run(work))
         self.wake_outbox()
         return created
 
@@ -327,9 +328,18 @@ class UserService:
             # Advisory locks first, then the row: one order everywhere, so no deadlock.
             if policy.admin_only_fields(fields):
                 await unit.execute(q.LOCK_ADMIN_SET)
-            if fields & policy.IDENTITY_FIELDS:
+            identity = fields & policy.IDENTITY_FIELDS
+            if identity:
                 # Two users swapping names would each wait for the other's index entry.
                 await unit.execute(q.LOCK_IDENTITIES)
+                await lock_sign_in_names(unit, changes)
+            result = await write(unit, hashing)
+            if identity and not isinstance(result, DomainError):
+                # After the write, so who may change whom is answered first (401, 404).
+                await refuse_name_clash(unit, user_id, changes)
+            return result
+
+        async def write(unit: Unit, hashing: HashingTurn | None) -> Record | DomainError:
             if hashing is not None:  # a password: the rules, on the locked row
                 # One's own is answered for as at a login: the account's lock, next.
                 account = await self.throttle.lock_user(unit, user_id) if own_password else None
@@ -536,7 +546,7 @@ class UserService:
 
         async def change(unit: Unit) -> Record:
             await unit.execute(q.LOCK_ADMIN_SET)
-            target = await unit.one(q.target_by_login(name), login=name)
+            target = await unit.one(q.TARGET_BY_LOGIN, login=name)
             if target is None:
                 raise NotFound("No user with this username or email.")
             if target["is_admin"] == admin:
@@ -560,9 +570,40 @@ class UserService:
             await unit.execute(q.LOCK_ADMIN_SET)
             target = await self._locked_target(unit, values, if_match, system=caller is None)
             await self._guard_last_admin(unit, target, removing=True)
+            # After the user's row lock, as the groups service takes users before groups.
+            await unit.execute(q.BUMP_GROUPS_OF_USER, user_id=user_id)
             await unit.execute(q.DELETE_USER, user_id=user_id)
 
         await self.db.run(remove)
+
+
+# --- sign-in names ---------------------------------------------------------------------
+
+
+async def lock_sign_in_names(unit: Unit, names: dict[str, Any]) -> None:
+    """Lock the email and username `names` claims (transaction-scoped, one lock a name):
+    every write claiming one of them, as either, waits for this transaction."""
+    claimed = [names[field] for field in ("email", "username") if names.get(field) is not None]
+    if claimed:
+        await unit.execute(q.LOCK_SIGN_IN_NAMES, names=claimed)
+
+
+async def refuse_name_clash(unit: Unit, user_id: uuid.UUID, names: dict[str, Any]) -> None:
+    """The one rule between emails and usernames: a user's new email is no other user's
+    username (409 `email`), a new username no other user's email (409 `username`); a
+    user's own may be the same. Under `lock_sign_in_names`, taken earlier in the same
+    transaction, so racing writes cannot both pass."""
+    clash = await unit.one(
+        q.NAME_CLASH, user_id=user_id, email=names.get("email"), username=names.get("username")
+    )
+    assert clash is not None  # one row always
+    policy.refuse_taken(email=clash["email_taken"], username=clash["username_taken"])
+
+
+async def claim_sign_in_names(unit: Unit, user_id: uuid.UUID, names: dict[str, Any]) -> None:
+    """Lock, then check, the names a new user claims (`email`, `username` in `names`)."""
+    await lock_sign_in_names(unit, names)
+    await refuse_name_clash(unit, user_id, names)
 
 
 def _caller_is_admin(values: dict[str, Any]) -> Work[bool | None]:
@@ -590,8 +631,12 @@ def _user_id_by_email(email: str) -> Work[uuid.UUID | None]:
     return read
 
 
-def _insert(values: dict[str, Any]) -> Work[Record]:
+def _insert(values: dict[str, Any], *, claimed: bool = False) -> Work[Record]:
+    """Insert the user, its sign-in names claimed first (unless `claimed` already)."""
+
     async def insert(unit: Unit) -> Record:
+        if not claimed:
+            await claim_sign_in_names(unit, values["id"], values)
         record = await unit.one(q.INSERT_USER, **values)
         assert record is not None  # INSERT ... RETURNING returns the row it inserted
         return record
