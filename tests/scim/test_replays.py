@@ -28,9 +28,7 @@ async def _stored(scim: httpx.AsyncClient, admin: Admin, user_id: str) -> dict[s
 
 async def test_entra_id_user_life_cycle(scim: httpx.AsyncClient, admin: Admin) -> None:
     # Does the user exist?
-    # Entra's names are longer (`Test_User_<uuid>`, UPNs): v2 usernames take them once the
-    # username rule of the groups branch is in; until then a shorter one of the same form.
-    name = "Test_User_ab6490ee"
+    name = "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1"
     found = await scim.get(f"{SCIM}/Users", params={"filter": f'userName eq "{name}"'})
     assert found.status_code == 200
     assert found.json()["totalResults"] == 0
@@ -188,7 +186,7 @@ async def test_okta_user_life_cycle(scim: httpx.AsyncClient, admin: Admin) -> No
     assert probe.status_code == 200
     assert probe.json()["totalResults"] == 1  # the admin
     assert probe.json()["itemsPerPage"] == 1
-    name = "isaac.brock"  # Okta sends the login, often an address (see Entra's note)
+    name = "isaac.brock@example.com"  # Okta's login: the user's own address
     exists = await scim.get(
         f"{SCIM}/Users",
         params={"filter": f'userName eq "{name}"', "startIndex": 1, "count": 100},
@@ -200,7 +198,7 @@ async def test_okta_user_life_cycle(scim: httpx.AsyncClient, admin: Admin) -> No
             "schemas": [USER],
             "userName": name,
             "name": {"givenName": "Isaac", "familyName": "Brock"},
-            "emails": [{"primary": True, "value": f"{name}@example.com", "type": "work"}],
+            "emails": [{"primary": True, "value": name, "type": "work"}],
             "displayName": "Isaac Brock",
             "locale": "en-US",
             "externalId": "00ujl29u0le5T6Aj10h7",
