@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from tests.scim.conftest import PATCH_SCHEMA, SCIM, new_user
 
 
-async def _create(scim: httpx.AsyncClient, name: str, **extra: object) -> dict[str, object]:
+async def _create(scim: httpx.AsyncClient, name: str, **extra: Any) -> dict[str, object]:
     created = await scim.post(f"{SCIM}/Users", json=new_user(name, **extra))
     assert created.status_code == 201, created.text
     resource: dict[str, object] = created.json()
