@@ -288,3 +288,26 @@ async def test_okta_group_push(scim: httpx.AsyncClient) -> None:
         },
     )
     assert [m["value"] for m in removed.json()["members"]] == [ids[1]]
+
+
+async def test_entra_updates_the_work_email_of_a_user_made_over_rest(
+    scim: httpx.AsyncClient, admin: Admin
+) -> None:
+    """A user the REST API made has one email, which SCIM shows as the primary work one."""
+    found = await scim.get(f"{SCIM}/Users", params={"filter": 'emails[type eq "work"]'})
+    assert [r["userName"] for r in found.json()["Resources"]] == [admin.username]
+    patched = await scim.patch(
+        f"{SCIM}/Users/{admin.id}",
+        json={
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [
+                {
+                    "op": "Replace",
+                    "path": 'emails[type eq "work"].value',
+                    "value": "new@example.com",
+                }
+            ],
+        },
+    )
+    assert patched.status_code == 200, patched.text
+    assert (await _stored(scim, admin, str(admin.id)))["email"] == "new@example.com"

@@ -299,7 +299,7 @@ class UserFilter(FilterVisitor[ColumnElement[bool]]):
             array = func.coalesce(
                 _kept("emails"),
                 func.jsonb_build_array(
-                    func.jsonb_build_object("value", User.email, "primary", True)
+                    func.jsonb_build_object("value", User.email, "type", "work", "primary", True)
                 ),
             )
         else:

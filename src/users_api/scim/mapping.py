@@ -199,7 +199,7 @@ def to_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
     emails = [dict(email) for email in kept.pop("emails", None) or []]
     chosen = _chosen_index(emails)
     if chosen is None:
-        emails = [{"value": row["email"], "primary": True}]
+        emails = [{"value": row["email"], "type": "work", "primary": True}]
     else:
         emails[chosen]["value"] = row["email"]
     resource["emails"] = emails
