@@ -3,7 +3,7 @@
 scim2-models parses the filter (its grammar and syntax tree: `ScimFilter(...).ast`);
 this module only says what each attribute is in SQL. Nothing is evaluated in Python:
 every comparison is a condition the database checks, and each is made two-valued
-(`coalesce(..., false)`) so that `not` means what it says on absent attributes.
+(`attribute IS NOT NULL AND ...`) so that `not` means what it says on absent attributes.
 """
 
 from __future__ import annotations
@@ -158,8 +158,11 @@ def compare(operand: Operand, op: CompareOperator, value: Any) -> ColumnElement[
         else:
             condition = _ordered(left, op, right)
     if op == CompareOperator.ne:
-        return func.coalesce(not_(condition), false())
-    return func.coalesce(condition, false())
+        condition = not_(condition)
+    # Two-valued: an absent attribute (NULL) compares false, so `not` means what it says.
+    # A guard rather than coalesce(), so that the indexes still serve `eq`.
+    guarded: ColumnElement[bool] = and_(expression.is_not(None), condition)
+    return guarded
 
 
 def _ordered(left: Any, op: CompareOperator, right: Any) -> ColumnElement[bool]:
