@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from uuid_utils.compat import uuid7
 
 from users_api.db.database import Database, Record, Unit
-from users_api.db.statements import compile_statement
+from users_api.db.statements import Statement, compile_statement
 from users_api.errors import NotFound
 from users_api.scim.models import ScimToken
 
@@ -34,12 +34,20 @@ _REVOKE = compile_statement(
     .values(revoked_at=func.coalesce(ScimToken.revoked_at, func.now()))
     .returning(*_SHOWN)
 )
-# One statement per request: the token is live, and its use is recorded.
-_USE = compile_statement(
-    update(ScimToken)
-    .where(ScimToken.token_hash == bindparam("token_hash"), ScimToken.revoked_at.is_(None))
-    .values(last_used_at=func.now())
-    .returning(ScimToken.id)
+# One statement per request: the live token's id; its use recorded at most once a
+# minute, so parallel requests of one client do not queue on the token's row lock.
+_USE = Statement(
+    sql="""
+WITH found AS (
+    SELECT id, last_used_at FROM scim_tokens WHERE token_hash = $1 AND revoked_at IS NULL
+), touched AS (
+    UPDATE scim_tokens SET last_used_at = now() FROM found
+    WHERE scim_tokens.id = found.id
+      AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+)
+SELECT id FROM found
+""",
+    names=("token_hash",),
 )
 
 
