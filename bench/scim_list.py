@@ -41,7 +41,8 @@ INSERT INTO users (id, email, username, full_name, password_hash, is_active, is_
                    version, external_id, scim)
 SELECT gen_random_uuid(), 'user' || n || '@example.com', 'user' || n, 'User ' || n, NULL,
        n % 10 <> 0, false, 1, 'ext-' || n,
-       jsonb_build_object('title', 'Title ' || n, 'emails',
+       jsonb_build_object('title', 'Title ' || n,
+           '$emails', jsonb_build_array('user' || n || '@example.com'), 'emails',
            jsonb_build_array(jsonb_build_object(
                'value', 'user' || n || '@example.com', 'type', 'work', 'primary', true)))
 FROM generate_series(1, {USERS}) AS n

@@ -8,6 +8,7 @@ every comparison is a condition the database checks, and each is made two-valued
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -47,7 +49,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from users_api.groups.models import GroupMember
 from users_api.scim.errors import invalid_filter
-from users_api.scim.mapping import ENTERPRISE_SCHEMA, USER_SCHEMA
+from users_api.scim.mapping import EMAIL_VALUES, ENTERPRISE_SCHEMA, USER_SCHEMA
 from users_api.users.models import User
 
 _ORDERED = {CompareOperator.gt, CompareOperator.ge, CompareOperator.lt, CompareOperator.le}
@@ -299,14 +301,27 @@ class UserFilter(FilterVisitor[ColumnElement[bool]]):
         if multi is None or path.sub_attr is not None or not self._in_core(path):
             raise invalid_filter(f"{path} is not a multi-valued attribute.")
         if multi == "emails":
+            wanted = _value_eq(node.val_filter)
             array = func.coalesce(
                 _kept("emails"),
                 func.jsonb_build_array(
                     func.jsonb_build_object("value", User.email, "type", "work", "primary", True)
                 ),
             )
-        else:
-            array = _kept(multi)
+            found = _any_element(
+                array, lambda element: _ElementFilter(element).visit(node.val_filter)
+            )
+            if wanted is None:
+                return found
+            # What must hold for `value eq` to: the address is kept, or (none kept) is the
+            # user's own; both indexed, so the scan above runs on those rows alone.
+            kept = User.scim.op("->")(literal_column(f"'{EMAIL_VALUES}'"))
+            hint = or_(
+                kept.op("@>")(cast(literal(json.dumps([wanted.lower()])), JSONB)),
+                and_(_kept("emails").is_(None), func.lower(User.email) == func.lower(wanted)),
+            )
+            return and_(hint, found)
+        array = _kept(multi)
         return _any_element(array, lambda element: _ElementFilter(element).visit(node.val_filter))
 
     @staticmethod
@@ -343,6 +358,18 @@ class _GroupValue(FilterVisitor[ColumnElement[bool]]):
 
     def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
         raise invalid_filter("Value paths do not nest.")
+
+
+def _value_eq(node: FilterNode) -> str | None:
+    """X when the element filter is `value eq X`, or an `and` holding it."""
+    if isinstance(node, Comparison):
+        attr = node.attr_path
+        if attr.attr.lower() == "value" and attr.sub_attr is None and node.op == CompareOperator.eq:
+            return node.value if isinstance(node.value, str) else None
+        return None
+    if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_:
+        return next((v for term in node.terms if (v := _value_eq(term)) is not None), None)
+    return None
 
 
 def _kept(name: str) -> Any:

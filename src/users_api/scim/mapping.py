@@ -42,6 +42,9 @@ KEPT = (
     "x509Certificates",
     ENTERPRISE_SCHEMA,
 )
+# In `users.scim` beside the kept attributes (no SCIM name starts with `$` but `$ref`):
+# the kept emails' values, lower-cased, indexed (`ix_users_scim_email_values`).
+EMAIL_VALUES = "$emails"
 MAPPED = ("userName", "active", "externalId", "password")
 READ_ONLY = ("id", "meta", "groups", "schemas")
 CANONICAL = {name.lower(): name for name in (*KEPT, *MAPPED, *READ_ONLY)}
@@ -135,6 +138,10 @@ def _fields(resource: dict[str, Any]) -> dict[str, Any]:
         "scim": {name: resource[name] for name in KEPT if resource.get(name) not in (None, {}, [])}
         or None,
     }
+    if fields["scim"] is not None and isinstance(fields["scim"].get("emails"), list):
+        # Every kept address, lower-cased: what the index of Entra's email filter holds.
+        values = {str(e.get("value")).lower() for e in fields["scim"]["emails"] if e.get("value")}
+        fields["scim"][EMAIL_VALUES] = sorted(values)
     if "active" in resource and resource["active"] is not None:
         fields["is_active"] = as_bool(resource["active"], "active")
     password = resource.get("password")
@@ -183,6 +190,7 @@ def _when(moment: datetime) -> str:
 def to_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
     """A user row (public fields, `external_id`, `scim`) as a SCIM User."""
     kept: dict[str, Any] = dict(row.get("scim") or {})
+    kept.pop(EMAIL_VALUES, None)
     resource: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": str(row["id"])}
     if ENTERPRISE_SCHEMA in kept:
         resource["schemas"].append(ENTERPRISE_SCHEMA)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Uuid,
     func,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -73,6 +74,12 @@ class User(Base):
         Index(EMAIL_UNIQUE_INDEX, func.lower(email), unique=True),
         Index(USERNAME_UNIQUE_INDEX, func.lower(username), unique=True),
         Index(EXTERNAL_ID_UNIQUE_INDEX, external_id, unique=True),
+        # SCIM's email filters (`emails[type eq "work"].value eq ...`): the kept addresses.
+        Index(
+            "ix_users_scim_email_values",
+            scim.op("->")(literal_column("'$emails'")),
+            postgresql_using="gin",
+        ),
         # Keyset paging by creation time walks this index.
         Index("ix_users_created_at_id", "created_at", "id"),
         CheckConstraint("version >= 1", name="version_positive"),

@@ -45,12 +45,19 @@ def upgrade() -> None:
         "users", sa.Column("scim", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
     )
     op.create_index("uq_users_external_id", "users", ["external_id"], unique=True)
+    op.create_index(
+        "ix_users_scim_email_values",
+        "users",
+        [sa.text("(scim -> '$emails')")],
+        postgresql_using="gin",
+    )
     op.alter_column("users", "password_hash", existing_type=sa.String(length=255), nullable=True)
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM users WHERE password_hash IS NULL")
     op.alter_column("users", "password_hash", existing_type=sa.String(length=255), nullable=False)
+    op.drop_index("ix_users_scim_email_values", table_name="users")
     op.drop_index("uq_users_external_id", table_name="users")
     op.drop_column("users", "scim")
     op.drop_column("users", "external_id")
