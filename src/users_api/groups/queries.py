@@ -40,14 +40,16 @@ _MEMBER_COUNT = (
     .scalar_subquery()
     .label("member_count")
 )
-_COLUMNS = [
+# What every statement that returns groups selects (`as_group` reads it by position): for
+# other fronts' statements too (SCIM's filters), so a group reads the same everywhere.
+GROUP_COLUMNS = [
     *(getattr(Group, name) for name in GROUP_FIELDS if name != "member_count"),
     _MEMBER_COUNT,
 ]
 
 
 def as_group(record: Any) -> GroupRow:
-    """A record of `_COLUMNS`, by position."""
+    """A record that starts with `GROUP_COLUMNS`, by position."""
     return dict(zip(GROUP_FIELDS, record, strict=False))
 
 
@@ -55,7 +57,7 @@ def _ids(name: str) -> Any:
     return bindparam(name, type_=ARRAY(Group.id.type))
 
 
-GROUP_BY_ID = compile_statement(select(*_COLUMNS).where(Group.id == bindparam("group_id")))
+GROUP_BY_ID = compile_statement(select(*GROUP_COLUMNS).where(Group.id == bindparam("group_id")))
 
 # The group, row-locked: a change of it or of its members is checked (If-Match) and
 # written under this lock, so two changes of one group are one after the other.
@@ -168,7 +170,7 @@ MEMBERS_PAGE_AFTER = _members_page(after=True)
 
 
 def _groups_page(*, search: bool, after: bool) -> Statement:
-    statement: Select[Any] = select(*_COLUMNS)
+    statement: Select[Any] = select(*GROUP_COLUMNS)
     if search:
         statement = statement.where(Group.display_name.ilike(bindparam("q"), escape="\\"))
     if after:
@@ -183,7 +185,7 @@ GROUPS_PAGE = {
 }
 
 USER_GROUPS = compile_statement(
-    select(*_COLUMNS)
+    select(*GROUP_COLUMNS)
     .join(GroupMember, GroupMember.group_id == Group.id)
     .where(GroupMember.user_id == bindparam("user_id"))
     .order_by(Group.id)
