@@ -25,8 +25,12 @@ from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
+from users_api.db.metadata import UNIQUE_FIELDS
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
+from users_api.groups.routes import router as groups_router
+from users_api.groups.routes import user_groups_router
+from users_api.groups.service import GroupService
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
@@ -37,13 +41,16 @@ from users_api.mfa.routes import router as mfa_router
 from users_api.mfa.service import MfaService, SecondFactor
 from users_api.middleware import BodySizeLimit, Cors, Edge
 from users_api.outbox.sender import Sender
+from users_api.scim.groups import ScimGroups
+from users_api.scim.routes import build as scim_app
+from users_api.scim.tokens import ScimTokens
+from users_api.scim.users import ScimUsers
 from users_api.security import strength
 from users_api.security.mfa import SecretBox
 from users_api.security.passwords import Passwords, default_hash_concurrency
 from users_api.security.secret import resolve_secret_key
 from users_api.security.tokens import AccessTokens
 from users_api.throttle.service import LoginThrottle
-from users_api.users.models import UNIQUE_FIELDS
 from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
 
@@ -122,7 +129,11 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             factor=factor,
             require_verified_email=settings.require_verified_email,
         )
+        app.state.groups = GroupService(db)
         app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
+        app.state.scim_tokens = ScimTokens(db)
+        app.state.scim_users = ScimUsers(db, app.state.users)
+        app.state.scim_groups = ScimGroups(db, app.state.groups)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
         strength.load()  # now, not on the loop during the first registration
@@ -158,8 +169,18 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(Cors, origins=settings.cors_origins)
     # The most asked first.
     add_routes(
-        app, users_router, auth_router, mfa_router, mfa_admin_router, accounts_router, _operations
+        app,
+        users_router,
+        auth_router,
+        mfa_router,
+        mfa_admin_router,
+        accounts_router,
+        groups_router,
+        user_groups_router,
+        _operations,
     )
+    # SCIM is its own protocol (media type, errors, tokens): its own app under the API's.
+    app.mount("/scim/v2", scim_app(app.state))
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app

@@ -1,4 +1,4 @@
-"""The `users-api` command: serve, migrate, create-admin.
+"""The `users-api` command: serve, migrate, create-admin, set-admin, scim-token.
 
 Only Typer is imported up here. The commands import what they use when they run:
 SQLAlchemy, FastAPI, Alembic and uvicorn take seconds to import, which `--help`,
@@ -319,9 +319,9 @@ def _read_password(from_stdin: bool) -> str:
 async def _users(settings: Settings) -> AsyncIterator[UserService]:
     """The users service on its own small pool, as the app builds it."""
     from users_api.db.database import Database
+    from users_api.db.metadata import UNIQUE_FIELDS
     from users_api.security.passwords import Passwords
     from users_api.throttle.service import LoginThrottle
-    from users_api.users.models import UNIQUE_FIELDS
     from users_api.users.service import UserService
 
     small = settings.model_copy(update={"db_pool_size": 1})
@@ -404,6 +404,61 @@ def set_admin(
         username=changed["username"],
         id=str(changed["id"]),
     )
+
+
+scim_token = typer.Typer(
+    help="Provisioning tokens: what opens /scim/v2 (and nothing else).",
+    no_args_is_help=True,
+)
+cli.add_typer(scim_token, name="scim-token")
+
+
+@scim_token.command("create")
+def scim_token_create(
+    name: Annotated[str, typer.Option(help="What the token is for (e.g. 'Entra ID').")],
+) -> None:
+    """Make a provisioning token and print it, once: only its hash is stored."""
+    from users_api.scim.tokens import ScimTokens
+
+    if not 1 <= len(name) <= 200 or "\x00" in name:
+        fail("invalid name: 1 to 200 characters")
+    settings = load_settings()
+    row, token = _on_users(settings, lambda users: ScimTokens(users.db).create(name))
+    log.info("provisioning token created", id=str(row["id"]), name=name)
+    typer.echo(token)
+
+
+@scim_token.command("list")
+def scim_token_list() -> None:
+    """List the provisioning tokens (never the tokens themselves)."""
+    from users_api.scim.tokens import ScimTokens
+
+    settings = load_settings()
+    rows = _on_users(settings, lambda users: ScimTokens(users.db).list())
+    for row in rows:
+        state = f"revoked {row['revoked_at'].isoformat()}" if row["revoked_at"] else "active"
+        used = row["last_used_at"].isoformat() if row["last_used_at"] else "never used"
+        typer.echo(
+            f"{row['id']}\t{row['name']}\tcreated {row['created_at'].isoformat()}\t{used}\t{state}"
+        )
+
+
+@scim_token.command("revoke")
+def scim_token_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (see list).")],
+) -> None:
+    """Revoke a provisioning token: the next request with it is refused (401)."""
+    import uuid
+
+    from users_api.scim.tokens import ScimTokens
+
+    try:
+        parsed = uuid.UUID(token_id)
+    except ValueError:
+        fail(f"invalid id: {token_id!r} is not a UUID")
+    settings = load_settings()
+    row = _on_users(settings, lambda users: ScimTokens(users.db).revoke(parsed))
+    log.info("provisioning token revoked", id=str(row["id"]), name=row["name"])
 
 
 def main() -> None:

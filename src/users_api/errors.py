@@ -137,6 +137,18 @@ class NotFound(DomainError, status=HTTPStatus.NOT_FOUND, code="not-found"):
     """No such resource."""
 
 
+class UnknownMembers(NotFound):
+    """Some of the users named as a group's members do not exist; nothing was stored.
+
+    The REST front answers it as the 404 of a missing user; SCIM as 400 `invalidValue`
+    (RFC 7644 §3.12). `user_ids` names them (so does the detail).
+    """
+
+    def __init__(self, user_ids: Sequence[Any]) -> None:
+        super().__init__("No user with this id: " + ", ".join(str(i) for i in user_ids) + ".")
+        self.user_ids = list(user_ids)
+
+
 class Conflict(DomainError, status=HTTPStatus.CONFLICT, code="conflict"):
     """The request conflicts with the current state."""
 
@@ -267,7 +279,9 @@ class Problem(BaseModel):
         description="The request's `X-Request-ID`, to quote when reporting a problem.",
     )
     field: str | None = Field(
-        None, description="409 only: the unique field that is taken (`email` or `username`)."
+        None,
+        description="409 only: the unique field that is taken (`email`, `username`, "
+        "`display_name`).",
     )
     errors: list[ValidationItem] | None = Field(
         None, description="422 only: each reason the request was refused."

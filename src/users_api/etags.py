@@ -23,11 +23,12 @@ def _versions(header: str, *, weak: bool) -> frozenset[int]:
     return frozenset(found)
 
 
-def parse_if_match(header: str | None) -> frozenset[int] | None:
-    """None means unconditional (no header, or `*`); an unparsable tag matches nothing."""
+def parse_if_match(header: str | None, *, weak: bool = False) -> frozenset[int] | None:
+    """None means unconditional (no header, or `*`); an unparsable tag matches nothing.
+    `weak`: `W/` tags count too (SCIM's `meta.version` is one, RFC 7644 3.14)."""
     if header is None or header.strip() == "*":
         return None
-    return _versions(header, weak=False)
+    return _versions(header, weak=weak)
 
 
 def if_none_match_hits(header: str | None, version: int) -> bool:

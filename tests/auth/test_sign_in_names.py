@@ -81,3 +81,24 @@ async def test_a_name_that_grows_when_lower_cased_is_counted(
     blocked = await any_client.post(TOKEN, data={"username": name, "password": PASSWORD})
     assert blocked.status_code == 429, blocked.text
     assert int(blocked.headers["retry-after"]) >= 1
+
+
+async def test_a_username_that_looks_like_an_address_is_looked_up_first(
+    any_client: httpx.AsyncClient,
+) -> None:
+    """v2 usernames may hold `@`: a login looks for the username first, then the email,
+    whatever the name looks like."""
+    registered = await any_client.post(
+        "/api/v1/users",
+        json={"email": "ada@example.com", "username": "Ida+idp@contoso.com", "password": PASSWORD},
+    )
+    assert registered.status_code == 201, registered.text
+    for name in (
+        "Ida+idp@contoso.com",
+        "IDA+IDP@CONTOSO.COM",
+        "ada@example.com",
+        "ADA@example.com",
+    ):
+        tokens = await login(any_client, name, PASSWORD)
+        me = await any_client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))
+        assert me.json()["id"] == registered.json()["id"], name

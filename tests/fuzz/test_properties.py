@@ -23,7 +23,7 @@ from users_api.users import cursor
 from users_api.users.schemas import UserCreate, UserSort, UserUpdate
 
 USERS = "/api/v1/users"
-USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
+USERNAME = re.compile(r"[A-Za-z0-9_.\-@+]{3,128}")
 PASSWORD = "a perfectly fine password"
 BASE = {"email": "ada@example.com", "username": "ada", "password": PASSWORD}
 # Pure properties are cheap; those that go through HTTP and PostgreSQL get fewer examples.
@@ -52,12 +52,14 @@ def _valid(model: type[UserCreate] | type[UserUpdate], body: dict[str, Any]) -> 
         st.text(),
         st.from_regex(USERNAME, fullmatch=True),
         st.from_regex(USERNAME, fullmatch=True).map(lambda name: name + "\n"),
-        st.text(alphabet="Aa0_.-\n\x00é ", max_size=40),
+        st.text(alphabet="Aa0_.-@+\n\x00é ", max_size=140),
     )
 )
 @example("abc\n")
 @example("ab")
-@example("a" * 33)
+@example("a" * 129)
+@example("a" * 128)
+@example("ada.lovelace+x@contoso.com")
 @example("\uff41\uff42\uff43")  # fullwidth "abc": letters, but not A-Z
 @example("\u0661\u0662\u0663")  # Arabic-Indic digits: digits, but not 0-9
 def test_username_is_exactly_the_documented_regex(name: str) -> None:

@@ -15,7 +15,7 @@ from tests.conftest import ADMIN_EMAIL, ADMIN_USERNAME
 from tests.users.helpers import PASSWORD, USERS, assert_problem, insert_users, user_url
 from users_api.users.schemas import UserCreate
 
-USERNAME_ALPHABET = string.ascii_letters + string.digits + "_.-"
+USERNAME_ALPHABET = string.ascii_letters + string.digits + "_.-@+"
 PROPERTY_SETTINGS = settings(
     max_examples=50,
     deadline=None,
@@ -23,15 +23,15 @@ PROPERTY_SETTINGS = settings(
 )
 
 usernames = (
-    st.text(alphabet=USERNAME_ALPHABET, max_size=40)
-    | st.text(alphabet=USERNAME_ALPHABET + " \n\t@/äİ\x00", max_size=40)
-    | st.text(max_size=40)
+    st.text(alphabet=USERNAME_ALPHABET, max_size=140)
+    | st.text(alphabet=USERNAME_ALPHABET + " \n\t#/äİ\x00", max_size=140)
+    | st.text(max_size=140)
 )
 
 
 def follows_the_rule(username: str) -> bool:
     """The contract's rule, written independently of the schema's regex."""
-    return 3 <= len(username) <= 32 and all(char in USERNAME_ALPHABET for char in username)
+    return 3 <= len(username) <= 128 and all(char in USERNAME_ALPHABET for char in username)
 
 
 @settings(max_examples=300, deadline=None)

@@ -21,11 +21,12 @@ from users_api.auth.models import RefreshToken
 from users_api.db.statements import Statement, compile_statement
 from users_api.throttle.queries import account_key, account_lock
 from users_api.users.models import User, UserSession
-from users_api.users.queries import caller_honoured, end_sessions, login_column
+from users_api.users.queries import caller_honoured, end_sessions, sign_in_user_id
 
 
-def _found_and_locked(column: Any) -> Statement:
-    """The account by its sign-in name, and the account's lock taken in the same statement.
+def _found_and_locked() -> Statement:
+    """The account by its sign-in name (`sign_in_user_id`: the username first, then the
+    email), and the account's lock taken in the same statement.
 
     The lock's key is the user's id when there is one, else the name asked for, so that
     guesses at a name that does not exist are throttled too. One row always: the user's
@@ -42,7 +43,7 @@ def _found_and_locked(column: Any) -> Statement:
             User.mfa_enabled,
             User.email_verified,
         )
-        .where(func.lower(column) == login)
+        .where(User.id == sign_in_user_id(login))
         .subquery("found")
     )
     key = account_key(found.c.id, login)
@@ -53,13 +54,7 @@ def _found_and_locked(column: Any) -> Statement:
     )
 
 
-_BY_EMAIL = _found_and_locked(login_column(User, "@"))
-_BY_USERNAME = _found_and_locked(login_column(User, ""))
-
-
-def account(name: str) -> Statement:
-    """`_found_and_locked` on the column `name` is looked up in."""
-    return _BY_EMAIL if login_column(User, name) is User.email else _BY_USERNAME
+ACCOUNT = _found_and_locked()
 
 
 STORE_REHASH = compile_statement(

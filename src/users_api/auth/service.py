@@ -117,7 +117,7 @@ class AuthService:
         self, unit: Unit, hashing: HashingTurn, name: str, password: str, *, client: Client
     ) -> TokenPair | DomainError:
         address = client.address
-        user = await unit.one(q.account(name), login=name)
+        user = await unit.one(q.ACCOUNT, login=name)
         assert user is not None  # one row always
         account_key: str = user["account_key"]
         wait = await self.throttle.wait(unit, account_key=account_key, address=address)

@@ -45,7 +45,8 @@ REQUEST_ID = "X-Request-ID"
 # `components.headers`: every response header the document names, once.
 HEADERS: dict[str, dict[str, Any]] = {
     "ETag": {
-        "description": "The user's `version` as a strong entity tag: send it back in "
+        "description": "The resource's (user's, group's) `version` as a strong entity tag: "
+        "send it back in "
         "`If-Match` to change or delete only that version, or in `If-None-Match` to "
         "revalidate a read.",
         "required": True,
@@ -53,7 +54,7 @@ HEADERS: dict[str, dict[str, Any]] = {
         "example": '"1"',
     },
     "Location": {
-        "description": "The path of the new user.",
+        "description": "The path of the new resource (user, group).",
         "required": True,
         "schema": {"type": "string", "format": "uri-reference"},
         "example": "/api/v1/users/0190f0c8-7a3e-7b6c-9d2e-4f5a6b7c8d9e",

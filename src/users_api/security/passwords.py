@@ -146,7 +146,7 @@ class Passwords:
         async with self.turn() as turn:
             return await turn.hash(password)
 
-    async def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+    async def verify_and_update(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
         """Verify; when the stored hash uses old parameters, also return a fresh hash."""
         async with self.turn() as turn:
             return await turn.verify_and_update(password, hashed)
@@ -161,8 +161,15 @@ class HashingTurn:
     async def hash(self, password: str) -> str:
         return await self.passwords._run(self.passwords._hash.hash, password)
 
-    async def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
-        """Verify; when the stored hash uses old parameters, also return a fresh hash."""
+    async def verify_and_update(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
+        """Verify; when the stored hash uses old parameters, also return a fresh hash.
+
+        No hash (a user provisioned without a password) matches no password, after the
+        same work as a real verification, so it is not told apart by time either.
+        """
+        if hashed is None:
+            await self.verify_dummy(password)
+            return False, None
         return await self.passwords._run(self.passwords._hash.verify_and_update, password, hashed)
 
     async def verify_dummy(self, password: str) -> None:

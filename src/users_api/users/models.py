@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -18,7 +19,9 @@ from sqlalchemy import (
     String,
     Uuid,
     func,
+    literal_column,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
@@ -27,8 +30,13 @@ from users_api.db.base import Base
 # Names the service reads back from an IntegrityError to say which field conflicts.
 EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
 USERNAME_UNIQUE_INDEX = "uq_users_username_lower"
+EXTERNAL_ID_UNIQUE_INDEX = "uq_users_external_id"
 # The field a write conflicts on when one of these unique indexes refuses it (409).
-UNIQUE_FIELDS = {EMAIL_UNIQUE_INDEX: "email", USERNAME_UNIQUE_INDEX: "username"}
+UNIQUE_FIELDS = {
+    EMAIL_UNIQUE_INDEX: "email",
+    USERNAME_UNIQUE_INDEX: "username",
+    EXTERNAL_ID_UNIQUE_INDEX: "external_id",
+}
 
 
 class User(Base):
@@ -37,9 +45,10 @@ class User(Base):
     # UUIDv7, made by the service: time-ordered, so the primary-key index stays compact.
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
     email: Mapped[str] = mapped_column(String(320))
-    username: Mapped[str] = mapped_column(String(32))
+    username: Mapped[str] = mapped_column(String(128))
     full_name: Mapped[str | None] = mapped_column(String(200))
-    password_hash: Mapped[str] = mapped_column(String(255))
+    # None: no password yet (a SCIM-created user); no login matches it.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # Proven by a mailed token (or set by an admin); false again when the email changes.
@@ -51,6 +60,10 @@ class User(Base):
     # True while the user has a confirmed second factor (the `mfa` package keeps it in
     # step with its tables), so a read shows it without a join.
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # SCIM: the identity provider's id for the user (unique when given), and the core
+    # User attributes the service has no column for, kept as sent (`scim.mapping`).
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    scim: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -60,6 +73,13 @@ class User(Base):
         # Uniqueness is the database's job: a check-then-insert alone is a race.
         Index(EMAIL_UNIQUE_INDEX, func.lower(email), unique=True),
         Index(USERNAME_UNIQUE_INDEX, func.lower(username), unique=True),
+        Index(EXTERNAL_ID_UNIQUE_INDEX, external_id, unique=True),
+        # SCIM's email filters (`emails[type eq "work"].value eq ...`): the kept addresses.
+        Index(
+            "ix_users_scim_email_values",
+            scim.op("->")(literal_column("'$emails'")),
+            postgresql_using="gin",
+        ),
         # Keyset paging by creation time walks this index.
         Index("ix_users_created_at_id", "created_at", "id"),
         CheckConstraint("version >= 1", name="version_positive"),

@@ -50,10 +50,15 @@ def missing_user(caller_is_admin: bool | None) -> NotFound:
     return NotFound("No user with this id.")
 
 
+def require_admin(caller_is_admin: bool | None, *, doing: str) -> None:
+    """What only admins may do (list users, manage groups): 401, then 403."""
+    if not signed_in(caller_is_admin):
+        raise Forbidden(f"Only an admin may {doing}.")
+
+
 def require_lister(caller_is_admin: bool | None) -> None:
     """Listing users is for admins: 401, then 403."""
-    if not signed_in(caller_is_admin):
-        raise Forbidden("Only an admin may list users.")
+    require_admin(caller_is_admin, doing="list users")
 
 
 def refuse_creation(

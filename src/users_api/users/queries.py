@@ -30,6 +30,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    cast,
     delete,
     exists,
     func,
@@ -38,13 +39,20 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import aliased
 
-from users_api.db.locks import ADMIN_SET_LOCK_CLASS, IDENTITY_LOCK_CLASS, SIGN_UP_LOCK_CLASS
+from users_api.db.locks import (
+    ADMIN_SET_LOCK_CLASS,
+    IDENTITY_LOCK_CLASS,
+    SIGN_IN_NAME_LOCK_CLASS,
+    SIGN_UP_LOCK_CLASS,
+)
 from users_api.db.statements import Statement, compile_statement
+from users_api.groups.models import Group, GroupMember
 from users_api.security.tokens import AccessClaims
 from users_api.throttle.queries import per_address
 from users_api.users.models import SignUpAttempt, User, UserSession
@@ -109,10 +117,23 @@ def admin_or_self(target_id: Any) -> ColumnElement[bool]:
     return or_(caller.is_admin.is_(True), caller.id == target_id)
 
 
-def login_column(entity: Any, name: str) -> Any:
-    """The column a sign-in name is looked up in (compared lower-cased): the email when
-    the name has an `@` (usernames cannot), else the username."""
-    return entity.email if "@" in name else entity.username
+def sign_in_user_id(login: ColumnElement[str]) -> Any:
+    """The one rule of which user a sign-in name names: the user whose username it is,
+    else the user whose email it is (compared lower-cased by PostgreSQL, as the unique
+    indexes compare). A scalar subquery (NULL: nobody); no two users can match, since a
+    username never equals another user's email (`NAME_CLASH`), but the order says which
+    wins even so. `login` is compared as given: lower-case it with `func.lower`.
+    """
+    named = aliased(User, name="named")
+    by_username = select(named.id, literal_column("0", Integer).label("rank")).where(
+        func.lower(named.username) == login
+    )
+    by_email = select(named.id, literal_column("1", Integer).label("rank")).where(
+        func.lower(named.email) == login
+    )
+    found = union_all(by_username, by_email).subquery("named_by")
+    first = literal_column("1", Integer)  # a constant: no bind parameter to pass
+    return select(found.c.id).order_by(found.c.rank).limit(first).scalar_subquery()
 
 
 CALLER_IS_ADMIN = compile_statement(select(caller.is_admin).where(caller_honoured()))
@@ -131,6 +152,8 @@ TARGET_FOR_UPDATE = compile_statement(
         *public_columns(User),
         User.password_hash,
         User.auth_version,
+        User.external_id,
+        User.scim,
         select(caller.is_admin).where(caller_honoured()).scalar_subquery().label("caller_is_admin"),
     )
     .where(
@@ -140,29 +163,23 @@ TARGET_FOR_UPDATE = compile_statement(
     .with_for_update(of=User)
 )
 
-# A user the system changes (a reset token's holder), row-locked, with what the rules need.
+# A user the system changes (a reset token's holder, the identity provider over SCIM),
+# row-locked, with what the rules need.
 USER_FOR_UPDATE = compile_statement(
-    select(*public_columns(User), User.password_hash, User.auth_version)
+    select(
+        *public_columns(User), User.password_hash, User.auth_version, User.external_id, User.scim
+    )
     .where(User.id == bindparam("user_id"))
     .with_for_update(of=User)
 )
 
 
-def _target_by_login(column: Any) -> Statement:
-    """A user by sign-in name, row-locked, for changes the system makes (the CLI)."""
-    return compile_statement(
-        select(*public_columns(User))
-        .where(func.lower(column) == func.lower(bindparam("login", type_=column.type)))
-        .with_for_update(of=User)
-    )
-
-
-_TARGET_BY_EMAIL = _target_by_login(User.email)
-_TARGET_BY_USERNAME = _target_by_login(User.username)
-
-
-def target_by_login(name: str) -> Statement:
-    return _TARGET_BY_EMAIL if login_column(User, name) is User.email else _TARGET_BY_USERNAME
+# A user by sign-in name, row-locked, for changes the system makes (the CLI).
+TARGET_BY_LOGIN = compile_statement(
+    select(*public_columns(User))
+    .where(User.id == sign_in_user_id(func.lower(bindparam("login", type_=Text))))
+    .with_for_update(of=User)
+)
 
 
 COUNT_OTHER_ACTIVE_ADMINS = compile_statement(
@@ -172,6 +189,21 @@ COUNT_OTHER_ACTIVE_ADMINS = compile_statement(
 )
 
 DELETE_USER = compile_statement(delete(User).where(User.id == bindparam("user_id")))
+
+# Before a user's delete drops its memberships (ON DELETE CASCADE): each of its groups
+# changes, so each gets a new version (`groups.queries.set_group`'s bump; SCIM's
+# `meta.version` of a group must change with its members).
+BUMP_GROUPS_OF_USER = compile_statement(
+    update(Group)
+    .where(
+        Group.id.in_(
+            select(GroupMember.group_id).where(
+                GroupMember.user_id == bindparam("user_id", type_=GroupMember.user_id.type)
+            )
+        )
+    )
+    .values(version=Group.version + literal_column("1", Integer), updated_at=func.now())
+)
 
 # --- sessions ----------------------------------------------------------------------
 
@@ -205,11 +237,62 @@ LOCK_IDENTITIES = compile_statement(
     select(func.pg_advisory_xact_lock(literal_column(f"{IDENTITY_LOCK_CLASS}, 0")))
 )
 
+# --- sign-in names ----------------------------------------------------------------------
+#
+# An email and a username are both sign-in names: a username may equal its own user's
+# email, never another user's, so that a name always finds one user. The unique indexes
+# keep emails apart and usernames apart; this pair keeps each from the other. A write
+# that claims names (a creation, a change of email or username) takes a lock per name,
+# then asks NAME_CLASH, then writes, in one transaction: two writes claiming one name as
+# an email and as a username wait for each other, and the second sees the first.
+
+_NAMES = func.unnest(bindparam("names", type_=ARRAY(Text))).table_valued("name")
+LOCK_SIGN_IN_NAMES = compile_statement(
+    select(
+        func.count(
+            func.pg_advisory_xact_lock(
+                literal_column(str(SIGN_IN_NAME_LOCK_CLASS)),
+                func.hashtext(func.lower(_NAMES.c.name)),
+            )
+        )
+    ).select_from(_NAMES)
+)
+
+# Whether `email` is another user's username, and `username` another user's email
+# (NULL for a name not being claimed: no clash). `user_id`: the user claiming them.
+NAME_CLASH = compile_statement(
+    select(
+        exists()
+        .where(
+            func.lower(User.username) == func.lower(bindparam("email", type_=Text)),
+            User.id != bindparam("user_id", type_=User.id.type),
+        )
+        .label("email_taken"),
+        exists()
+        .where(
+            func.lower(User.email) == func.lower(bindparam("username", type_=Text)),
+            User.id != bindparam("user_id", type_=User.id.type),
+        )
+        .label("username_taken"),
+    )
+)
+
 # --- inserting ---------------------------------------------------------------------
 
-INSERTED = ("id", "email", "username", "full_name", "password_hash", "is_active", "is_admin")
+INSERTED = (
+    "id",
+    "email",
+    "username",
+    "full_name",
+    "password_hash",
+    "is_active",
+    "is_admin",
+    "external_id",
+)
 _NEW_USER = {
     **{name: bindparam(name, type_=User.__table__.c[name].type) for name in INSERTED},
+    # asyncpg reads and writes jsonb as text: the service passes it serialized.
+    "scim": cast(bindparam("scim", type_=Text), JSONB),
     # Both counters start at 1.
     "version": literal_column("1", Integer),
     "auth_version": literal_column("1", Integer),
@@ -240,16 +323,27 @@ USER_ID_BY_EMAIL = compile_statement(
 # --- before a sign-up's hash ---------------------------------------------------------
 
 # Who the caller is (NULL: nobody, or a token no longer honoured), and whether the email
-# or username is taken, compared as the unique indexes compare them: a sign-up that
+# or username is taken (as an email or as a username: a new user has no own names yet),
+# compared as the unique indexes compare them: a sign-up that
 # cannot succeed is refused before its hash. The indexes stay the final word (a race).
 CREATION_CHECK = compile_statement(
     select(
         select(caller.is_admin).where(caller_honoured()).scalar_subquery().label("caller_is_admin"),
         exists()
-        .where(func.lower(User.email) == func.lower(bindparam("email", type_=Text)))
+        .where(
+            or_(
+                func.lower(User.email) == func.lower(bindparam("email", type_=Text)),
+                func.lower(User.username) == func.lower(bindparam("email", type_=Text)),
+            )
+        )
         .label("email_taken"),
         exists()
-        .where(func.lower(User.username) == func.lower(bindparam("username", type_=Text)))
+        .where(
+            or_(
+                func.lower(User.username) == func.lower(bindparam("username", type_=Text)),
+                func.lower(User.email) == func.lower(bindparam("username", type_=Text)),
+            )
+        )
         .label("username_taken"),
     )
 )
@@ -263,6 +357,13 @@ LOCK_SIGN_UPS, COUNT_SIGN_UP = per_address(SignUpAttempt, SIGN_UP_LOCK_CLASS)
 def new(field: str) -> str:
     """The bind parameter of a field's new value."""
     return f"new_{field}"
+
+
+def _new_value(name: str) -> Any:
+    """A field's new value; jsonb is bound as text (see `_NEW_USER`)."""
+    if name == "scim":
+        return cast(bindparam(new(name), type_=Text), JSONB)
+    return bindparam(new(name))
 
 
 @lru_cache(maxsize=64)
@@ -291,7 +392,7 @@ def update_user(fields: frozenset[str], *, guarded: bool, conditional: bool) -> 
         .where(and_(*conditions))
         .values(
             {
-                **{name: bindparam(new(name)) for name in ordered},
+                **{name: _new_value(name) for name in ordered},
                 "version": User.version + literal_column("1", Integer),
                 "updated_at": func.now(),
             }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from functools import cache
 from urllib.parse import quote_plus
 
 from fastapi import Request, Response, status
+from pydantic import BaseModel
 
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.http import parse
@@ -120,13 +122,16 @@ def _query_text(value: object) -> str:
     return quote_plus(str(value))
 
 
-# Every list parameter but the cursor, which the next page's replaces.
-_LINKED_PARAMETERS = tuple(name for name in UserListQuery.model_fields if name != "cursor")
+@cache
+def _linked_parameters(model: type[BaseModel]) -> tuple[str, ...]:
+    """Every list parameter of `model` but the cursor, which the next page's replaces."""
+    return tuple(name for name in model.model_fields if name != "cursor")
 
 
-def next_page_url(path: str, query: UserListQuery, cursor: str) -> str:
+def next_page_url(path: str, query: BaseModel, cursor: str) -> str:
     """A relative reference to the next page: this list's path, the parameters the
-    client gave, as parsed and encoded again, and the next cursor.
+    client gave, as parsed and encoded again, and the next cursor. Every list's `Link`
+    (users, groups, a group's members) is made here.
 
     Built from trusted parts only: never the Host header (a client names any host
     there), and nothing of the raw query (`>`, `;` and `,` would end the link and start
@@ -136,14 +141,15 @@ def next_page_url(path: str, query: UserListQuery, cursor: str) -> str:
     given = query.model_fields_set
     parts = [
         f"{name}={_query_text(value)}"
-        for name in _LINKED_PARAMETERS
+        for name in _linked_parameters(type(query))
         if name in given and (value := getattr(query, name)) is not None
     ]
     parts.append(f"cursor={quote_plus(cursor)}")
     return f"{path}?{'&'.join(parts)}"
 
 
-def page_response(page: RowPage, path: str, query: UserListQuery) -> Response:
+def page_response(page: RowPage, path: str, query: BaseModel) -> Response:
+    """A page of rows (`items`, `next_cursor`) and, when there is a next one, its `Link`."""
     headers = {}
     if page.next_cursor is not None:
         headers["Link"] = f'<{next_page_url(path, query, page.next_cursor)}>; rel="next"'

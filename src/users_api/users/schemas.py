@@ -66,7 +66,16 @@ Email = Annotated[
         "`.test`, `.local` or `.invalid` are refused.",
     ),
 ]
-Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,32}$")]
+# v2: identity providers push login names such as `ada.lovelace@contoso.com`. A username
+# may equal its own user's email, never another user's (`users.queries.NAME_CLASH`).
+Username = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_.\-@+]{3,128}$"),
+    Field(
+        description="3-128 of `A-Z a-z 0-9 _ . - @ +`, unique case-insensitively; it may "
+        "equal the user's own email, never another user's (409).",
+    ),
+]
 # PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
 _NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul), _NO_NUL]
@@ -98,6 +107,25 @@ class UserCreate(_Input):
     full_name: FullName | None = None
     is_active: bool | None = None
     is_admin: bool | None = None
+
+
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)
+]
+
+
+class ProvisionedUser(_Input):
+    """A user an identity provider creates (SCIM): no password until one is set; its
+    own id for the user, and the SCIM attributes kept as sent (`scim.mapping`)."""
+
+    email: Email
+    username: Username
+    password: Password | None = None
+    full_name: FullName | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    external_id: ExternalId | None = None
+    scim: dict[str, Any] | None = None
 
 
 _NOT_NULLABLE = (
@@ -151,6 +179,14 @@ class UserUpdate(_Input):
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, and only those."""
         return self.model_dump(include=self.model_fields_set - {"current_password"})
+
+
+class ProvisionedUpdate(UserUpdate):
+    """A change an identity provider makes (SCIM): a merge patch that may also set the
+    provider's id and the kept SCIM attributes (null clears them)."""
+
+    external_id: ExternalId | None = None
+    scim: dict[str, Any] | None = None
 
 
 class UserOut(BaseModel):

@@ -6,6 +6,7 @@ before it returns. Every front (REST, CLI, start-up) calls these methods.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
@@ -33,7 +34,12 @@ from users_api.throttle.service import LoginThrottle, seconds_to_wait
 from users_api.users import cursor, policy
 from users_api.users import queries as q
 from users_api.users.queries import UserRow, as_row, caller_values
-from users_api.users.schemas import UserCreate, UserListQuery, UserUpdate
+from users_api.users.schemas import (
+    ProvisionedUser,
+    UserCreate,
+    UserListQuery,
+    UserUpdate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,7 @@ class UserService:
 
     async def create(
         self,
-        data: UserCreate,
+        data: UserCreate | ProvisionedUser,
         *,
         caller: AccessClaims | None,
         system: bool = False,
@@ -176,25 +182,35 @@ class UserService:
             if wait is not None:
                 raise TooManySignUps(wait)
         policy.refuse_taken(email=found["email_taken"], username=found["username_taken"])
-        await self._check_password(data.password, email=data.email, username=data.username)
+        password_hash = None  # a provisioned user may come without one
+        if data.password is not None:
+            await self._check_password(data.password, email=data.email, username=data.username)
+            password_hash = await self.passwords.hash(data.password)
+        external_id, scim = None, None
+        if isinstance(data, ProvisionedUser):
+            external_id = data.external_id
+            scim = json.dumps(data.scim) if data.scim is not None else None
         values: dict[str, Any] = {
             "id": uuid7(),
             "email": data.email,
             "username": data.username,
             "full_name": data.full_name,
-            "password_hash": await self.passwords.hash(data.password),
+            "password_hash": password_hash,
             "is_active": True if data.is_active is None else data.is_active,
             "is_admin": bool(data.is_admin),
+            "external_id": external_id,
+            "scim": scim,
         }
         mail = not system and self.verification is not None
         if not as_admin or caller is None:
             work = self._mailing_verification(_insert(values), mail=mail)
-            created = as_row(await self.db.run(work, transaction=mail))
+            created = as_row(await self.db.run(work))
             self.wake_outbox()
             return created
         admin_values = {**values, **caller_values(caller)}
 
         async def insert_as_admin(unit: Unit) -> Record:
+            await claim_sign_in_names(unit, values["id"], values)
             record = await unit.one(q.INSERT_USER_AS_ADMIN, **admin_values)
             if record is None:  # demoted, or signed out, while the password was hashed
                 is_admin = policy.signed_in(await unit.value(q.CALLER_IS_ADMIN, **admin_values))
@@ -204,11 +220,11 @@ class UserService:
                     admin=is_admin,
                     allow_registration=self.allow_registration,
                 )
-                record = await _insert(values)(unit)
+                record = await _insert(values, claimed=True)(unit)
             return record
 
         work = self._mailing_verification(insert_as_admin, mail=mail)
-        created = as_row(await self.db.run(work, transaction=mail))
+        created = as_row(await self.db.run(work))
         self.wake_outbox()
         return created
 
@@ -277,11 +293,12 @@ class UserService:
         user_id: uuid.UUID,
         patch: UserUpdate,
         *,
-        caller: AccessClaims,
+        caller: AccessClaims | None,
         if_match: frozenset[int] | None,
         address: str,
     ) -> UserRow:
-        """A JSON merge patch, in one transaction.
+        """A JSON merge patch, in one transaction. `caller` None: the system (the identity
+        provider over SCIM), which may change what an admin may, through the same rules.
 
         A change of profile fields alone (name, email, username) is one guarded UPDATE
         that checks the caller, who may change whom and If-Match in its WHERE clause
@@ -297,28 +314,43 @@ class UserService:
         changes = patch.changes()
         fields = frozenset(changes)
         values: dict[str, Any] = {
-            **caller_values(caller),
+            **(caller_values(caller) if caller is not None else {}),
             "user_id": user_id,
             "if_match": list(if_match or ()),
             **{q.new(name): value for name, value in changes.items()},
         }
-        profile = bool(fields) and fields <= policy.PROFILE_FIELDS
-        own_password = "password" in fields and caller.user_id == user_id
+        system = caller is None
+        # The one-statement profile change checks a caller in its WHERE clause.
+        profile = not system and bool(fields) and fields <= policy.PROFILE_FIELDS
+        own_password = caller is not None and "password" in fields and caller.user_id == user_id
 
         async def change(unit: Unit, hashing: HashingTurn | None = None) -> Record | DomainError:
             # Advisory locks first, then the row: one order everywhere, so no deadlock.
             if policy.admin_only_fields(fields):
                 await unit.execute(q.LOCK_ADMIN_SET)
-            if fields & policy.IDENTITY_FIELDS:
+            identity = fields & policy.IDENTITY_FIELDS
+            if identity:
                 # Two users swapping names would each wait for the other's index entry.
                 await unit.execute(q.LOCK_IDENTITIES)
+                await lock_sign_in_names(unit, changes)
+            result = await write(unit, hashing)
+            if identity and not isinstance(result, DomainError):
+                # After the write, so who may change whom is answered first (401, 404).
+                await refuse_name_clash(unit, user_id, changes)
+            return result
+
+        async def write(unit: Unit, hashing: HashingTurn | None) -> Record | DomainError:
             if hashing is not None:  # a password: the rules, on the locked row
                 # One's own is answered for as at a login: the account's lock, next.
                 account = await self.throttle.lock_user(unit, user_id) if own_password else None
                 answer = _Answer(hashing, account, address)
-                return await self._change(unit, fields, changes, patch, values, if_match, answer)
+                return await self._change(
+                    unit, fields, changes, patch, values, if_match, answer, system=system
+                )
             if not profile:
-                return await self._change(unit, fields, changes, patch, values, if_match, None)
+                return await self._change(
+                    unit, fields, changes, patch, values, if_match, None, system=system
+                )
             statement = q.update_user(fields, guarded=True, conditional=if_match is not None)
             record = await unit.one(statement, **values)
             # None: why is for the rules to say (401, 404, 412), or nothing was to change.
@@ -349,10 +381,13 @@ class UserService:
         values: dict[str, Any],
         if_match: frozenset[int] | None,
         answer: _Answer | None,
+        *,
+        system: bool = False,
     ) -> Record | DomainError:
         """The rules a statement cannot hold, on the locked row."""
-        target = await self._locked_target(unit, values, if_match)
-        policy.require_admin_for(fields, admin=target["caller_is_admin"], doing="change")
+        target = await self._locked_target(unit, values, if_match, system=system)
+        admin = system or target["caller_is_admin"]
+        policy.require_admin_for(fields, admin=admin, doing="change")
         if "password" in changes:
             assert answer is not None  # a password change holds a hashing turn
             refused = await self._new_password(
@@ -375,11 +410,11 @@ class UserService:
         """Write what changes of the locked `target`; what follows from it in the same
         transaction: a new `auth_version` ends every session, a new password is noticed
         to the address."""
-        changed = {name for name, value in changes.items() if target[name] != value}
+        changed = {name for name, value in changes.items() if _stored(target, name) != value}
         if not changed:
             return target
         for name in changed:
-            values[q.new(name)] = changes[name]
+            values[q.new(name)] = _to_store(name, changes[name])
         statement = q.update_user(frozenset(changed), guarded=False, conditional=False)
         record = await unit.one(statement, **values)
         assert record is not None  # the row is locked: it is there
@@ -433,10 +468,21 @@ class UserService:
         self.wake_outbox()
 
     async def _locked_target(
-        self, unit: Unit, values: dict[str, Any], if_match: frozenset[int] | None
+        self,
+        unit: Unit,
+        values: dict[str, Any],
+        if_match: frozenset[int] | None,
+        *,
+        system: bool = False,
     ) -> Record:
-        """Load and row-lock the user, so the version check and the write are atomic."""
-        target = await unit.one(q.TARGET_FOR_UPDATE, **values)
+        """Load and row-lock the user, so the version check and the write are atomic.
+        `system`: no caller to check (the identity provider over SCIM)."""
+        if system:
+            target = await unit.one(q.USER_FOR_UPDATE, user_id=values["user_id"])
+            if target is None:
+                raise NotFound("No user with this id.")
+        else:
+            target = await unit.one(q.TARGET_FOR_UPDATE, **values)
         if target is None:
             raise policy.missing_user(await unit.value(q.CALLER_IS_ADMIN, **values))
         if if_match is not None and target["version"] not in if_match:
@@ -500,7 +546,7 @@ class UserService:
 
         async def change(unit: Unit) -> Record:
             await unit.execute(q.LOCK_ADMIN_SET)
-            target = await unit.one(q.target_by_login(name), login=name)
+            target = await unit.one(q.TARGET_BY_LOGIN, login=name)
             if target is None:
                 raise NotFound("No user with this username or email.")
             if target["is_admin"] == admin:
@@ -514,17 +560,50 @@ class UserService:
         return as_row(await self.db.run(change))
 
     async def delete(
-        self, user_id: uuid.UUID, *, caller: AccessClaims, if_match: frozenset[int] | None
+        self, user_id: uuid.UUID, *, caller: AccessClaims | None, if_match: frozenset[int] | None
     ) -> None:
-        values = {**caller_values(caller), "user_id": user_id}
+        """`caller` None: the system (the identity provider over SCIM). The user's sessions
+        go with the row (ON DELETE CASCADE): none of its tokens is honoured after."""
+        values = {**(caller_values(caller) if caller is not None else {}), "user_id": user_id}
 
         async def remove(unit: Unit) -> None:
             await unit.execute(q.LOCK_ADMIN_SET)
-            target = await self._locked_target(unit, values, if_match)
+            target = await self._locked_target(unit, values, if_match, system=caller is None)
             await self._guard_last_admin(unit, target, removing=True)
+            # After the user's row lock, as the groups service takes users before groups.
+            await unit.execute(q.BUMP_GROUPS_OF_USER, user_id=user_id)
             await unit.execute(q.DELETE_USER, user_id=user_id)
 
         await self.db.run(remove)
+
+
+# --- sign-in names ---------------------------------------------------------------------
+
+
+async def lock_sign_in_names(unit: Unit, names: dict[str, Any]) -> None:
+    """Lock the email and username `names` claims (transaction-scoped, one lock a name):
+    every write claiming one of them, as either, waits for this transaction."""
+    claimed = [names[field] for field in ("email", "username") if names.get(field) is not None]
+    if claimed:
+        await unit.execute(q.LOCK_SIGN_IN_NAMES, names=claimed)
+
+
+async def refuse_name_clash(unit: Unit, user_id: uuid.UUID, names: dict[str, Any]) -> None:
+    """The one rule between emails and usernames: a user's new email is no other user's
+    username (409 `email`), a new username no other user's email (409 `username`); a
+    user's own may be the same. Under `lock_sign_in_names`, taken earlier in the same
+    transaction, so racing writes cannot both pass."""
+    clash = await unit.one(
+        q.NAME_CLASH, user_id=user_id, email=names.get("email"), username=names.get("username")
+    )
+    assert clash is not None  # one row always
+    policy.refuse_taken(email=clash["email_taken"], username=clash["username_taken"])
+
+
+async def claim_sign_in_names(unit: Unit, user_id: uuid.UUID, names: dict[str, Any]) -> None:
+    """Lock, then check, the names a new user claims (`email`, `username` in `names`)."""
+    await lock_sign_in_names(unit, names)
+    await refuse_name_clash(unit, user_id, names)
 
 
 def _caller_is_admin(values: dict[str, Any]) -> Work[bool | None]:
@@ -552,10 +631,25 @@ def _user_id_by_email(email: str) -> Work[uuid.UUID | None]:
     return read
 
 
-def _insert(values: dict[str, Any]) -> Work[Record]:
+def _insert(values: dict[str, Any], *, claimed: bool = False) -> Work[Record]:
+    """Insert the user, its sign-in names claimed first (unless `claimed` already)."""
+
     async def insert(unit: Unit) -> Record:
+        if not claimed:
+            await claim_sign_in_names(unit, values["id"], values)
         record = await unit.one(q.INSERT_USER, **values)
         assert record is not None  # INSERT ... RETURNING returns the row it inserted
         return record
 
     return insert
+
+
+def _stored(target: Record, name: str) -> Any:
+    """A field of a locked row as the service compares it (asyncpg reads jsonb as text)."""
+    value = target[name]
+    return json.loads(value) if name == "scim" and isinstance(value, str) else value
+
+
+def _to_store(name: str, value: Any) -> Any:
+    """A new value as its statement binds it (jsonb as text, `queries._new_value`)."""
+    return json.dumps(value) if name == "scim" and value is not None else value

@@ -1,0 +1,130 @@
+"""Request and response bodies of the Groups endpoints (input and output kept apart)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from users_api.groups.models import DISPLAY_NAME_MAX_LENGTH, EXTERNAL_ID_MAX_LENGTH
+from users_api.users.schemas import SearchText
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
+_NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+DisplayName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=DISPLAY_NAME_MAX_LENGTH),
+    AfterValidator(_no_nul),
+    Field(
+        description="Unique case-insensitively; its case as given is kept.",
+        json_schema_extra={"pattern": "^[^\\x00]*$"},
+    ),
+]
+ExternalId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=EXTERNAL_ID_MAX_LENGTH),
+    AfterValidator(_no_nul),
+    _NO_NUL,
+]
+
+
+class _Input(BaseModel):
+    # Unknown fields are an error, never silently dropped (no mass assignment).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GroupCreate(_Input):
+    display_name: DisplayName
+    external_id: ExternalId | None = None
+
+
+def _document_display_name_not_null(schema: dict[str, Any]) -> None:
+    """`display_name` may be left out but never sent as null: the document says so."""
+    field = schema["properties"]["display_name"]
+    field.pop("default", None)
+    alternatives = [alt for alt in field.pop("anyOf", []) if alt.get("type") != "null"]
+    if len(alternatives) == 1:
+        field.update(alternatives[0])
+
+
+class GroupUpdate(_Input):
+    """A JSON merge patch: absent fields stay, `"external_id": null` clears it."""
+
+    model_config = ConfigDict(json_schema_extra=_document_display_name_not_null)
+
+    # None only stands for "absent": a null sent is refused.
+    display_name: DisplayName | None = None
+    external_id: ExternalId | None = None
+
+    @field_validator("display_name", mode="before")
+    @classmethod
+    def _reject_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, and only those."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class GroupOut(BaseModel):
+    id: uuid.UUID
+    display_name: str
+    external_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int = Field(
+        description="Starts at 1, grows by one on every change (its members' too); the ETag."
+    )
+    member_count: int = Field(ge=0)
+
+
+class GroupPage(BaseModel):
+    items: list[GroupOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class GroupList(BaseModel):
+    """Every group of a user (a user is in few: no pages)."""
+
+    items: list[GroupOut]
+
+
+Limit = Annotated[int, Field(ge=1, le=200)]
+Cursor = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class GroupListQuery(BaseModel):
+    """Query parameters of `GET /groups`: ordered by id (creation order)."""
+
+    limit: Limit = 50
+    cursor: Cursor | None = None
+    q: SearchText | None = Field(
+        None, description="A case-insensitive substring of the display name."
+    )
+
+
+class MemberListQuery(BaseModel):
+    """Query parameters of `GET /groups/{id}/members`: users ordered by id."""
+
+    limit: Limit = 50
+    cursor: Cursor | None = None

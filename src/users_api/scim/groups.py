@@ -1,0 +1,325 @@
+"""SCIM Groups (RFC 7643 4.2) on the groups service: reads here (a filter is a condition
+on the groups table), every change through `GroupService`, where the rules of groups live.
+`displayName` is `display_name`, `externalId` is `external_id`, `members` are users
+(`value` = user id)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models.path import (
+    AttrPath,
+    CompareOperator,
+    Comparison,
+    FilterNode,
+    FilterVisitor,
+    LogicalExpr,
+    LogicalOperator,
+    Not,
+    Present,
+    ValuePath,
+)
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, not_, or_, select, true
+
+from users_api.db.database import Database, Record, Unit
+from users_api.db.statements import compile_statement
+from users_api.errors import PreconditionFailed, UnknownMembers
+from users_api.groups.models import Group, GroupMember
+from users_api.groups.schemas import GroupCreate, GroupUpdate
+from users_api.groups.service import GroupService
+from users_api.scim.errors import ScimError, invalid_filter, invalid_value, mutability, not_found
+from users_api.scim.filters import Operand, compare, parse
+from users_api.scim.patch import Shape, apply_patch
+from users_api.scim.users import Page, compiled
+from users_api.users.models import User
+
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+_CANONICAL = {
+    name.lower(): name for name in ("id", "externalId", "displayName", "members", "meta", "schemas")
+}
+GROUP_SHAPE = Shape(
+    canonical=lambda name: _CANONICAL.get(name.lower()),
+    read_only=frozenset({"id", "meta", "schemas"}),
+    core_schema=GROUP_SCHEMA,
+)
+_COLUMNS = (
+    Group.id,
+    Group.display_name,
+    Group.external_id,
+    Group.created_at,
+    Group.updated_at,
+    Group.version,
+)
+_FIELDS = ("id", "display_name", "external_id", "created_at", "updated_at", "version")
+_BY_ID = compile_statement(select(*_COLUMNS).where(Group.id == bindparam("group_id")))
+# Each member's id and username (SCIM's `display`), for a page of groups at once.
+_MEMBERS = compile_statement(
+    select(GroupMember.group_id, GroupMember.user_id, User.username)
+    .join(User, User.id == GroupMember.user_id)
+    .where(GroupMember.group_id == func.any(bindparam("group_ids")))
+    .order_by(GroupMember.group_id, GroupMember.user_id)
+)
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def to_resource(row: dict[str, Any], base_url: str, *, members: bool = True) -> dict[str, Any]:
+    resource: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "id": str(row["id"])}
+    if row["external_id"] is not None:
+        resource["externalId"] = row["external_id"]
+    resource["displayName"] = row["display_name"]
+    if members:  # no `display`: what a client sends there is not stored
+        resource["members"] = [
+            {
+                "value": str(user_id),
+                "type": "User",
+                "$ref": f"{base_url}/Users/{user_id}",
+            }
+            for user_id, _username in row.get("members", [])
+        ]
+    resource["meta"] = {
+        "resourceType": "Group",
+        "created": _when(row["created_at"]),
+        "lastModified": _when(row["updated_at"]),
+        "location": f"{base_url}/Groups/{row['id']}",
+        "version": etag(row["version"]),
+    }
+    return resource
+
+
+def _fields(resource: Any) -> tuple[GroupUpdate, list[uuid.UUID] | None]:
+    """A Group body as the service's fields and member ids (None: none sent)."""
+    if not isinstance(resource, dict):
+        raise ScimError(400, "The body must be a JSON object.", "invalidSyntax")
+    normalized = {_CANONICAL.get(key.lower(), key): value for key, value in resource.items()}
+    display_name = normalized.get("displayName")
+    if not isinstance(display_name, str) or not display_name:
+        raise invalid_value("displayName is required.")
+    external_id = normalized.get("externalId")
+    if external_id is not None and not isinstance(external_id, str):
+        raise invalid_value("externalId must be a string.")
+    try:
+        update = GroupUpdate.model_validate(
+            {"display_name": display_name, "external_id": external_id or None}
+        )
+    except ValidationError as exc:
+        raise invalid_value(f"{exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    members = normalized.get("members")
+    if members is None:
+        return update, None
+    if not isinstance(members, list):
+        raise invalid_value("members must be a list.")
+    return update, [_member_id(member) for member in members]
+
+
+def _member_id(member: Any) -> uuid.UUID:
+    value = member.get("value") if isinstance(member, dict) else None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise invalid_value(f"No user with this id: {value}.") from None
+
+
+class GroupFilter(FilterVisitor[ColumnElement[bool]]):
+    """A filter on SCIM Groups as a condition on the groups table."""
+
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
+        join = and_ if node.op == LogicalOperator.and_ else or_
+        return join(*(self.visit(term) for term in node.terms))
+
+    def visit_not(self, node: Not) -> ColumnElement[bool]:
+        return not_(self.visit(node.expr))
+
+    def visit_present(self, node: Present) -> ColumnElement[bool]:
+        path = node.attr_path
+        if path.attr.lower() == "members":
+            return exists().where(GroupMember.group_id == Group.id)
+        operand = _operand(path)
+        present: ColumnElement[bool] = operand.expression.is_not(None)
+        return present
+
+    def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
+        path = node.attr_path
+        if path.attr.lower() == "members":
+            if (path.sub_attr or "value").lower() != "value":
+                raise invalid_filter("Members are filtered by value.")
+            return member_condition(Comparison(AttrPath("value"), node.op, node.value))
+        return compare(_operand(path), node.op, node.value)
+
+    def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        if node.attr_path.attr.lower() != "members":
+            raise invalid_filter(f"{node.attr_path} is not a multi-valued attribute.")
+        return member_condition(node.val_filter)
+
+
+def member_condition(node: FilterNode, group: Any = Group.id) -> ColumnElement[bool]:
+    """Some member of the group passes `node` (on `value`, the user id)."""
+    return exists().where(GroupMember.group_id == group, _MemberFilter().visit(node))
+
+
+class _MemberFilter(FilterVisitor[ColumnElement[bool]]):
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
+        join = and_ if node.op == LogicalOperator.and_ else or_
+        return join(*(self.visit(term) for term in node.terms))
+
+    def visit_not(self, node: Not) -> ColumnElement[bool]:
+        return not_(self.visit(node.expr))
+
+    def visit_present(self, node: Present) -> ColumnElement[bool]:
+        return true()
+
+    def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
+        if node.attr_path.attr.lower() != "value" or node.op not in (
+            CompareOperator.eq,
+            CompareOperator.ne,
+        ):
+            raise invalid_filter("A member is filtered by `value eq` or `value ne`.")
+        return compare(Operand(GroupMember.user_id, "uuid"), node.op, node.value)
+
+    def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        raise invalid_filter("Value paths do not nest.")
+
+
+def _operand(path: AttrPath) -> Operand:
+    attr, sub = path.attr.lower(), (path.sub_attr or "").lower() or None
+    operands = {
+        ("id", None): Operand(Group.id, "uuid"),
+        ("displayname", None): Operand(Group.display_name, "text"),
+        ("externalid", None): Operand(Group.external_id, "exact"),
+        ("meta", "created"): Operand(Group.created_at, "time"),
+        ("meta", "lastmodified"): Operand(Group.updated_at, "time"),
+    }
+    operand = operands.get((attr, sub))
+    if operand is None or (path.uri is not None and path.uri.lower() != GROUP_SCHEMA.lower()):
+        raise invalid_filter(f"{path} is not an attribute groups can be filtered on.")
+    return operand
+
+
+def group_order(path: AttrPath) -> Any:
+    operand = _operand(path)
+    return func.lower(operand.expression) if operand.kind == "text" else operand.expression
+
+
+def group_condition(text: str | None) -> ColumnElement[bool]:
+    return GroupFilter().visit(parse(text)) if text else true()
+
+
+@dataclass(frozen=True, slots=True)
+class ScimGroups:
+    db: Database
+    groups: GroupService
+
+    async def _with_members(self, unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
+        rows = [dict(zip(_FIELDS, record, strict=True)) for record in records]
+        if not rows:
+            return rows
+        by_id: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {row["id"]: [] for row in rows}
+        for record in await unit.all(_MEMBERS, group_ids=list(by_id)):
+            by_id[record["group_id"]].append((record["user_id"], record["username"]))
+        for row in rows:
+            row["members"] = by_id[row["id"]]
+        return rows
+
+    async def get(self, group_id: uuid.UUID) -> dict[str, Any]:
+        async def read(unit: Unit) -> list[dict[str, Any]]:
+            record = await unit.one(_BY_ID, group_id=group_id)
+            return await self._with_members(unit, [record] if record is not None else [])
+
+        rows = await self.db.run(read)  # one snapshot: the group and its members
+        if not rows:
+            raise not_found()
+        return rows[0]
+
+    async def list(
+        self,
+        condition: ColumnElement[bool],
+        order: list[Any],
+        *,
+        start: int,
+        count: int,
+        members: bool,
+    ) -> Page:
+        total_statement, total_values = compiled(
+            select(func.count()).select_from(Group).where(condition)
+        )
+        page = select(*_COLUMNS).where(condition).order_by(*order, Group.id)
+        page_statement, page_values = compiled(page.offset(start - 1).limit(count))
+
+        async def read(unit: Unit) -> tuple[int, list[dict[str, Any]]]:
+            total: int = await unit.value(total_statement, **total_values)
+            if count == 0 or total < start:
+                return total, []
+            records = await unit.all(page_statement, **page_values)
+            if not members:
+                return total, [dict(zip(_FIELDS, record, strict=True)) for record in records]
+            return total, await self._with_members(unit, records)
+
+        total, rows = await self.db.run(read)
+        return Page(total=total, rows=rows)
+
+    async def create(self, resource: Any) -> dict[str, Any]:
+        update, members = _fields(resource)
+        data = GroupCreate.model_validate(update.changes())
+        try:
+            created = await self.groups.create(data, caller=None, members=members or ())
+        except UnknownMembers as exc:
+            raise invalid_value(exc.detail) from None
+        return await self.get(created["id"])
+
+    async def replace(
+        self, group_id: uuid.UUID, resource: Any, if_match: frozenset[int] | None
+    ) -> dict[str, Any]:
+        if isinstance(resource, dict):
+            sent_id = next((v for k, v in resource.items() if k.lower() == "id"), None)
+            if sent_id is not None and str(sent_id) != str(group_id):
+                raise mutability("id is read-only.")
+        update, members = _fields(resource)
+        try:
+            await self.groups.update(
+                group_id, update, caller=None, if_match=if_match, members=members or []
+            )
+        except UnknownMembers as exc:
+            raise invalid_value(exc.detail) from None
+        return await self.get(group_id)
+
+    async def patch(
+        self, group_id: uuid.UUID, body: Any, if_match: frozenset[int] | None
+    ) -> dict[str, Any]:
+        """The operations on the group as SCIM shows it, stored as a replacement under its
+        version (a concurrent change: tried once more on the new one)."""
+        for attempt in (1, 2):
+            current = await self.get(group_id)
+            if if_match is not None and current["version"] not in if_match:
+                raise ScimError(412, "The resource has changed since the given version (If-Match).")
+            document = to_resource(current, "")
+            patched = apply_patch(document, body, GROUP_SHAPE)
+            update, members = _fields(patched)
+            try:
+                await self.groups.update(
+                    group_id,
+                    update,
+                    caller=None,
+                    if_match=frozenset({current["version"]}),
+                    members=members or [],
+                )
+            except UnknownMembers as exc:
+                raise invalid_value(exc.detail) from None
+            except PreconditionFailed:
+                if attempt == 2 or if_match is not None:
+                    raise
+                continue
+            return await self.get(group_id)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def delete(self, group_id: uuid.UUID, if_match: frozenset[int] | None) -> None:
+        await self.groups.delete(group_id, caller=None, if_match=if_match)

@@ -1,0 +1,506 @@
+"""`/scim/v2`: its own small app, mounted under the API's, with SCIM's media type and
+error bodies. Every request needs a live provisioning token; nothing else opens it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from scim2_models.exceptions import SCIMException
+from scim2_models.path import AttrPath, Path
+from sqlalchemy import func, true
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from users_api.errors import DomainError
+from users_api.etags import if_none_match_hits, parse_if_match
+from users_api.scim import discovery, mapping
+from users_api.scim import groups as scim_groups
+from users_api.scim.errors import (
+    ScimError,
+    error_response,
+    from_domain,
+    invalid_value,
+    not_found,
+    scim_response,
+)
+from users_api.scim.filters import UserFilter, parse, user_operand
+from users_api.scim.groups import ScimGroups, group_condition, group_order
+from users_api.scim.tokens import ScimTokens
+from users_api.scim.users import ScimUsers
+
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+DEFAULT_COUNT = 100
+MOUNTED_AT = "/scim/v2"
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def _base_url(request: Request) -> str:
+    """Where `/scim/v2` is, as the client reached it (`meta.location`, `$ref`)."""
+    base = str(request.base_url).rstrip("/")
+    return base if base.endswith(MOUNTED_AT) else base + MOUNTED_AT
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ScimError(400, "The body is not JSON.", "invalidSyntax") from None
+
+
+def _user_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["id"])
+    except ValueError:
+        raise not_found() from None
+
+
+# --- attributes and excludedAttributes -----------------------------------------------
+
+
+def _names(text: str | None) -> list[AttrPath]:
+    if not text:
+        return []
+    paths = []
+    for part in text.split(","):
+        try:
+            node = Path(part.strip()).ast
+        except (SCIMException, ValueError):
+            raise invalid_value(f"{part.strip()!r} is not an attribute name.") from None
+        if not isinstance(node, AttrPath):
+            raise invalid_value(f"{part.strip()!r} is not an attribute name.")
+        paths.append(node)
+    return paths
+
+
+def _find(document: dict[str, Any], name: str) -> str | None:
+    return next((key for key in document if key.lower() == name.lower()), None)
+
+
+def project(
+    document: dict[str, Any], attributes: str | None, excluded: str | None
+) -> dict[str, Any]:
+    """RFC 7644 3.4.2.5: only `attributes` (with `id` and `schemas`), or all but `excluded`."""
+    wanted = _names(attributes)
+    if wanted:
+        result: dict[str, Any] = {"schemas": document["schemas"], "id": document["id"]}
+        for path in wanted:
+            holder, target = document, result
+            if path.uri is not None and path.uri.lower() != document["schemas"][0].lower():
+                key = _find(document, path.uri)
+                if key is None or not isinstance(document[key], dict):
+                    continue
+                holder = document[key]
+                target = result.setdefault(key, {})
+            key = _find(holder, path.attr)
+            if key is None:
+                continue
+            if path.sub_attr is None:
+                target[key] = holder[key]
+            elif isinstance(holder[key], dict):
+                sub = _find(holder[key], path.sub_attr)
+                if sub is not None:
+                    target.setdefault(key, {})[sub] = holder[key][sub]
+            elif isinstance(holder[key], list):
+                picked = [
+                    {k: v for k, v in element.items() if k.lower() == path.sub_attr.lower()}
+                    for element in holder[key]
+                    if isinstance(element, dict)
+                ]
+                target[key] = [element for element in picked if element]
+        return result
+    result = dict(document)
+    for path in _names(excluded):
+        key = _find(result, path.attr)
+        if key is None or key in ("id", "schemas"):
+            continue
+        if path.sub_attr is None:
+            del result[key]
+        elif isinstance(result[key], dict):
+            result[key] = {
+                k: v for k, v in result[key].items() if k.lower() != path.sub_attr.lower()
+            }
+    return result
+
+
+# --- lists ------------------------------------------------------------------------------
+
+
+def _integer(value: Any, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise invalid_value(f"{name} must be an integer.") from None
+
+
+def _order(sort_by: str | None, sort_order: str | None) -> list[Any]:
+    if sort_order is not None and sort_order.lower() not in ("ascending", "descending"):
+        raise invalid_value("sortOrder is ascending or descending.")
+    if not sort_by:
+        return []
+    try:
+        node = Path(sort_by).ast
+    except (SCIMException, ValueError):
+        raise invalid_value(f"{sort_by!r} is not an attribute name.") from None
+    operand = user_operand(node) if isinstance(node, AttrPath) else None
+    if operand is None:
+        raise invalid_value(f"Users cannot be sorted by {sort_by}.")
+    key = operand.expression
+    if operand.kind == "text":
+        key = func.lower(key)
+    descending = (sort_order or "").lower() == "descending"
+    return [key.desc().nulls_last() if descending else key.asc().nulls_last()]
+
+
+async def _list_users(request: Request, users: ScimUsers, query: dict[str, Any]) -> Response:
+    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
+    count = _integer(query.get("count"), "count")
+    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    text = query.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise invalid_value("filter must be a string.")
+    condition = UserFilter().visit(parse(text)) if text else None
+    order = _order(query.get("sortBy"), query.get("sortOrder"))
+    page = await users.list(
+        condition if condition is not None else true(), order, start=start, count=count
+    )
+    base = _base_url(request)
+    attributes, excluded = (
+        _joined(query.get("attributes")),
+        _joined(query.get("excludedAttributes")),
+    )
+    resources = [project(mapping.to_resource(row, base), attributes, excluded) for row in page.rows]
+    return scim_response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": page.total,
+            "startIndex": start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
+async def _list_groups(request: Request, groups: ScimGroups, query: dict[str, Any]) -> Response:
+    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
+    count = _integer(query.get("count"), "count")
+    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    text = query.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise invalid_value("filter must be a string.")
+    sort_by, sort_order = query.get("sortBy"), query.get("sortOrder")
+    if sort_order is not None and str(sort_order).lower() not in ("ascending", "descending"):
+        raise invalid_value("sortOrder is ascending or descending.")
+    order: list[Any] = []
+    if sort_by:
+        try:
+            node = Path(sort_by).ast
+        except (SCIMException, ValueError):
+            raise invalid_value(f"{sort_by!r} is not an attribute name.") from None
+        if not isinstance(node, AttrPath):
+            raise invalid_value(f"Groups cannot be sorted by {sort_by}.")
+        try:
+            key = group_order(node)
+        except ScimError:
+            raise invalid_value(f"Groups cannot be sorted by {sort_by}.") from None
+        descending = str(sort_order or "").lower() == "descending"
+        order = [key.desc().nulls_last() if descending else key.asc().nulls_last()]
+    attributes, excluded = (
+        _joined(query.get("attributes")),
+        _joined(query.get("excludedAttributes")),
+    )
+    members = _wants_members(attributes, excluded)
+    page = await groups.list(
+        group_condition(text), order, start=start, count=count, members=members
+    )
+    base = _base_url(request)
+    resources = [
+        project(scim_groups.to_resource(row, base, members=members), attributes, excluded)
+        for row in page.rows
+    ]
+    return scim_response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": page.total,
+            "startIndex": start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
+def _wants_members(attributes: str | None, excluded: str | None) -> bool:
+    """Whether members are to be read at all (`excludedAttributes=members`: Entra's)."""
+    if attributes:
+        return any(
+            name.strip().lower().split(".")[0].endswith("members") for name in attributes.split(",")
+        )
+    if excluded:
+        return not any(name.strip().lower().endswith("members") for name in excluded.split(","))
+    return True
+
+
+def _joined(value: Any) -> str | None:
+    """`attributes` as a query string (text) or in a SearchRequest (a list)."""
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return value if isinstance(value, str) else None
+
+
+# --- the endpoints ---------------------------------------------------------------------
+
+
+def _user_response(request: Request, row: dict[str, Any], *, status_code: int = 200) -> Response:
+    resource = mapping.to_resource(row, _base_url(request))
+    resource = project(
+        resource,
+        request.query_params.get("attributes"),
+        request.query_params.get("excludedAttributes"),
+    )
+    headers = {"ETag": mapping.etag(row["version"])}
+    if status_code == 201:
+        headers["Location"] = resource["meta"]["location"]
+    return scim_response(resource, status_code=status_code, headers=headers)
+
+
+async def list_users(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
+    return await _list_users(request, users, dict(request.query_params))
+
+
+async def search_users(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
+    return await _list_users(request, users, body)
+
+
+async def create_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
+    row = await users.create(await _json(request))
+    return _user_response(request, row, status_code=201)
+
+
+async def get_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
+    row = await users.get(_user_id(request))
+    if if_none_match_hits(request.headers.get("if-none-match"), row["version"]):
+        return Response(status_code=304, headers={"ETag": mapping.etag(row["version"])})
+    return _user_response(request, row)
+
+
+def _if_match(request: Request) -> frozenset[int] | None:
+    return parse_if_match(request.headers.get("if-match"), weak=True)
+
+
+async def replace_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
+    user_id = _user_id(request)
+    row = await users.replace(user_id, await _json(request), _if_match(request))
+    return _user_response(request, row)
+
+
+async def patch_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
+    user_id = _user_id(request)
+    row = await users.patch(user_id, await _json(request), _if_match(request))
+    return _user_response(request, row)
+
+
+async def delete_user(request: Request, state: Any) -> Response:
+    users: ScimUsers = state.scim_users
+    await users.delete(_user_id(request), _if_match(request))
+    return Response(status_code=204)
+
+
+def _group_id(request: Request) -> uuid.UUID:
+    return _user_id(request)
+
+
+def _group_response(request: Request, row: dict[str, Any], *, status_code: int = 200) -> Response:
+    attributes = request.query_params.get("attributes")
+    excluded = request.query_params.get("excludedAttributes")
+    members = _wants_members(attributes, excluded)
+    resource = scim_groups.to_resource(row, _base_url(request), members=members)
+    resource = project(resource, attributes, excluded)
+    headers = {"ETag": scim_groups.etag(row["version"])}
+    if status_code == 201:
+        headers["Location"] = resource["meta"]["location"]
+    return scim_response(resource, status_code=status_code, headers=headers)
+
+
+async def list_groups(request: Request, state: Any) -> Response:
+    return await _list_groups(request, state.scim_groups, dict(request.query_params))
+
+
+async def search_groups(request: Request, state: Any) -> Response:
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
+    return await _list_groups(request, state.scim_groups, body)
+
+
+async def search_all(request: Request, state: Any) -> Response:
+    """POST /.search: Users, then Groups, as one list (RFC 7644 3.4.3). A filter on an
+    attribute one of them lacks matches none of that type."""
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
+    start = max(_integer(body.get("startIndex"), "startIndex") or 1, 1)
+    count = _integer(body.get("count"), "count")
+    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    resources: list[dict[str, Any]] = []
+    total = 0
+    for lister, store in ((_list_users, state.scim_users), (_list_groups, state.scim_groups)):
+        query = {**body, "startIndex": max(start - total, 1), "count": count - len(resources)}
+        query.pop("sortBy", None)
+        try:
+            answer = orjson.loads((await lister(request, store, query)).body)
+        except ScimError as exc:
+            if exc.scim_type != "invalidFilter":
+                raise
+            continue
+        resources.extend(answer["Resources"])
+        total += answer["totalResults"]
+    return scim_response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
+async def create_group(request: Request, state: Any) -> Response:
+    row = await state.scim_groups.create(await _json(request))
+    return _group_response(request, row, status_code=201)
+
+
+async def get_group(request: Request, state: Any) -> Response:
+    row = await state.scim_groups.get(_group_id(request))
+    if if_none_match_hits(request.headers.get("if-none-match"), row["version"]):
+        return Response(status_code=304, headers={"ETag": scim_groups.etag(row["version"])})
+    return _group_response(request, row)
+
+
+async def replace_group(request: Request, state: Any) -> Response:
+    group_id = _group_id(request)
+    row = await state.scim_groups.replace(group_id, await _json(request), _if_match(request))
+    return _group_response(request, row)
+
+
+async def patch_group(request: Request, state: Any) -> Response:
+    group_id = _group_id(request)
+    row = await state.scim_groups.patch(group_id, await _json(request), _if_match(request))
+    return _group_response(request, row)
+
+
+async def delete_group(request: Request, state: Any) -> Response:
+    await state.scim_groups.delete(_group_id(request), _if_match(request))
+    return Response(status_code=204)
+
+
+async def service_provider_config(request: Request, state: Any) -> Response:
+    return scim_response(discovery.service_provider_config(_base_url(request)))
+
+
+def _listed(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schemas": [LIST_SCHEMA],
+        "totalResults": len(documents),
+        "startIndex": 1,
+        "itemsPerPage": len(documents),
+        "Resources": documents,
+    }
+
+
+async def resource_types(request: Request, state: Any) -> Response:
+    documents = discovery.resource_types(_base_url(request), with_groups=True)
+    wanted = request.path_params.get("id")
+    if wanted is None:
+        return scim_response(_listed(documents))
+    found = next((d for d in documents if d["id"] == wanted), None)
+    if found is None:
+        raise not_found()
+    return scim_response(found)
+
+
+async def schemas(request: Request, state: Any) -> Response:
+    documents = discovery.schemas(_base_url(request), with_groups=True)
+    wanted = request.path_params.get("id")
+    if wanted is None:
+        return scim_response(_listed(documents))
+    found = next((d for d in documents if d["id"] == wanted), None)
+    if found is None:
+        raise not_found()
+    return scim_response(found)
+
+
+def build(state: Any) -> Starlette:
+    """The `/scim/v2` app; `state` is the API's (its services are made at start-up)."""
+
+    def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            try:
+                tokens: ScimTokens = state.scim_tokens
+                if await tokens.authenticate(_bearer(request)) is None:
+                    raise ScimError(401, "A live provisioning token is required.")
+                return await handler(request, state)
+            except ScimError as exc:
+                return error_response(exc)
+            except DomainError as exc:
+                return error_response(from_domain(exc))
+
+        return serve
+
+    def route(path: str, handler: Handler, *methods: str) -> Route:
+        return Route(path, guarded(handler), methods=list(methods))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = "No such endpoint." if status == 404 else "Method not allowed."
+        return error_response(ScimError(status, detail))
+
+    return Starlette(
+        routes=[
+            route("/ServiceProviderConfig", service_provider_config, "GET"),
+            route("/ResourceTypes", resource_types, "GET"),
+            route("/ResourceTypes/{id}", resource_types, "GET"),
+            route("/Schemas", schemas, "GET"),
+            route("/Schemas/{id}", schemas, "GET"),
+            route("/Users", list_users, "GET"),
+            route("/Users", create_user, "POST"),
+            route("/Users/.search", search_users, "POST"),
+            route("/.search", search_all, "POST"),
+            route("/Users/{id}", get_user, "GET"),
+            route("/Users/{id}", replace_user, "PUT"),
+            route("/Users/{id}", patch_user, "PATCH"),
+            route("/Users/{id}", delete_user, "DELETE"),
+            route("/Groups", list_groups, "GET"),
+            route("/Groups", create_group, "POST"),
+            route("/Groups/.search", search_groups, "POST"),
+            route("/Groups/{id}", get_group, "GET"),
+            route("/Groups/{id}", replace_group, "PUT"),
+            route("/Groups/{id}", patch_group, "PATCH"),
+            route("/Groups/{id}", delete_group, "DELETE"),
+        ],
+        exception_handlers={404: http_error, 405: http_error},
+    )

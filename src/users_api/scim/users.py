@@ -1,0 +1,153 @@
+"""SCIM Users: reads here (a filter is a condition on the users table), every change
+through the users service, the one place the rules of users live."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+from users_api.db.database import Database, Record, Unit
+from users_api.db.statements import _DIALECT, Statement, compile_statement
+from users_api.errors import PreconditionFailed
+from users_api.groups.models import Group, GroupMember
+from users_api.scim import mapping
+from users_api.scim.errors import ScimError, not_found
+from users_api.scim.patch import apply_patch
+from users_api.users.models import User
+from users_api.users.queries import PUBLIC_FIELDS, public_columns
+from users_api.users.service import UserService
+
+COLUMNS = (*public_columns(User), User.external_id, User.scim)
+FIELDS = (*PUBLIC_FIELDS, "external_id", "scim")
+_BY_ID = compile_statement(select(*COLUMNS).where(User.id == bindparam("user_id")))
+# The groups of a page of users at once (SCIM's read-only `groups`).
+_GROUPS = compile_statement(
+    select(GroupMember.user_id, Group.id, Group.display_name)
+    .join(Group, Group.id == GroupMember.group_id)
+    .where(GroupMember.user_id == func.any(bindparam("user_ids")))
+    .order_by(GroupMember.user_id, Group.id)
+)
+
+
+async def _with_groups(unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
+    rows = [as_row(record) for record in records]
+    if not rows:
+        return rows
+    by_id: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {row["id"]: [] for row in rows}
+    for record in await unit.all(_GROUPS, user_ids=list(by_id)):
+        by_id[record["user_id"]].append((record["id"], record["display_name"]))
+    for row in rows:
+        row["groups"] = by_id[row["id"]]
+    return rows
+
+
+def as_row(record: Record) -> dict[str, Any]:
+    row = dict(zip(FIELDS, record, strict=True))
+    if isinstance(row["scim"], str):  # asyncpg reads jsonb as text
+        row["scim"] = json.loads(row["scim"])
+    return row
+
+
+def compiled(statement: ClauseElement) -> tuple[Statement, dict[str, Any]]:
+    """A statement built for one request (a filter), compiled with its values."""
+    done = statement.compile(dialect=_DIALECT)
+    assert isinstance(done, SQLCompiler)  # a statement, so SQL with positions
+    return Statement(sql=str(done), names=tuple(done.positiontup or ())), dict(done.params)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    total: int
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScimUsers:
+    db: Database
+    users: UserService
+
+    async def get(self, user_id: uuid.UUID) -> dict[str, Any]:
+        async def read(unit: Unit) -> list[dict[str, Any]]:
+            record = await unit.one(_BY_ID, user_id=user_id)
+            return await _with_groups(unit, [record] if record is not None else [])
+
+        rows = await self.db.run(read)  # one snapshot: the user and their groups
+        if not rows:
+            raise not_found()
+        return rows[0]
+
+    async def list(
+        self,
+        condition: ColumnElement[bool],
+        order: list[Any],
+        *,
+        start: int,
+        count: int,
+    ) -> Page:
+        """`count` users from the `start`-th (1-based) that meet `condition`, and how many
+        do: two statements on one connection."""
+        total_statement, total_values = compiled(
+            select(func.count()).select_from(User).where(condition)
+        )
+        page = select(*COLUMNS).where(condition).order_by(*order, User.id)
+        page_statement, page_values = compiled(page.offset(start - 1).limit(count))
+
+        async def read(unit: Unit) -> tuple[int, list[dict[str, Any]]]:
+            total: int = await unit.value(total_statement, **total_values)
+            if count == 0 or total < start:
+                return total, []
+            return total, await _with_groups(unit, await unit.all(page_statement, **page_values))
+
+        total, rows = await self.db.run(read)  # one snapshot: the count and the page
+        return Page(total=total, rows=rows)
+
+    async def create(self, resource: Any) -> dict[str, Any]:
+        data = mapping.to_new_user(resource)
+        created = await self.users.create(data, caller=None, system=True)
+        return await self.get(created["id"])
+
+    async def replace(
+        self, user_id: uuid.UUID, resource: Any, if_match: frozenset[int] | None
+    ) -> dict[str, Any]:
+        current = await self.get(user_id)
+        if if_match is not None and current["version"] not in if_match:
+            raise ScimError(412, "The resource has changed since the given version (If-Match).")
+        patch = mapping.to_replacement(resource, current)
+        await self.users.update(user_id, patch, caller=None, if_match=if_match, address="scim")
+        return await self.get(user_id)
+
+    async def patch(
+        self, user_id: uuid.UUID, body: Any, if_match: frozenset[int] | None
+    ) -> dict[str, Any]:
+        """Apply the operations to the user as SCIM shows it, then replace it with the
+        result under its version: a concurrent change is tried again on the new one."""
+        for attempt in (1, 2):
+            current = await self.get(user_id)
+            if if_match is not None and current["version"] not in if_match:
+                raise ScimError(412, "The resource has changed since the given version (If-Match).")
+            document = mapping.to_resource(current, "")
+            patched = apply_patch(document, body, mapping.USER_SHAPE)
+            change = mapping.to_replacement(patched, current)
+            try:
+                await self.users.update(
+                    user_id,
+                    change,
+                    caller=None,
+                    if_match=frozenset({current["version"]}),
+                    address="scim",
+                )
+            except PreconditionFailed:
+                if attempt == 2 or if_match is not None:
+                    raise
+                continue
+            return await self.get(user_id)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def delete(self, user_id: uuid.UUID, if_match: frozenset[int] | None) -> None:
+        await self.users.delete(user_id, caller=None, if_match=if_match)

@@ -1,0 +1,122 @@
+"""SCIM Groups on the groups service: members by user id, a member that is no user."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.scim.conftest import PATCH_SCHEMA, SCIM, new_user
+
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
+async def _user(scim: httpx.AsyncClient, name: str) -> str:
+    created = await scim.post(f"{SCIM}/Users", json=new_user(name))
+    assert created.status_code == 201, created.text
+    user_id: str = created.json()["id"]
+    return user_id
+
+
+async def test_a_group_with_members_round_trips_and_users_show_it(
+    scim: httpx.AsyncClient,
+) -> None:
+    ada, bob = await _user(scim, "ada"), await _user(scim, "bob")
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "Engineers",
+        "externalId": "g-1",
+        "members": [{"value": ada}, {"value": bob}],
+    }
+    created = await scim.post(f"{SCIM}/Groups", json=body)
+    assert created.status_code == 201, created.text
+    group = created.json()
+    assert created.headers["etag"] == group["meta"]["version"]
+    assert sorted(m["value"] for m in group["members"]) == sorted([ada, bob])
+    user = (await scim.get(f"{SCIM}/Users/{ada}")).json()
+    assert [g["value"] for g in user["groups"]] == [group["id"]]
+    lean = await scim.get(f"{SCIM}/Groups/{group['id']}", params={"excludedAttributes": "members"})
+    assert "members" not in lean.json()
+    listed = await scim.get(
+        f"{SCIM}/Groups",
+        params={"filter": f'members[value eq "{bob}"]', "excludedAttributes": "members"},
+    )
+    assert listed.json()["totalResults"] == 1
+    assert "members" not in listed.json()["Resources"][0]
+    in_group = await scim.get(
+        f"{SCIM}/Users", params={"filter": f'groups.value eq "{group["id"]}"'}
+    )
+    assert in_group.json()["totalResults"] == 2
+
+
+async def test_patch_adds_and_removes_members_by_value_filter(scim: httpx.AsyncClient) -> None:
+    ada, bob = await _user(scim, "ada"), await _user(scim, "bob")
+    group = (
+        await scim.post(f"{SCIM}/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Ops"})
+    ).json()
+    url = f"{SCIM}/Groups/{group['id']}"
+    added = await scim.patch(
+        url,
+        json={
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [
+                {"op": "Add", "path": "members", "value": [{"value": ada}, {"value": bob}]}
+            ],
+        },
+    )
+    assert added.status_code == 200, added.text
+    assert len(added.json()["members"]) == 2
+    removed = await scim.patch(
+        url,
+        json={
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "Remove", "path": f'members[value eq "{ada}"]'}],
+        },
+    )
+    assert [m["value"] for m in removed.json()["members"]] == [bob]
+    renamed = await scim.patch(
+        url,
+        json={
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "Replace", "path": "displayName", "value": "Operations"}],
+        },
+    )
+    assert renamed.json()["displayName"] == "Operations"
+    assert renamed.json()["meta"]["version"] == 'W/"4"'
+
+
+async def test_a_member_that_is_no_user_is_400_invalid_value_and_nothing_is_stored(
+    scim: httpx.AsyncClient,
+) -> None:
+    ada = await _user(scim, "ada")
+    nobody = str(uuid.uuid4())
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": "X",
+        "members": [{"value": ada}, {"value": nobody}],
+    }
+    refused = await scim.post(f"{SCIM}/Groups", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["scimType"] == "invalidValue"
+    assert (await scim.get(f"{SCIM}/Groups")).json()["totalResults"] == 0
+    group = (
+        await scim.post(f"{SCIM}/Groups", json={"displayName": "Y", "members": [{"value": ada}]})
+    ).json()
+    patch = {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": nobody}]}],
+    }
+    refused = await scim.patch(f"{SCIM}/Groups/{group['id']}", json=patch)
+    assert refused.status_code == 400
+    assert refused.json()["scimType"] == "invalidValue"
+    kept = (await scim.get(f"{SCIM}/Groups/{group['id']}")).json()
+    assert [m["value"] for m in kept["members"]] == [ada]
+    assert kept["meta"]["version"] == 'W/"1"'
+
+
+async def test_a_taken_display_name_is_409_uniqueness(scim: httpx.AsyncClient) -> None:
+    assert (await scim.post(f"{SCIM}/Groups", json={"displayName": "Sales"})).status_code == 201
+    taken = await scim.post(f"{SCIM}/Groups", json={"displayName": "sales"})
+    assert taken.status_code == 409
+    assert taken.json()["scimType"] == "uniqueness"
+    assert (await scim.delete(f"{SCIM}/Groups/{uuid.uuid4()}")).status_code == 404

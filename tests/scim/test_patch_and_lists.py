@@ -1,0 +1,120 @@
+"""PATCH errors as RFC 7644 3.12 names them; lists: pages, sorting, attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.scim.conftest import PATCH_SCHEMA, SCIM, new_user
+
+
+async def _create(scim: httpx.AsyncClient, name: str, **extra: Any) -> dict[str, object]:
+    created = await scim.post(f"{SCIM}/Users", json=new_user(name, **extra))
+    assert created.status_code == 201, created.text
+    resource: dict[str, object] = created.json()
+    return resource
+
+
+def _ops(*operations: dict[str, object]) -> dict[str, object]:
+    return {"schemas": [PATCH_SCHEMA], "Operations": list(operations)}
+
+
+@pytest.mark.parametrize(
+    ("body", "scim_type"),
+    [
+        (_ops({"op": "replace", "path": "nope", "value": 1}), "invalidPath"),
+        (_ops({"op": "replace", "path": "emails[[", "value": 1}), "invalidPath"),
+        (_ops({"op": "replace", "path": "id", "value": "x"}), "mutability"),
+        (_ops({"op": "replace", "path": "active", "value": "maybe"}), "invalidValue"),
+        (_ops({"op": "replace", "path": "userName", "value": "no spaces allowed"}), "invalidValue"),
+        (_ops({"op": "move", "path": "active", "value": True}), "invalidSyntax"),
+        ({"schemas": [PATCH_SCHEMA], "Operations": []}, "invalidSyntax"),
+        ({"Operations": "nope"}, "invalidSyntax"),
+        (_ops({"op": "remove"}), "noTarget"),
+    ],
+)
+async def test_a_bad_patch_is_400_with_its_scim_type_and_changes_nothing(
+    scim: httpx.AsyncClient, body: dict[str, object], scim_type: str
+) -> None:
+    user = await _create(scim, "ada")
+    response = await scim.patch(f"{SCIM}/Users/{user['id']}", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["scimType"] == scim_type
+    assert (await scim.get(f"{SCIM}/Users/{user['id']}")).json() == user
+
+
+async def test_patch_as_clients_send_it(scim: httpx.AsyncClient) -> None:
+    user = await _create(scim, "ada", title="old")
+    url = f"{SCIM}/Users/{user['id']}"
+    patched = await scim.patch(
+        url,
+        json=_ops(
+            {"op": "REPLACE", "value": {"name.givenName": "Ada", "title": "new"}},
+            {"op": "Add", "path": "phoneNumbers", "value": [{"value": "+1", "type": "work"}]},
+            {"op": "remove", "path": 'phoneNumbers[type eq "home"]'},
+            {"op": "Replace", "path": "active", "value": "True"},
+        ),
+        headers={"If-Match": 'W/"1"'},
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert body["name"]["givenName"] == "Ada"
+    assert body["title"] == "new"
+    assert body["phoneNumbers"] == [{"value": "+1", "type": "work"}]
+    assert body["meta"]["version"] == 'W/"2"'
+    stale = await scim.patch(
+        url, json=_ops({"op": "remove", "path": "title"}), headers={"If-Match": 'W/"1"'}
+    )
+    assert stale.status_code == 412
+    removed = await scim.patch(url, json=_ops({"op": "remove", "path": "title"}))
+    assert "title" not in removed.json()
+
+
+async def test_pages_sorting_and_attributes(scim: httpx.AsyncClient) -> None:
+    for name in ("carol", "ada", "bob"):
+        await _create(scim, name, title=name.upper())
+    page = await scim.get(
+        f"{SCIM}/Users",
+        params={"startIndex": 2, "count": 1, "sortBy": "userName", "sortOrder": "descending"},
+    )
+    body = page.json()
+    assert (body["totalResults"], body["startIndex"], body["itemsPerPage"]) == (3, 2, 1)
+    assert [r["userName"] for r in body["Resources"]] == ["bob"]
+    lean = await scim.get(
+        f"{SCIM}/Users", params={"attributes": "userName,name.givenName", "sortBy": "userName"}
+    )
+    assert [sorted(r) for r in lean.json()["Resources"]] == [["id", "schemas", "userName"]] * 3
+    without = await scim.get(f"{SCIM}/Users", params={"excludedAttributes": "title,emails"})
+    assert all("title" not in r and "emails" not in r for r in without.json()["Resources"])
+    past = await scim.get(f"{SCIM}/Users", params={"startIndex": 10})
+    assert past.json()["totalResults"] == 3
+    assert past.json()["Resources"] == []
+    huge = await scim.post(
+        f"{SCIM}/Users/.search", json={"count": 100000, "filter": 'title sw "a"'}
+    )
+    assert [r["userName"] for r in huge.json()["Resources"]] == ["ada"]
+    for params in ({"sortBy": "password"}, {"sortOrder": "sideways"}, {"count": "many"}):
+        refused = await scim.get(f"{SCIM}/Users", params=params)
+        assert refused.status_code == 400, params
+        assert refused.json()["scimType"] == "invalidValue"
+
+
+async def test_discovery_describes_what_is_stored(scim: httpx.AsyncClient) -> None:
+    config = (await scim.get(f"{SCIM}/ServiceProviderConfig")).json()
+    assert config["patch"]["supported"] is True
+    assert config["filter"] == {"supported": True, "maxResults": 1000}
+    types = (await scim.get(f"{SCIM}/ResourceTypes")).json()
+    assert sorted(t["id"] for t in types["Resources"]) == ["Group", "User"]
+    user = (await scim.get(f"{SCIM}/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")).json()
+    attributes = {a["name"]: a for a in user["attributes"]}
+    assert attributes["userName"]["required"] is True
+    assert attributes["emails"]["required"] is True
+    assert attributes["password"]["returned"] == "never"
+    missing = await scim.get(f"{SCIM}/Schemas/urn:nope")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/scim+json"
+    unknown = await scim.get(f"{SCIM}/Nope")
+    assert unknown.status_code == 404
+    assert unknown.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
