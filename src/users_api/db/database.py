@@ -17,6 +17,12 @@ Anything else is a bug and stays one (a 500 that leaks nothing). asyncpg's own p
 used rather than SQLAlchemy's: its checkout and return cost ~11 µs of CPU against ~55
 µs (bench/README.md). Connections keep their session between requests: the work here
 leaves nothing behind (no SET, no session locks), so the pool's reset query is skipped.
+
+Behind PgBouncer in transaction mode (DB_PGBOUNCER, `pooler.py`) a session is no
+longer ours between transactions: asyncpg's statement cache is off (its statements are
+unnamed and parsed again with every execution, in the same message batch), every unit
+of work is a transaction, even a lone statement, and it sets its statement timeout
+itself (`SET LOCAL`, in the same round trip as its BEGIN).
 """
 
 from __future__ import annotations
@@ -89,8 +95,11 @@ class Database:
         unique_fields: Mapping[str, str],
         hold_limit: float | None = None,
         recycle: float | None = None,
+        begin: str | None = None,
     ) -> None:
+        """`begin`: behind a pooler, the SQL that opens every unit of work (`_begin`)."""
         self._pool = pool
+        self._begin = begin
         self._size = pool.get_max_size()
         # Connections taken through `_take` and not yet given back, each with the
         # watchdog's tick when it was taken: a dict's length is also the O(1) count.
@@ -110,12 +119,15 @@ class Database:
         Best effort: a database that is not up yet is no reason not to start (requests
         then get 503s until it is); the pool opens connections on demand as before.
         """
+        from users_api.db.pooler import behind_pooler
+
+        pooled = await behind_pooler(settings)
         pool: asyncpg.Pool = await asyncpg.create_pool(
             min_size=0,  # connected below, where a failure is only logged
             max_size=settings.db_pool_size + settings.db_max_overflow,
             max_inactive_connection_lifetime=_idle_lifetime(settings),
             reset=_keep_session,
-            **connect_arguments(settings),
+            **connect_arguments(settings, pooled=pooled),
         )
         database = cls(
             pool,
@@ -124,6 +136,7 @@ class Database:
             unique_fields=unique_fields,
             hold_limit=hold_limit(settings),
             recycle=settings.db_pool_recycle if settings.db_pool_recycle > 0 else None,
+            begin=_begin(settings) if pooled else None,
         )
         await database._fill(settings.db_pool_size)
         database._watchdog = asyncio.create_task(database._watch(), name="database watchdog")
@@ -139,6 +152,8 @@ class Database:
         for attempt in (1, 2):
             connection = await self._acquire()
             try:
+                if self._begin is not None:
+                    return await self._run_pinned(work, connection, self._begin)
                 if not transaction:
                     return await work(Unit(connection))
                 async with connection.transaction():
@@ -156,6 +171,29 @@ class Database:
             finally:
                 await self._give_back(connection)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    @staticmethod
+    async def _run_pinned(work: Work[T], connection: DriverConnection, begin: str) -> T:
+        """Behind a pooler: one transaction, opened with its settings in one round trip.
+
+        PgBouncer gives the server connection to another client at the end of every
+        transaction, so nothing may be left to the next one: a transaction that did not
+        commit is rolled back here, and a connection still inside one after that (the
+        rollback itself failed) is closed rather than pooled.
+        """
+        await connection.execute(begin)
+        try:
+            result = await work(Unit(connection))
+        except BaseException:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                if not _closed(connection) and connection.is_in_transaction():
+                    await connection.execute("ROLLBACK")
+            with contextlib.suppress(asyncpg.InterfaceError):  # see _closed
+                if not _closed(connection) and connection.is_in_transaction():
+                    connection.terminate()
+            raise
+        await connection.execute("COMMIT")
+        return result
 
     def _fault(self, exc: BaseException, connection: DriverConnection) -> DomainError | None:
         """The domain error for a driver error, or None for a bug."""
@@ -265,29 +303,44 @@ class Database:
             self._pool.terminate()
 
 
-def connect_arguments(settings: Settings) -> dict[str, Any]:
-    """`asyncpg.connect` arguments for DATABASE_URL and the DB_* settings.
+def connect_arguments(
+    settings: Settings, *, pooled: bool = False, url: str | None = None
+) -> dict[str, Any]:
+    """`asyncpg.connect` arguments for DATABASE_URL (or `url`) and the DB_* settings.
 
     `statement_timeout` is set per connection so one runaway query cannot hold a pooled
     connection forever (the watchdog, `Database._watch`, bounds the wait on the client
     side too). `application_name` makes our backends easy to find in
     `pg_stat_activity`. The URL is read as SQLAlchemy's dialect reads it (a socket folder
     in `host`, `ssl=`...), keeping only what asyncpg takes.
+
+    `pooled` (behind PgBouncer in transaction mode): no statement cache, so statements
+    are unnamed and parsed again with each execution, and no `statement_timeout` at
+    start-up, which PgBouncer refuses and which would not follow the transactions to
+    the server connections they get (`_begin` sets it per transaction instead).
     """
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy
-    url = make_url(settings.require_database_url())
-    _, from_url = dialect.create_connect_args(url)  # type: ignore[no-untyped-call]  # as above
+    parsed = make_url(url or settings.require_database_url())
+    _, from_url = dialect.create_connect_args(parsed)  # type: ignore[no-untyped-call]  # as above
+    server_settings = {"application_name": APPLICATION_NAME}
+    if not pooled:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     arguments = {
         **from_url,
-        "server_settings": {
-            "application_name": APPLICATION_NAME,
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-        },
+        "server_settings": server_settings,
         "timeout": settings.db_connect_timeout,
     }
+    if pooled:
+        arguments["statement_cache_size"] = 0
     return {name: value for name, value in arguments.items() if name in _CONNECT_PARAMETERS}
+
+
+def _begin(settings: Settings) -> str:
+    """What opens a unit of work behind a pooler: BEGIN and the statement timeout, sent
+    as one simple query (one round trip)."""
+    return f"BEGIN; SET LOCAL statement_timeout = {settings.db_statement_timeout_ms}"
 
 
 def _idle_lifetime(settings: Settings) -> float:
