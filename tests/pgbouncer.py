@@ -88,7 +88,6 @@ default_pool_size = {pool_size}
 max_client_conn = 1000
 server_reset_query =
 ignore_startup_parameters = extra_float_digits
-logfile = {folder / "pgbouncer.log"}
 pidfile = {folder / "pgbouncer.pid"}
 """
     )
@@ -96,14 +95,18 @@ pidfile = {folder / "pgbouncer.pid"}
         entry = pwd.getpwnam(user)
         for path in (folder, users, config):
             os.chown(path, entry.pw_uid, entry.pw_gid)
-    process = subprocess.Popen(  # our own command line
-        [PGBOUNCER, str(config)],
-        user=user,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # Its log goes to standard error, into a file: never a pipe nobody reads, which
+    # fills up and then blocks PgBouncer in the middle of its work.
+    log = folder / "pgbouncer.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # our own command line
+            [PGBOUNCER, str(config)],
+            user=user,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+        )
     try:
-        _wait_for(port, process)
+        _wait_for(port, process, log)
         yield url.set(host="127.0.0.1", port=port, query={}).render_as_string(hide_password=False)
     finally:
         process.terminate()
@@ -112,14 +115,16 @@ pidfile = {folder / "pgbouncer.pid"}
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if keep := os.environ.get("TEST_PGBOUNCER_LOG"):  # for a failure's post-mortem
+            shutil.copy(folder / "pgbouncer.log", keep)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            error = process.stderr.read().decode() if process.stderr else ""
+            error = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"pgbouncer exited with {process.returncode}: {error}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()

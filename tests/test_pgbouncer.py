@@ -96,7 +96,9 @@ async def test_32_clients_through_the_pooler_each_get_their_own_answers(
                 response = await client.get(f"/api/v1/users/{user['id']}")
                 if response.status_code != 200 or response.json()["username"] != user["username"]:
                     wrong.append(f"{response.status_code} {response.text[:200]}")
-                listed = await client.get("/api/v1/users", params={"username": user["username"]})
+                listed = await client.get(
+                    "/api/v1/users", params={"username": str(user["username"])}
+                )
                 names = [item["username"] for item in listed.json().get("items", [])]
                 if listed.status_code != 200 or str(user["username"]) not in names:
                     wrong.append(f"list {listed.status_code} {listed.text[:200]}")

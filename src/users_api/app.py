@@ -23,6 +23,7 @@ from users_api.accounts.routes import router as accounts_router
 from users_api.accounts.service import AccountService, VerificationMail
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
+from users_api.cluster.jobs import Lease
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.docs import add_docs_routes
@@ -48,6 +49,9 @@ from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
 
 READY_TIMEOUT_SECONDS = 1.0
+# The outbox sender runs on one worker of the cluster; if that worker dies, another takes
+# over once this has run out (cluster/jobs.py).
+OUTBOX_LEASE_SECONDS = 15.0
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """
@@ -89,6 +93,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             {MAIL: mailer.deliver},
             poll_seconds=settings.outbox_poll_seconds,
             retry_seconds=settings.outbox_retry_seconds,
+            lease=Lease(db, "outbox-sender", OUTBOX_LEASE_SECONDS),
         )
         app.state.outbox = sender
         verification = VerificationMail(

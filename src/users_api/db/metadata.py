@@ -2,6 +2,7 @@
 
 from users_api.accounts import models as accounts_models
 from users_api.auth import models as auth_models
+from users_api.cluster import models as cluster_models
 from users_api.db.base import Base
 from users_api.mfa import models as mfa_models
 from users_api.outbox import models as outbox_models
@@ -13,6 +14,7 @@ metadata = Base.metadata
 __all__ = [
     "accounts_models",
     "auth_models",
+    "cluster_models",
     "metadata",
     "mfa_models",
     "outbox_models",
