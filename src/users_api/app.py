@@ -26,6 +26,7 @@ from users_api.auth.service import AuthService
 from users_api.cluster.jobs import Lease
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
+from users_api.db.replicas import ConsistencyTokens, written_position
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
 from users_api.http import openapi
@@ -161,6 +162,8 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
     if settings.cors_origins:
         app.add_middleware(Cors, origins=settings.cors_origins)
+    if settings.database_replica_urls:  # read-your-writes (db/replicas.py)
+        app.add_middleware(ConsistencyTokens, position=lambda: written_position(app.state.db))
     # The most asked first.
     add_routes(
         app, users_router, auth_router, mfa_router, mfa_admin_router, accounts_router, _operations

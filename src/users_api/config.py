@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     # session. Unset: DATABASE_URL, unless that is a pooler (then `serve` only checks the
     # schema is at head, and `migrate` refuses).
     migrations_database_url: str | None = None
+    # Read replicas (comma-separated URLs) for reads that may be a moment old, and how
+    # far behind one may be before it is skipped (db/replicas.py).
+    database_replica_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    replica_max_lag_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536
     # Logs go to standard error: JSON lines, or readable ones (`auto`: readable on a
@@ -212,6 +216,15 @@ class Settings(BaseSettings):
                 "set all three to create the first admin, or none"
             )
         return self
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _parse_replica_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(normalize_database_url(str(part)) for part in value)
+        return value
 
     @field_validator("db_pgbouncer", mode="before")
     @classmethod

@@ -35,9 +35,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from users_api.config import Settings
+from users_api.db.replicas import Replica, Replicas
 from users_api.db.statements import Statement
 from users_api.errors import (
     ConcurrentChange,
@@ -111,6 +112,7 @@ class Database:
         self._recycle = recycle
         self._tick = 0
         self._watchdog: asyncio.Task[None] | None = None
+        self.replicas: Replicas | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, unique_fields: Mapping[str, str]) -> Database:
@@ -140,7 +142,24 @@ class Database:
         )
         await database._fill(settings.db_pool_size)
         database._watchdog = asyncio.create_task(database._watch(), name="database watchdog")
+        if settings.database_replica_urls:
+            database.replicas = await _open_replicas(settings)
         return database
+
+    @property
+    def replicated(self) -> bool:
+        """Whether reads may go to replicas (DATABASE_REPLICA_URLS)."""
+        return self.replicas is not None
+
+    async def read(self, work: Work[T], *, transaction: bool = False) -> T:
+        """Run `work`, a read that may be a moment old, on a replica if one may answer
+        (db/replicas.py), else on the primary as `run` would. Never for what decides
+        access: the caller's token, roles and revocation are read with `run`."""
+        if self.replicas is not None:
+            done, result = await self.replicas.read(work)
+            if done:
+                return result  # type: ignore[return-value]  # a T when done
+        return await self.run(work, transaction=transaction)
 
     async def run(self, work: Work[T], *, transaction: bool = True) -> T:
         """Run `work` on one connection: in a transaction, or as lone statements.
@@ -292,6 +311,8 @@ class Database:
 
     async def close(self) -> None:
         """Wait a while for connections in use to come back, then close; end the rest."""
+        if self.replicas is not None:
+            await self.replicas.close()
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -335,6 +356,24 @@ def connect_arguments(
     if pooled:
         arguments["statement_cache_size"] = 0
     return {name: value for name, value in arguments.items() if name in _CONNECT_PARAMETERS}
+
+
+async def _open_replicas(settings: Settings) -> Replicas:
+    """A pool per replica, as the primary's; checked once before the first request."""
+    opened = []
+    for url in settings.database_replica_urls:
+        own = settings.model_copy(update={"database_url": url, "database_replica_urls": ()})
+        opened.append(Replica(_where(make_url(url)), await Database.open(own, unique_fields={})))
+    replicas = Replicas(opened, max_lag=settings.replica_max_lag_seconds)
+    await replicas.check()
+    replicas.start()
+    return replicas
+
+
+def _where(url: URL) -> str:
+    """host:port/database, for logs: no credentials."""
+    host = url.host or str(url.query.get("host", ""))
+    return f"{host}:{url.port or 5432}/{url.database}"
 
 
 def _begin(settings: Settings) -> str:
