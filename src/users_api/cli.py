@@ -232,12 +232,13 @@ def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> 
 
 
 def _pooled(settings: Settings, url: str) -> bool:
-    """Whether `url` is a pooler (DB_PGBOUNCER, or found out: db/pooler.py)."""
+    """Whether `url` is a pooler (DB_PGBOUNCER, or found out: db/pooler.py). A database
+    that does not answer is taken as none: what comes next says why in one line."""
     import asyncio
 
-    from users_api.db.pooler import behind_pooler
+    from users_api.db.pooler import detect_pooler
 
-    return asyncio.run(behind_pooler(settings, url=url))
+    return asyncio.run(detect_pooler(settings, url=url)) is True
 
 
 def prepare_schema(settings: Settings, url: str, *, apart: bool) -> None:

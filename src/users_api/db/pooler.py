@@ -25,7 +25,19 @@ log = logging.getLogger(__name__)
 
 async def behind_pooler(settings: Settings, *, url: str | None = None) -> bool:
     """DB_PGBOUNCER, or with `auto` whether the database at `url` (DATABASE_URL) is
-    reached through a pooler."""
+    reached through a pooler; when that cannot be told, as if it were."""
+    pooled = await detect_pooler(settings, url=url)
+    if pooled is None:
+        log.warning("cannot tell whether DATABASE_URL is a pooler: running as behind one")
+        return True
+    if pooled and settings.db_pgbouncer == "auto":
+        log.info("DATABASE_URL is a connection pooler: no session state is relied on")
+    return pooled
+
+
+async def detect_pooler(settings: Settings, *, url: str | None = None) -> bool | None:
+    """DB_PGBOUNCER, or with `auto` what one connection tells (None: it could not be
+    made: refused, unreachable, starting up)."""
     if settings.db_pgbouncer != "auto":
         return settings.db_pgbouncer == "true"
     from users_api.db.database import connect_arguments
@@ -35,14 +47,8 @@ async def behind_pooler(settings: Settings, *, url: str | None = None) -> bool:
         try:
             backend: int = await connection.fetchval("SELECT pg_backend_pid()")
             pooled: bool = backend != connection.get_server_pid()
+            return pooled
         finally:
             await connection.close()
-    except Exception as exc:  # refused, unreachable, starting up
-        log.warning(
-            "cannot tell whether DATABASE_URL is a pooler (%s): running as behind one",
-            type(exc).__name__,
-        )
-        return True
-    if pooled:
-        log.info("DATABASE_URL is a connection pooler: no session state is relied on")
-    return pooled
+    except Exception:  # no answer: nothing to tell from
+        return None
