@@ -56,10 +56,11 @@ async def pooled_app(pooled_settings: Settings, app: FastAPI) -> AsyncIterator[F
 
 
 async def test_a_pooler_is_found_and_a_direct_connection_is_not(
-    settings: Settings, pooled_settings: Settings
+    settings: Settings, pooled_settings: Settings, direct_database_url: str
 ) -> None:
     assert await behind_pooler(pooled_settings) is True
-    assert await behind_pooler(settings) is False
+    direct = settings.model_copy(update={"database_url": direct_database_url})
+    assert await behind_pooler(direct) is False
     forced = settings.model_copy(update={"db_pgbouncer": "true"})
     assert await behind_pooler(forced) is True
 
@@ -123,6 +124,7 @@ async def test_the_statement_timeout_holds_behind_the_pooler(pooled_settings: Se
             await database.run(slow, transaction=False)
 
         async def timeout(unit: Unit) -> str:
+            assert unit.connection.is_in_transaction()  # even a lone statement
             return str(await unit.connection.fetchval("SHOW statement_timeout"))
 
         assert await database.run(timeout, transaction=False) == "200ms"
