@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from tests import databases, pgbouncer
 from tests.conftest import asgi_client
@@ -128,6 +129,39 @@ async def test_the_statement_timeout_holds_behind_the_pooler(pooled_settings: Se
             return str(await unit.connection.fetchval("SHOW statement_timeout"))
 
         assert await database.run(timeout, transaction=False) == "200ms"
+    finally:
+        await database.close()
+
+
+@pytest.mark.parametrize(("ours_ms", "bare"), [(300, True), (5000, True), (200, False)])
+async def test_with_the_timeout_kept_by_the_server_a_lone_statement_runs_bare(
+    settings: Settings, pooled_server: str, fresh_database_url: str, ours_ms: int, bare: bool
+) -> None:
+    """`ALTER DATABASE … SET statement_timeout` (or per role), at most ours: a lone
+    statement needs no transaction of its own to be bounded; a looser one does."""
+    name = make_url(fresh_database_url).database
+    direct = await asyncpg.connect(fresh_database_url.replace("+asyncpg", ""))
+    try:
+        await direct.execute(f"ALTER DATABASE \"{name}\" SET statement_timeout = '300ms'")
+    finally:
+        await direct.close()
+    pooled = databases.on_server(fresh_database_url, pooled_server)
+    tuned = settings.model_copy(
+        update={"database_url": pooled, "db_statement_timeout_ms": ours_ms, "db_pool_size": 1}
+    )
+    database = await Database.open(tuned, unique_fields={})
+    try:
+
+        async def in_transaction(unit: Unit) -> bool:
+            return bool(unit.connection.is_in_transaction())
+
+        assert await database.run(in_transaction, transaction=False) is not bare
+
+        async def slow(unit: Unit) -> None:
+            await unit.connection.execute("SELECT pg_sleep(2)")
+
+        with pytest.raises(DatabaseTimeout):
+            await database.run(slow, transaction=False)
     finally:
         await database.close()
 

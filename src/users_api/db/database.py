@@ -22,7 +22,10 @@ Behind PgBouncer in transaction mode (DB_PGBOUNCER, `pooler.py`) a session is no
 longer ours between transactions: asyncpg's statement cache is off (its statements are
 unnamed and parsed again with every execution, in the same message batch), every unit
 of work is a transaction, even a lone statement, and it sets its statement timeout
-itself (`SET LOCAL`, in the same round trip as its BEGIN).
+itself (`SET LOCAL`, in the same round trip as its BEGIN). When the server already
+enforces a statement timeout at least as strict, per role or database (`ALTER ROLE app
+SET statement_timeout = '5s'`), lone statements skip that transaction: two round trips
+fewer on every hot read.
 """
 
 from __future__ import annotations
@@ -101,6 +104,10 @@ class Database:
         """`begin`: behind a pooler, the SQL that opens every unit of work (`_begin`)."""
         self._pool = pool
         self._begin = begin
+        # Behind a pooler, whether a lone statement may run without a transaction of its
+        # own: the server's own statement_timeout (set per role or database) is at least
+        # as strict as DB_STATEMENT_TIMEOUT_MS. Two round trips saved (`_timeout_is_kept`).
+        self._lone_bare = False
         self._size = pool.get_max_size()
         # Connections taken through `_take` and not yet given back, each with the
         # watchdog's tick when it was taken: a dict's length is also the O(1) count.
@@ -141,6 +148,8 @@ class Database:
             begin=_begin(settings) if pooled else None,
         )
         await database._fill(settings.db_pool_size)
+        if pooled:
+            database._lone_bare = await database._timeout_is_kept(settings.db_statement_timeout_ms)
         database._watchdog = asyncio.create_task(database._watch(), name="database watchdog")
         if settings.database_replica_urls:
             database.replicas = await _open_replicas(settings)
@@ -171,7 +180,7 @@ class Database:
         for attempt in (1, 2):
             connection = await self._acquire()
             try:
-                if self._begin is not None:
+                if self._begin is not None and (transaction or not self._lone_bare):
                     return await self._run_pinned(work, connection, self._begin)
                 if not transaction:
                     return await work(Unit(connection))
@@ -190,6 +199,27 @@ class Database:
             finally:
                 await self._give_back(connection)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _timeout_is_kept(self, wanted_ms: int) -> bool:
+        """Whether the server's own `statement_timeout` (the role's or the database's:
+        we never set one for the session behind a pooler) is on and at most `wanted_ms`
+        (or both are off). False when it cannot be read."""
+        try:
+            connection = await self._pool.acquire(timeout=self._timeout)
+        except Exception:  # unreachable: per transaction, as if it were not kept
+            return False
+        try:
+            server_ms = await connection.fetchval(
+                "SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'"
+            )
+        except _DRIVER_ERRORS:
+            return False
+        finally:
+            await self._pool.release(connection)
+        kept = server_ms == 0 if wanted_ms == 0 else 0 < server_ms <= wanted_ms
+        if kept:
+            log.info("the server keeps the statement timeout: lone statements run bare")
+        return bool(kept)
 
     @staticmethod
     async def _run_pinned(work: Work[T], connection: DriverConnection, begin: str) -> T:
