@@ -5,7 +5,9 @@ again and again on one connection, timed, in three set-ups on one server:
 - direct: asyncpg's named, cached prepared statements (DB_PGBOUNCER=false);
 - direct, pooler mode: unnamed statements parsed with every execution, in a transaction
   opened with its `SET LOCAL statement_timeout` (DB_PGBOUNCER=true);
-- through PgBouncer (transaction mode, `tests/pgbouncer.py`), pooler mode.
+- through PgBouncer (transaction mode, `tests/pgbouncer.py`), pooler mode;
+- the same with the statement timeout kept by the server (`ALTER DATABASE … SET
+  statement_timeout`): lone statements run without a transaction of their own.
 
 A report, not a test: `.venv/bin/python -m bench.pooler [--reads N]`, with the server in
 TEST_DATABASE_URL (default: the local one) migrated or not (the statement only reads).
@@ -19,6 +21,8 @@ import os
 import time
 import uuid
 
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import databases
@@ -60,6 +64,18 @@ async def _migrate(url: str) -> None:
     await engine.dispose()
 
 
+async def _keep_timeout(url: str) -> None:
+    """The database's own statement timeout, as DB_STATEMENT_TIMEOUT_MS's default."""
+    name = make_url(url).database
+    connection = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(False)
+    )
+    try:
+        await connection.execute(f"ALTER DATABASE \"{name}\" SET statement_timeout = '5s'")
+    finally:
+        await connection.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=3000)
@@ -75,6 +91,10 @@ def main() -> None:
                 ("direct, pooler mode", asyncio.run(_per_read(url, "true", reads))),
                 ("PgBouncer 1.18, pooler mode", asyncio.run(_per_read(pooled, "true", reads))),
             ]
+            asyncio.run(_keep_timeout(url))
+            rows.append(
+                ("PgBouncer 1.18, server timeout", asyncio.run(_per_read(pooled, "true", reads)))
+            )
     finally:
         asyncio.run(databases.drop_database(server, name))
     for label, micros in rows:
