@@ -34,11 +34,11 @@ hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatabl
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh, empty database for this run, at the latest migration."""
+def direct_database_url() -> Iterator[str]:
+    """A fresh, empty database for this run, reached directly (never through a pooler)."""
     import asyncio
 
-    server = databases.server_url()
+    server = databases.direct_server_url()
     if server is None:
         with databases.embedded_server() as (_, url):
             yield url
@@ -52,8 +52,18 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url)
+def database_url(direct_database_url: str) -> str:
+    """This run's database as the app reaches it: through the pooler, if there is one."""
+    server = databases.server_url()
+    return (
+        direct_database_url if server is None else databases.on_server(direct_database_url, server)
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(direct_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """Migrates this run's database; the tests' own SQL (over SQLAlchemy's session)."""
+    engine = create_async_engine(direct_database_url)
     async with engine.begin() as connection:
         await upgrade_on(connection)
     yield engine
@@ -143,15 +153,15 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
         await connection.execute(
             text(
                 "TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox, "
-                "password_reset_requests, groups, group_members, scim_tokens CASCADE"
+                "password_reset_requests, groups, group_members, scim_tokens, cluster_leases CASCADE"
             )
         )
 
 
 @pytest.fixture
-async def fresh_database_url(database_url: str) -> AsyncIterator[str]:
+async def fresh_database_url(direct_database_url: str) -> AsyncIterator[str]:
     """An empty throw-away database (no migrations) on the tests' server, dropped after."""
-    server = databases.server_url() or database_url
+    server = databases.direct_server_url() or direct_database_url
     name = databases.fresh_name()
     url = await databases.create_database(server, name)
     try:

@@ -3,6 +3,10 @@
 With `TEST_DATABASE_URL` set, each test run creates a fresh database on that server and
 drops it afterwards; without it, the run starts its own embedded PostgreSQL in a
 throw-away folder, by the same mechanism `users-api serve` uses.
+
+When `TEST_DATABASE_URL` is a pooler (PgBouncer, `tests/pgbouncer.py`),
+`TEST_DIRECT_DATABASE_URL` names the same server directly: databases are created,
+migrated and emptied over it, and the app is served through the pooler.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from users_api.config import normalize_database_url
 from users_api.db.embedded import EmbeddedPostgres
 
 SERVER_URL_VARIABLE = "TEST_DATABASE_URL"
+DIRECT_URL_VARIABLE = "TEST_DIRECT_DATABASE_URL"
 
 
 def _asyncpg_dsn(url: URL) -> str:
@@ -67,3 +72,18 @@ def embedded_server() -> Iterator[tuple[EmbeddedPostgres, str]]:
 
 def server_url() -> str | None:
     return os.environ.get(SERVER_URL_VARIABLE) or None
+
+
+def direct_server_url() -> str | None:
+    """The server itself, never through a pooler."""
+    return os.environ.get(DIRECT_URL_VARIABLE) or server_url()
+
+
+def on_server(database_url: str, server: str) -> str:
+    """`database_url`'s database, on `server` (reached another way: direct or pooled)."""
+    name = make_url(database_url).database
+    return (
+        make_url(normalize_database_url(server))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )

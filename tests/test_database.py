@@ -73,15 +73,19 @@ def test_compiled_statement_lists_parameters_in_dollar_order() -> None:
     assert statement.args({"a": 1, "b": 2, "c": 3}) == (2, 1, 3)
 
 
-async def test_a_lone_statement_runs_outside_any_transaction(service_db: Database) -> None:
-    """One statement, its own transaction: no BEGIN was sent for it."""
+async def test_a_lone_statement_runs_outside_any_transaction(
+    settings: Settings, direct_database_url: str
+) -> None:
+    """One statement, its own transaction: no BEGIN was sent for it. (Directly: behind a
+    pooler every unit is a transaction, tests/test_pgbouncer.py.)"""
 
     async def work(unit: Unit) -> bool:
         assert not unit.connection.is_in_transaction()
         assigned: bool = await unit.connection.fetchval("SELECT txid_current_if_assigned() IS NULL")
         return assigned
 
-    assert await service_db.run(work, transaction=False)
+    async with open_database(settings, database_url=direct_database_url, db_pool_size=1) as db:
+        assert await db.run(work, transaction=False)
 
 
 async def test_work_runs_in_one_transaction_and_rolls_back_on_error(
@@ -329,10 +333,12 @@ async def test_a_connection_held_past_its_statements_allowance_is_closed(
 
 
 async def test_the_watchdog_replaces_every_connection_after_the_recycle_time(
-    settings: Settings,
+    settings: Settings, direct_database_url: str
 ) -> None:
-    """DB_POOL_RECYCLE: every connection is replaced at its next use (a new backend)."""
-    async with open_database(settings, db_pool_size=2, db_pool_recycle=1) as database:
+    """DB_POOL_RECYCLE: every connection is replaced at its next use (a new backend).
+    Directly: behind a pooler the backends are the pooler's to keep or replace."""
+    direct = {"database_url": direct_database_url}
+    async with open_database(settings, db_pool_size=2, db_pool_recycle=1, **direct) as database:
         before = await backend_pids(database)
         await asyncio.sleep(2.2)
         after = await backend_pids(database)

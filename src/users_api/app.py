@@ -23,9 +23,11 @@ from users_api.accounts.routes import router as accounts_router
 from users_api.accounts.service import AccountService, VerificationMail
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
+from users_api.cluster.jobs import Lease
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.db.metadata import UNIQUE_FIELDS
+from users_api.db.replicas import ConsistencyTokens, written_position
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
 from users_api.groups.routes import router as groups_router
@@ -55,6 +57,9 @@ from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
 
 READY_TIMEOUT_SECONDS = 1.0
+# The outbox sender runs on one worker of the cluster; if that worker dies, another takes
+# over once this has run out (cluster/jobs.py).
+OUTBOX_LEASE_SECONDS = 15.0
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """
@@ -96,6 +101,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             {MAIL: mailer.deliver},
             poll_seconds=settings.outbox_poll_seconds,
             retry_seconds=settings.outbox_retry_seconds,
+            lease=Lease(db, "outbox-sender", OUTBOX_LEASE_SECONDS),
         )
         app.state.outbox = sender
         verification = VerificationMail(
@@ -167,6 +173,8 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
     if settings.cors_origins:
         app.add_middleware(Cors, origins=settings.cors_origins)
+    if settings.database_replica_urls:  # read-your-writes (db/replicas.py)
+        app.add_middleware(ConsistencyTokens, position=lambda: written_position(app.state.db))
     # The most asked first.
     add_routes(
         app,

@@ -231,6 +231,54 @@ def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> 
         log.info("no migrations to apply", target=revision)
 
 
+def _pooled(settings: Settings, url: str) -> bool:
+    """Whether `url` is a pooler (DB_PGBOUNCER, or found out: db/pooler.py). A database
+    that does not answer is taken as none: what comes next says why in one line."""
+    import asyncio
+
+    from users_api.db.pooler import detect_pooler
+
+    return asyncio.run(detect_pooler(settings, url=url)) is True
+
+
+def prepare_schema(settings: Settings, url: str, *, apart: bool) -> None:
+    """Bring the schema to head before serving: over MIGRATIONS_DATABASE_URL if set, else
+    over `url`, unless that is a pooler. Alembic needs a session of its own (its lock,
+    DDL, prepared statements), which PgBouncer in transaction mode does not give: then
+    the schema is only checked, and a schema behind head stops start-up in one line."""
+    direct = settings.migrations_database_url
+    if direct is None and _pooled(settings, url):
+        _check_at_head(settings, url)
+        return
+    if apart:
+        migrate_apart(direct or url)
+    else:
+        apply_migrations(direct or url)
+
+
+def _check_at_head(settings: Settings, url: str) -> None:
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+
+    from users_api.db import migrations
+    from users_api.db.database import connect_arguments
+
+    arguments = connect_arguments(settings, pooled=True, url=url)
+    try:
+        current = asyncio.run(migrations.current_revision(arguments))
+    except Exception as exc:  # a CLI reports any failure as one line
+        where = make_url(url).render_as_string(hide_password=True)
+        fail(f"cannot read the schema's revision at {where}: {type(exc).__name__}: {exc}")
+    head = migrations.head()
+    if current != head:
+        fail(
+            f"the schema is at revision {current or 'none'}, not at {head}, and DATABASE_URL "
+            "is a connection pooler (DB_PGBOUNCER): run `users-api migrate` with "
+            "MIGRATIONS_DATABASE_URL set to a direct connection first"
+        )
+
+
 def migrate_apart(url: str) -> None:
     """Run `users-api migrate` in a child process against `url`.
 
@@ -260,7 +308,7 @@ def serve(
     preflight(lambda: checks.check_data_dir(settings, keeps_secret=True))
     preflight(lambda: checks.check_can_listen(host, port))
     with stop_on_signals(), database(settings) as url:
-        migrate_apart(url)
+        prepare_schema(settings, url, apart=True)
         # Workers (and the reloader) build their own app from the environment.
         os.environ["DATABASE_URL"] = url
         base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -300,8 +348,16 @@ def migrate(
     if sql:
         apply_migrations(settings.database_url or _OFFLINE_URL, revision, sql=True)
         return
+    if settings.migrations_database_url is not None:
+        apply_migrations(settings.migrations_database_url, revision)
+        return
     preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
     with database(settings) as url:
+        if _pooled(settings, url):
+            fail(
+                "DATABASE_URL is a connection pooler (DB_PGBOUNCER): migrations need a "
+                "direct connection; set MIGRATIONS_DATABASE_URL"
+            )
         apply_migrations(url, revision)
 
 
@@ -351,7 +407,7 @@ def _on_users(settings: Settings, work: Callable[[UserService], Awaitable[T]]) -
 
     preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
     with database(settings) as url:
-        apply_migrations(url)
+        prepare_schema(settings, url, apart=False)
         configured = settings.model_copy(update={"database_url": url})
 
         async def run() -> T:

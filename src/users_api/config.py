@@ -153,6 +153,18 @@ class Settings(BaseSettings):
     db_echo: bool = False
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
     db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # DATABASE_URL points at PgBouncer in transaction mode (or another pooler): no
+    # prepared statement outlives its statement, every unit of work is a transaction that
+    # sets its own statement timeout. `auto`: find out at start-up (db/pooler.py).
+    db_pgbouncer: Literal["true", "false", "auto"] = "auto"
+    # A direct connection (not through a pooler) for the migrations: DDL, Alembic's
+    # session. Unset: DATABASE_URL, unless that is a pooler (then `serve` only checks the
+    # schema is at head, and `migrate` refuses).
+    migrations_database_url: str | None = None
+    # Read replicas (comma-separated URLs) for reads that may be a moment old, and how
+    # far behind one may be before it is skipped (db/replicas.py).
+    database_replica_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    replica_max_lag_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536
     # Logs go to standard error: JSON lines, or readable ones (`auto`: readable on a
@@ -163,7 +175,7 @@ class Settings(BaseSettings):
     # default, as in gunicorn and granian: the proxy in front usually logs requests.
     access_log: bool = False
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "migrations_database_url", mode="before")
     @classmethod
     def _validate_database_url(cls, value: object) -> object:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -204,6 +216,30 @@ class Settings(BaseSettings):
                 "set all three to create the first admin, or none"
             )
         return self
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _parse_replica_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(normalize_database_url(str(part)) for part in value)
+        return value
+
+    @field_validator("db_pgbouncer", mode="before")
+    @classmethod
+    def _boolean_or_auto(cls, value: object) -> object:
+        """DB_PGBOUNCER takes what a boolean setting takes (1, yes, on...) and `auto`."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in {"1", "yes", "on", "t", "y"}:
+                return "true"
+            if word in {"0", "no", "off", "f", "n"}:
+                return "false"
+            return word
+        return value
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

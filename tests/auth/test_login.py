@@ -162,13 +162,13 @@ async def test_concurrent_failures_never_exceed_the_limit(
     ],
 )
 async def test_a_change_landing_during_the_login_decides_whether_tokens_are_issued(
-    client: httpx.AsyncClient, database_url: str, name: str, change: str, status: int
+    client: httpx.AsyncClient, direct_database_url: str, name: str, change: str, status: int
 ) -> None:
     """The login checked the password it read before the hash: a password change or a
     deactivation committed meanwhile leaves it without tokens, any other change not.
     The test's row lock holds the login at its last statement while the change lands."""
     user = await register(client, name)
-    dsn = make_url(database_url).set(drivername="postgresql")
+    dsn = make_url(direct_database_url).set(drivername="postgresql")
     holder = await asyncpg.connect(dsn.render_as_string(hide_password=False))
     try:
         await holder.execute("BEGIN")

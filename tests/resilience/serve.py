@@ -76,15 +76,15 @@ def parse_log_line(line: str) -> dict[str, Any] | None:
 
 
 @contextmanager
-def serve(workdir: Path, **env: str) -> Iterator[Served]:
-    """Start `users-api serve` in `workdir` (so no developer's .env is read); it logs JSON
-    lines unless `env` says otherwise."""
+def serve(workdir: Path, *options: str, **env: str) -> Iterator[Served]:
+    """Start `users-api serve` in `workdir` (so no developer's .env is read), with
+    `options` (`--workers 2`, say); it logs JSON lines unless `env` says otherwise."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     environment |= {"LOG_FORMAT": "json", **env}
     executable = Path(sys.executable).with_name("users-api")
     process = subprocess.Popen(
-        [str(executable), "serve", "--port", str(port)],
+        [str(executable), "serve", "--port", str(port), *options],
         cwd=workdir,
         env=environment,
         stdout=subprocess.PIPE,

@@ -17,6 +17,15 @@ Anything else is a bug and stays one (a 500 that leaks nothing). asyncpg's own p
 used rather than SQLAlchemy's: its checkout and return cost ~11 µs of CPU against ~55
 µs (bench/README.md). Connections keep their session between requests: the work here
 leaves nothing behind (no SET, no session locks), so the pool's reset query is skipped.
+
+Behind PgBouncer in transaction mode (DB_PGBOUNCER, `pooler.py`) a session is no
+longer ours between transactions: asyncpg's statement cache is off (its statements are
+unnamed and parsed again with every execution, in the same message batch), every unit
+of work is a transaction, even a lone statement, and it sets its statement timeout
+itself (`SET LOCAL`, in the same round trip as its BEGIN). When the server already
+enforces a statement timeout at least as strict, per role or database (`ALTER ROLE app
+SET statement_timeout = '5s'`), lone statements skip that transaction: two round trips
+fewer on every hot read.
 """
 
 from __future__ import annotations
@@ -29,9 +38,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from users_api.config import Settings
+from users_api.db.replicas import Replica, Replicas
 from users_api.db.statements import Statement
 from users_api.errors import (
     ConcurrentChange,
@@ -89,8 +99,15 @@ class Database:
         unique_fields: Mapping[str, str],
         hold_limit: float | None = None,
         recycle: float | None = None,
+        begin: str | None = None,
     ) -> None:
+        """`begin`: behind a pooler, the SQL that opens every unit of work (`_begin`)."""
         self._pool = pool
+        self._begin = begin
+        # Behind a pooler, whether a lone statement may run without a transaction of its
+        # own: the server's own statement_timeout (set per role or database) is at least
+        # as strict as DB_STATEMENT_TIMEOUT_MS. Two round trips saved (`_timeout_is_kept`).
+        self._lone_bare = False
         self._size = pool.get_max_size()
         # Connections taken through `_take` and not yet given back, each with the
         # watchdog's tick when it was taken: a dict's length is also the O(1) count.
@@ -102,6 +119,7 @@ class Database:
         self._recycle = recycle
         self._tick = 0
         self._watchdog: asyncio.Task[None] | None = None
+        self.replicas: Replicas | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, unique_fields: Mapping[str, str]) -> Database:
@@ -110,12 +128,15 @@ class Database:
         Best effort: a database that is not up yet is no reason not to start (requests
         then get 503s until it is); the pool opens connections on demand as before.
         """
+        from users_api.db.pooler import behind_pooler
+
+        pooled = await behind_pooler(settings)
         pool: asyncpg.Pool = await asyncpg.create_pool(
             min_size=0,  # connected below, where a failure is only logged
             max_size=settings.db_pool_size + settings.db_max_overflow,
             max_inactive_connection_lifetime=_idle_lifetime(settings),
             reset=_keep_session,
-            **connect_arguments(settings),
+            **connect_arguments(settings, pooled=pooled),
         )
         database = cls(
             pool,
@@ -124,10 +145,30 @@ class Database:
             unique_fields=unique_fields,
             hold_limit=hold_limit(settings),
             recycle=settings.db_pool_recycle if settings.db_pool_recycle > 0 else None,
+            begin=_begin(settings) if pooled else None,
         )
         await database._fill(settings.db_pool_size)
+        if pooled:
+            database._lone_bare = await database._timeout_is_kept(settings.db_statement_timeout_ms)
         database._watchdog = asyncio.create_task(database._watch(), name="database watchdog")
+        if settings.database_replica_urls:
+            database.replicas = await _open_replicas(settings)
         return database
+
+    @property
+    def replicated(self) -> bool:
+        """Whether reads may go to replicas (DATABASE_REPLICA_URLS)."""
+        return self.replicas is not None
+
+    async def read(self, work: Work[T], *, transaction: bool = False) -> T:
+        """Run `work`, a read that may be a moment old, on a replica if one may answer
+        (db/replicas.py), else on the primary as `run` would. Never for what decides
+        access: the caller's token, roles and revocation are read with `run`."""
+        if self.replicas is not None:
+            done, result = await self.replicas.read(work)
+            if done:
+                return result  # type: ignore[return-value]  # a T when done
+        return await self.run(work, transaction=transaction)
 
     async def run(self, work: Work[T], *, transaction: bool = True) -> T:
         """Run `work` on one connection: in a transaction, or as lone statements.
@@ -139,6 +180,8 @@ class Database:
         for attempt in (1, 2):
             connection = await self._acquire()
             try:
+                if self._begin is not None and (transaction or not self._lone_bare):
+                    return await self._run_pinned(work, connection, self._begin)
                 if not transaction:
                     return await work(Unit(connection))
                 async with connection.transaction():
@@ -156,6 +199,50 @@ class Database:
             finally:
                 await self._give_back(connection)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _timeout_is_kept(self, wanted_ms: int) -> bool:
+        """Whether the server's own `statement_timeout` (the role's or the database's:
+        we never set one for the session behind a pooler) is on and at most `wanted_ms`
+        (or both are off). False when it cannot be read."""
+        try:
+            connection = await self._pool.acquire(timeout=self._timeout)
+        except Exception:  # unreachable: per transaction, as if it were not kept
+            return False
+        try:
+            server_ms = await connection.fetchval(
+                "SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'"
+            )
+        except _DRIVER_ERRORS:
+            return False
+        finally:
+            await self._pool.release(connection)
+        kept = server_ms == 0 if wanted_ms == 0 else 0 < server_ms <= wanted_ms
+        if kept:
+            log.info("the server keeps the statement timeout: lone statements run bare")
+        return bool(kept)
+
+    @staticmethod
+    async def _run_pinned(work: Work[T], connection: DriverConnection, begin: str) -> T:
+        """Behind a pooler: one transaction, opened with its settings in one round trip.
+
+        PgBouncer gives the server connection to another client at the end of every
+        transaction, so nothing may be left to the next one: a transaction that did not
+        commit is rolled back here, and a connection still inside one after that (the
+        rollback itself failed) is closed rather than pooled.
+        """
+        await connection.execute(begin)
+        try:
+            result = await work(Unit(connection))
+        except BaseException:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                if not _closed(connection) and connection.is_in_transaction():
+                    await connection.execute("ROLLBACK")
+            with contextlib.suppress(asyncpg.InterfaceError):  # see _closed
+                if not _closed(connection) and connection.is_in_transaction():
+                    connection.terminate()
+            raise
+        await connection.execute("COMMIT")
+        return result
 
     def _fault(self, exc: BaseException, connection: DriverConnection) -> DomainError | None:
         """The domain error for a driver error, or None for a bug."""
@@ -254,6 +341,8 @@ class Database:
 
     async def close(self) -> None:
         """Wait a while for connections in use to come back, then close; end the rest."""
+        if self.replicas is not None:
+            await self.replicas.close()
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -265,29 +354,62 @@ class Database:
             self._pool.terminate()
 
 
-def connect_arguments(settings: Settings) -> dict[str, Any]:
-    """`asyncpg.connect` arguments for DATABASE_URL and the DB_* settings.
+def connect_arguments(
+    settings: Settings, *, pooled: bool = False, url: str | None = None
+) -> dict[str, Any]:
+    """`asyncpg.connect` arguments for DATABASE_URL (or `url`) and the DB_* settings.
 
     `statement_timeout` is set per connection so one runaway query cannot hold a pooled
     connection forever (the watchdog, `Database._watch`, bounds the wait on the client
     side too). `application_name` makes our backends easy to find in
     `pg_stat_activity`. The URL is read as SQLAlchemy's dialect reads it (a socket folder
     in `host`, `ssl=`...), keeping only what asyncpg takes.
+
+    `pooled` (behind PgBouncer in transaction mode): no statement cache, so statements
+    are unnamed and parsed again with each execution, and no `statement_timeout` at
+    start-up, which PgBouncer refuses and which would not follow the transactions to
+    the server connections they get (`_begin` sets it per transaction instead).
     """
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy
-    url = make_url(settings.require_database_url())
-    _, from_url = dialect.create_connect_args(url)  # type: ignore[no-untyped-call]  # as above
+    parsed = make_url(url or settings.require_database_url())
+    _, from_url = dialect.create_connect_args(parsed)  # type: ignore[no-untyped-call]  # as above
+    server_settings = {"application_name": APPLICATION_NAME}
+    if not pooled:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     arguments = {
         **from_url,
-        "server_settings": {
-            "application_name": APPLICATION_NAME,
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-        },
+        "server_settings": server_settings,
         "timeout": settings.db_connect_timeout,
     }
+    if pooled:
+        arguments["statement_cache_size"] = 0
     return {name: value for name, value in arguments.items() if name in _CONNECT_PARAMETERS}
+
+
+async def _open_replicas(settings: Settings) -> Replicas:
+    """A pool per replica, as the primary's; checked once before the first request."""
+    opened = []
+    for url in settings.database_replica_urls:
+        own = settings.model_copy(update={"database_url": url, "database_replica_urls": ()})
+        opened.append(Replica(_where(make_url(url)), await Database.open(own, unique_fields={})))
+    replicas = Replicas(opened, max_lag=settings.replica_max_lag_seconds)
+    await replicas.check()
+    replicas.start()
+    return replicas
+
+
+def _where(url: URL) -> str:
+    """host:port/database, for logs: no credentials."""
+    host = url.host or str(url.query.get("host", ""))
+    return f"{host}:{url.port or 5432}/{url.database}"
+
+
+def _begin(settings: Settings) -> str:
+    """What opens a unit of work behind a pooler: BEGIN and the statement timeout, sent
+    as one simple query (one round trip)."""
+    return f"BEGIN; SET LOCAL statement_timeout = {settings.db_statement_timeout_ms}"
 
 
 def _idle_lifetime(settings: Settings) -> float:

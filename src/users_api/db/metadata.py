@@ -2,6 +2,7 @@
 
 from users_api.accounts import models as accounts_models
 from users_api.auth import models as auth_models
+from users_api.cluster import models as cluster_models
 from users_api.db.base import Base
 from users_api.groups import models as groups_models
 from users_api.mfa import models as mfa_models
@@ -19,6 +20,7 @@ __all__ = [
     "UNIQUE_FIELDS",
     "accounts_models",
     "auth_models",
+    "cluster_models",
     "groups_models",
     "metadata",
     "mfa_models",

@@ -7,6 +7,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationInfo
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,3 +52,25 @@ async def upgrade_on(connection: AsyncConnection, revision: str = "head") -> Non
 
 async def downgrade_on(connection: AsyncConnection, revision: str) -> None:
     await connection.run_sync(_run_on, "downgrade", revision)
+
+
+def head() -> str:
+    """The latest revision of the migration scripts."""
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert revision is not None  # there are migrations
+    return revision
+
+
+async def current_revision(arguments: dict[str, Any]) -> str | None:
+    """The database's revision (None: never migrated), read with `asyncpg.connect`
+    `arguments`: a statement that is safe through a pooler, unlike Alembic's session."""
+    import asyncpg
+
+    connection = await asyncpg.connect(**arguments)
+    try:
+        revision: str | None = await connection.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await connection.close()
+    return revision

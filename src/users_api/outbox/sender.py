@@ -2,10 +2,12 @@
 
 Any number of senders (workers, replicas) may run against one outbox: each claims rows
 with `FOR UPDATE SKIP LOCKED` and a lease (`queries.CLAIM`), so a row is handed to one
-sender at a time. A delivery that fails is tried again after an exponential back-off;
-one that succeeds is recorded at once. A sender that dies between delivering and
-recording leaves the row to be delivered again when its lease runs out: at worst twice,
-never lost.
+sender at a time. Given a cluster `Lease`, only the sender of the worker holding it
+polls (`cluster/jobs.py`), so N workers do not poll N times; correctness never rests on
+that lease, only on the rows' own. A delivery that fails is tried again after an
+exponential back-off; one that succeeds is recorded at once. A sender that dies between
+delivering and recording leaves the row to be delivered again when its lease runs out:
+at worst twice, never lost.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from users_api.cluster.jobs import Lease
 from users_api.db.database import Database, Record, Unit
 from users_api.errors import DatabaseUnavailable
 from users_api.outbox import queries as q
@@ -48,6 +51,8 @@ class Sender:
     handlers: Mapping[str, Handler]
     poll_seconds: float = 1.0
     retry_seconds: float = 5.0
+    # Once per cluster: only the holder of this lease polls (None: every sender does).
+    lease: Lease | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -71,7 +76,8 @@ class Sender:
     async def _run(self) -> None:
         while True:
             try:
-                delivered = await self.deliver_due()
+                held = self.lease is None or await self.lease.hold()
+                delivered = await self.deliver_due() if held else 0
             except DatabaseUnavailable:
                 delivered = 0  # logged by the database; try again at the next poll
             except Exception:

@@ -122,7 +122,10 @@ class UserService:
                 policy.require_lister(await unit.value(q.CALLER_IS_ADMIN, **values))
             return records
 
-        records = await self.db.run(read, transaction=False)
+        if self.db.replicated:
+            # Who may list is decided on the primary; the page may be a moment old.
+            policy.require_lister(await self.db.run(_caller_is_admin(values), transaction=False))
+        records = await self.db.read(read)
         # as_row, inlined: one Python call fewer per row
         rows = [dict(zip(q.PUBLIC_FIELDS, record, strict=True)) for record in records]
         items = rows[: query.limit]

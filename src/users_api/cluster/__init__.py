@@ -1,0 +1,1 @@
+"""Work done once per cluster, not once per worker: leases in PostgreSQL (`jobs.py`)."""

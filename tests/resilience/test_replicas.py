@@ -1,0 +1,148 @@
+"""Read replicas on a real primary and a real streaming replica (`tests/replication.py`):
+read-your-writes with `X-Consistency-Token`, and a replica that stops and comes back.
+
+Each test counts stale answers: a list that misses the user just created, or shows the
+old name just changed. With the token sent back there must be none; without it (what a
+client that ignores the header gets) the replica's lag shows, so the count can fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import ADMIN_PASSWORD, asgi_client, login
+from tests.replication import Replication, primary_and_replica
+from users_api.app import create_app
+from users_api.config import Settings
+from users_api.db.migrations import upgrade_on
+from users_api.db.replicas import HEADER
+
+pytestmark = pytest.mark.own_database
+
+PAIRS = 300
+PASSWORD = "a long enough password 1"
+
+
+@pytest.fixture(scope="module")
+def replication() -> Iterator[Replication]:
+    with primary_and_replica() as servers:
+        yield servers
+
+
+@pytest.fixture
+async def replicated_app(
+    replication: Replication, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    engine = create_async_engine(replication.primary.url)
+    async with engine.begin() as connection:
+        await upgrade_on(connection)
+    await engine.dispose()
+    settings = Settings(
+        database_url=replication.primary.url,
+        database_replica_urls=replication.replica.url,
+        secret_key="test-secret-key-that-is-at-least-32-bytes-long",
+        data_dir=tmp_path_factory.mktemp("data"),
+        outbox_poll_seconds=3600,
+        first_admin_email="root@example.com",
+        first_admin_username="root",
+        first_admin_password=ADMIN_PASSWORD,
+        _env_file=None,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+    engine = create_async_engine(replication.primary.url)
+    async with engine.begin() as connection:
+        from sqlalchemy import text
+
+        await connection.execute(text("TRUNCATE users, refresh_tokens, outbox CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def client(replicated_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(replicated_app) as client:
+        tokens = await login(client, "root", ADMIN_PASSWORD)
+        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        yield client
+
+
+async def _listed(client: httpx.AsyncClient, username: str, token: str | None) -> list[dict]:  # type: ignore[type-arg]
+    headers = {HEADER: token} if token is not None else {}
+    response = await client.get("/api/v1/users", params={"username": username}, headers=headers)
+    assert response.status_code == 200, response.text
+    items: list[dict] = response.json()["items"]  # type: ignore[type-arg]
+    return items
+
+
+async def _stale_pairs(client: httpx.AsyncClient, *, send_token: bool, tag: str) -> int:
+    """300 create-then-list and 300 update-then-list pairs; how many lists were stale."""
+    stale = 0
+    for number in range(PAIRS):
+        name = f"{tag}{number}"
+        created = await client.post(
+            "/api/v1/users",
+            json={"email": f"{name}@example.com", "username": name, "password": PASSWORD},
+        )
+        assert created.status_code == 201, created.text
+        token = created.headers.get(HEADER)
+        assert token  # every answer to a write carries one
+        if not await _listed(client, name, token if send_token else None):
+            stale += 1
+        changed = await client.patch(
+            f"/api/v1/users/{created.json()['id']}", json={"full_name": f"Changed {number}"}
+        )
+        assert changed.status_code == 200, changed.text
+        listed = await _listed(client, name, changed.headers[HEADER] if send_token else None)
+        if not listed or listed[0]["full_name"] != f"Changed {number}":
+            stale += 1
+    return stale
+
+
+def _replica_reads(app: FastAPI) -> bool:
+    replicas = app.state.db.replicas
+    return bool(replicas is not None and any(replica.usable for replica in replicas.replicas))
+
+
+async def test_with_the_token_sent_back_no_read_is_stale(
+    client: httpx.AsyncClient, replicated_app: FastAPI
+) -> None:
+    assert _replica_reads(replicated_app)
+    assert await _stale_pairs(client, send_token=True, tag="ryw") == 0
+
+
+async def test_without_the_token_the_replica_s_lag_shows(client: httpx.AsyncClient) -> None:
+    """The same pairs, the token ignored: the test above could fail."""
+    assert await _stale_pairs(client, send_token=False, tag="lag") > 0
+
+
+async def test_a_replica_stopped_mid_run_costs_no_request_and_is_used_again(
+    client: httpx.AsyncClient, replicated_app: FastAPI, replication: Replication
+) -> None:
+    async def some_reads(count: int) -> None:
+        for _ in range(count):
+            response = await client.get("/api/v1/users")
+            assert response.status_code == 200, response.text
+
+    await some_reads(20)
+    stopping = asyncio.create_task(asyncio.to_thread(replication.replica.stop))
+    while not stopping.done():  # reads all through the stop
+        await some_reads(5)
+    await stopping
+    await some_reads(50)
+    assert not _replica_reads(replicated_app)
+
+    await asyncio.to_thread(replication.replica.start)
+    deadline = time.monotonic() + 30
+    while not _replica_reads(replicated_app):  # the monitor finds it well again
+        assert time.monotonic() < deadline, "the replica was not used again"
+        await some_reads(5)
+        await asyncio.sleep(0.2)
+    await some_reads(20)
