@@ -115,11 +115,16 @@ async def test_statement_timeout_cancels_the_statement_and_the_connection_stays_
             assert_unavailable(slept, code="database-timeout")
             assert took < 5.0
 
-            # The pool's one connection came back usable, outside any transaction.
-            states = await holder.fetch(
-                "SELECT state FROM pg_stat_activity WHERE application_name = $1",
-                APPLICATION_NAME,
-            )
+            # The pool's one connection came back usable, outside any transaction. The
+            # background jobs (the outbox's lease, its poll) may be using it this instant.
+            for _ in range(50):
+                states = await holder.fetch(
+                    "SELECT state FROM pg_stat_activity WHERE application_name = $1",
+                    APPLICATION_NAME,
+                )
+                if [row["state"] for row in states] == ["idle"]:
+                    break
+                await asyncio.sleep(0.1)
             assert [row["state"] for row in states] == ["idle"]
             me = await client.get("/api/v1/users/me", headers=headers)
             assert me.status_code == 200, me.text
