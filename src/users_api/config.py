@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     # One log line per request, from uvicorn: a tenth of a cached read's time. Off by
     # default, as in gunicorn and granian: the proxy in front usually logs requests.
     access_log: bool = False
+    # `GET /metrics` asks for `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+    metrics_token: SecretStr | None = None
+    # OpenTelemetry traces of requests and their SQL go to this OTLP/HTTP collector
+    # (`<endpoint>/v1/traces`); unset, nothing of tracing is loaded (tracing.py).
+    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,16 +75,21 @@ def parse_log_line(line: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
-@contextmanager
-def serve(workdir: Path, **env: str) -> Iterator[Served]:
+def serve(workdir: Path, **env: str) -> AbstractContextManager[Served]:
     """Start `users-api serve` in `workdir` (so no developer's .env is read); it logs JSON
     lines unless `env` says otherwise."""
+    return serve_with((), workdir, **env)
+
+
+@contextmanager
+def serve_with(arguments: tuple[str, ...], workdir: Path, **env: str) -> Iterator[Served]:
+    """`serve`, with `arguments` for `users-api serve` (`--workers 2`)."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     environment |= {"LOG_FORMAT": "json", **env}
     executable = Path(sys.executable).with_name("users-api")
     process = subprocess.Popen(
-        [str(executable), "serve", "--port", str(port)],
+        [str(executable), "serve", "--port", str(port), *arguments],
         cwd=workdir,
         env=environment,
         stdout=subprocess.PIPE,
