@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
@@ -97,7 +96,8 @@ def _renderer(rendering: str, stream: TextIO) -> list[Processor]:
     return [
         structlog.processors.format_exc_info,
         _leading_keys_first,
-        structlog.processors.JSONRenderer(),
+        # Compact, as `json_line_writer` writes the lines logged on every request.
+        structlog.processors.JSONRenderer(separators=(",", ":")),
     ]
 
 
@@ -167,37 +167,38 @@ def json_line_writer() -> Callable[[dict[str, Any]], None] | None:
     """A writer of one JSON log line, as the structlog chain would write it, for a line
     logged on every request (`request_log.py`); None unless the format is JSON.
 
-    `fields` must open with `timestamp` (`utc_timestamp()`), `level`, `event` and
-    `logger`, hold no secret (nothing here redacts) and only what orjson writes.
+    `fields` must open with `timestamp` (an aware UTC `datetime`: orjson writes it as
+    structlog's `TimeStamper` does, with a `Z`), `level`, `event` and `logger`, hold no
+    secret (nothing here redacts) and only what orjson writes. On a line-buffered file
+    (standard error is one, on a terminal or not) the line goes straight to its file
+    descriptor in one `write`, as the stream would have flushed it: a third of the
+    instructions of the stream's own `write` under the handler's lock.
     """
     handler = _json_handler
     if handler is None:
         return None
+    stream = handler.stream
     lock = handler.lock
     assert lock is not None  # made by every Handler's __init__
+    options = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+    try:
+        descriptor = stream.fileno() if getattr(stream, "line_buffering", False) else None
+    except (AttributeError, OSError, ValueError):  # no file under it (a StringIO)
+        descriptor = None
+
+    if descriptor is not None:
+
+        def write_line(fields: dict[str, Any]) -> None:
+            os.write(descriptor, orjson.dumps(fields, option=options))
+
+        return write_line
 
     def write(fields: dict[str, Any]) -> None:
-        line = orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE).decode()
+        line = orjson.dumps(fields, option=options).decode()
         with lock:
-            handler.stream.write(line)
+            stream.write(line)
 
     return write
-
-
-_second = -1
-_second_text = ""
-
-
-def utc_timestamp() -> str:
-    """Now as structlog's `TimeStamper(fmt="iso", utc=True)` writes it, in a tenth of
-    its time: the text of the second is made once a second."""
-    global _second, _second_text
-    now = time.time()
-    second = int(now)
-    if second != _second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second = second
-    return f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

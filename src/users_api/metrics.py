@@ -148,7 +148,7 @@ class RequestMetrics:
         template = getattr(route, "path", None) or UNMATCHED
         # A client chooses the method of a path nothing answers: keep the label set small.
         label = method if method in _METHODS else "other"
-        labels = (label, template, str(status))
+        labels = (label, template, str(int(status)))
         pending = self._by_labels.get(labels)
         if pending is None:
             pending = self._by_labels[labels] = _Pending(

@@ -4,19 +4,20 @@ the query string), status, duration, request id and, when it sent a valid token,
 `middleware.Edge` writes it, outside every other layer, so it sees every answer.
 
 Every request pays for it, so in JSON (the default off a terminal) an answered request's
-line is written by `logs.json_line_writer`: the same keys as structlog's, in 1.5 µs
-instead of 26 (measured). On a terminal, and for failures, it goes through structlog.
+line is written by `logs.json_line_writer`: the same keys as structlog's, in a tenth of
+the time (measured). On a terminal, and for failures, it goes through structlog.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.types import Scope
 
-from users_api.logs import get_logger, json_line_writer, utc_timestamp
+from users_api.logs import get_logger, json_line_writer
 
 LOGGER_NAME = "users_api.requests"
 log = get_logger(LOGGER_NAME)
@@ -41,7 +42,7 @@ def request_logger() -> RequestLog | None:
         user_id = scope.get(USER_ID)
         write(
             {
-                "timestamp": utc_timestamp(),
+                "timestamp": datetime.now(UTC),
                 "level": "info",
                 "event": "request",
                 "logger": LOGGER_NAME,
