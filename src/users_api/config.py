@@ -185,6 +185,7 @@ class Settings(BaseSettings):
         "first_admin_email",
         "first_admin_username",
         "first_admin_password",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -214,6 +215,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _validate_otlp_endpoint(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL (http://collector:4318)")
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -193,6 +193,16 @@ def count_login(outcome: str) -> None:
     LOGINS.labels(outcome).inc()
 
 
+def count_webhook_delivery(outcome: str) -> None:
+    """One webhook attempt: `delivered`, `failed` (to be retried), `disabled` (the last)..."""
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+
+
+def count_event(event_type: str, written: int = 1) -> None:
+    """Audit events written (count once the transaction that wrote them committed)."""
+    EVENTS_WRITTEN.labels(event_type).inc(written)
+
+
 def sample_pool(db: Database) -> None:
     """The pool's numbers now, for this worker."""
     in_use, idle, waiting = db.pool_state()

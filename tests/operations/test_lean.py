@@ -7,6 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
+
+from users_api.config import Settings, describe_error
 
 _PROGRAM = """
 import asyncio, json, sys
@@ -49,3 +52,17 @@ def test_tracing_is_loaded_only_when_an_endpoint_is_set(endpoint: str) -> None:
         assert heavy
     else:
         assert heavy == []
+
+
+@pytest.mark.parametrize("endpoint", ["collector:4318", "ftp://collector", "http://"])
+def test_a_bad_otlp_endpoint_is_one_clear_line(endpoint: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(otel_exporter_otlp_endpoint=endpoint, database_url=None, _env_file=None)
+    line = describe_error(caught.value)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in line
+    assert "\n" not in line
+
+
+def test_a_blank_otlp_endpoint_is_unset() -> None:
+    settings = Settings(otel_exporter_otlp_endpoint=" ", _env_file=None)
+    assert settings.otel_exporter_otlp_endpoint is None
