@@ -36,6 +36,7 @@ from bench.request_cost import get_scope
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.db.migrations import upgrade_on
+from users_api.logs import configure_logging
 from users_api.serving import settle_process
 
 PASSWORD = "benchmark password that is long"
@@ -72,6 +73,10 @@ async def _measure(url: str, server: str, requests: int) -> None:
     await engine.dispose()
     raw = _raw_app(url)
     await raw.startup()
+    # As a served worker logs (serving.py): JSON lines at info to a line-buffered file
+    # (as standard error is), here into nothing.
+    devnull = open(os.devnull, "w", buffering=1)  # noqa: SIM115, ASYNC230  # for the run
+    configure_logging("info", "json", stream=devnull)
     app = create_app(Settings(database_url=url, secret_key=SECRET_KEY, _env_file=None))
     async with app.router.lifespan_context(app):
         admin = await app.state.users.ensure_admin(

@@ -284,12 +284,12 @@ def test_serve_runs_on_the_embedded_database_and_stops_it(tmp_path: Path) -> Non
     pgdata = cwd.resolve() / ".data" / "pgdata"
     try:
         said, status = _serve_until_signal(cwd, env, signal.SIGTERM)
-        assert f'"data_dir": "{pgdata}"' in said
+        assert f'"data_dir":"{pgdata}"' in said
         assert status == 201
 
         # Same folder again: the same data, so the same user is now taken.
         said, status = _serve_until_signal(cwd, env, signal.SIGINT)
-        assert f'"data_dir": "{pgdata}"' in said
+        assert f'"data_dir":"{pgdata}"' in said
         assert status == 409
     finally:
         _stop_any_server(cwd / ".data")

@@ -18,7 +18,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from users_api import __version__
+from users_api import __version__, metrics
 from users_api.accounts.routes import router as accounts_router
 from users_api.accounts.service import AccountService, VerificationMail
 from users_api.auth.routes import router as auth_router
@@ -142,15 +142,21 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.state.scim_groups = ScimGroups(db, app.state.groups)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
+        sampler = asyncio.create_task(
+            metrics.sample_forever(db, app.state.request_metrics), name="metrics"
+        )
         strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
             on_started()
         try:
             yield
         finally:
+            sampler.cancel()
+            app.state.request_metrics.flush()
             await sender.stop()
             await db.close()
             passwords.close()
+            metrics.worker_stopped()
 
     app = _App(
         title="users-api",
@@ -166,6 +172,10 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     )
     app.state.settings = settings
     app.state.tokens = tokens
+    app.state.request_metrics = metrics.RequestMetrics()
+    app.state.metrics_token = (
+        settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.trusted_proxies:
@@ -228,7 +238,13 @@ class _App(FastAPI):
         app: ASGIApp = Dispatch(self.router.routes, fallback=standard)
         for middleware in reversed(self.user_middleware):
             app = middleware.cls(app, *middleware.args, **middleware.kwargs)
-        return Edge(app, on_error=on_error)
+        settings: Settings = self.state.settings
+        edge = Edge(app, on_error=on_error, metrics=self.state.request_metrics)
+        if settings.otel_exporter_otlp_endpoint:
+            from users_api import tracing  # only now: untraced, nothing of it is loaded
+
+            return tracing.traced(edge, settings.otel_exporter_otlp_endpoint)
+        return edge
 
 
 class _Services(State):
@@ -290,6 +306,32 @@ async def readyz(request: Request) -> Response:
             headers={"Retry-After": "1"},
         )
     return Response(content=b'{"status":"ready"}', media_type="application/json")
+
+
+@_operations.get(
+    "/metrics",
+    **doc(
+        "getMetrics",
+        "Prometheus metrics of every worker (text format); with METRICS_TOKEN set, send it "
+        "as a bearer token",
+        None,
+        (401,),
+        Auth.OPTIONAL,
+    ),
+    responses={200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "The metrics."}},
+)
+async def get_metrics(request: Request) -> Response:
+    token: str | None = request.app.state.metrics_token
+    if not metrics.authorized(request.headers.get("authorization"), token):
+        return problem(
+            401,
+            detail="Send METRICS_TOKEN as a bearer token.",
+            code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    db: Database | None = getattr(request.app.state, "db", None)
+    text = await metrics.render(db, request.app.state.request_metrics)
+    return Response(content=text, media_type=metrics.CONTENT_TYPE)
 
 
 async def _ping(unit: Unit) -> None:

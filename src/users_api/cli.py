@@ -301,13 +301,15 @@ def serve(
 ) -> None:
     """Apply pending migrations, then serve the API."""
     from users_api import preflight as checks
+    from users_api.metrics import multiprocess_directory
 
     settings = load_settings()
     # Whatever would fail once the database is up and the app starts fails now.
     preflight(lambda: checks.check_first_admin(settings))
     preflight(lambda: checks.check_data_dir(settings, keeps_secret=True))
     preflight(lambda: checks.check_can_listen(host, port))
-    with stop_on_signals(), database(settings) as url:
+    # With workers, their metric files go to a directory of this run (metrics.py).
+    with stop_on_signals(), database(settings) as url, multiprocess_directory(workers):
         prepare_schema(settings, url, apart=True)
         # Workers (and the reloader) build their own app from the environment.
         os.environ["DATABASE_URL"] = url

@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     # One log line per request, from uvicorn: a tenth of a cached read's time. Off by
     # default, as in gunicorn and granian: the proxy in front usually logs requests.
     access_log: bool = False
+    # `GET /metrics` asks for `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+    metrics_token: SecretStr | None = None
+    # OpenTelemetry traces of requests and their SQL go to this OTLP/HTTP collector
+    # (`<endpoint>/v1/traces`); unset, nothing of tracing is loaded (tracing.py).
+    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("database_url", "migrations_database_url", mode="before")
     @classmethod
@@ -192,6 +197,7 @@ class Settings(BaseSettings):
         "first_admin_email",
         "first_admin_username",
         "first_admin_password",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -245,6 +251,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _validate_otlp_endpoint(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL (http://collector:4318)")
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

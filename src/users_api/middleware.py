@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from users_api import request_log
 from users_api.errors import problem
 from users_api.http.request_id import REQUEST_ID, new_request_id, sane
+from users_api.metrics import RequestMetrics
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _NO_STORE = (b"cache-control", b"no-store")
@@ -35,19 +36,26 @@ class Edge:
     - The last answer to an error nothing else took (a bug): `on_error` renders the
       500, sent if nothing was sent yet, and the error goes on to the server, which
       logs it, as Starlette's ServerErrorMiddleware does.
-    - The request's log line (`request_log.py`): for every answer at debug, else for a
-      5xx or no answer at all.
+    - The request's log line (`request_log.py`): one for every request at info, else
+      for a 5xx or no answer at all; and its metrics (`metrics.RequestMetrics`).
 
     One layer and one wrapper of `send` for all of it: each layer in front of every
     request costs a coroutine and a closure (bench/README.md).
     """
 
-    def __init__(self, app: ASGIApp, *, on_error: ErrorHandler | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        on_error: ErrorHandler | None,
+        metrics: RequestMetrics | None = None,
+    ) -> None:
         self.app = app
         self.on_error = on_error
-        # Decided once, when the app is built (after logging is configured): a request
-        # answered below 500 then costs two clock reads and no logging call.
-        self.log_every = request_log.logs_every_request()
+        self.record = metrics.record if metrics is not None else None
+        # Decided once, when the app is built (after logging is configured): below info,
+        # a request answered below 500 costs two clock reads and no logging call.
+        self.log = request_log.request_logger()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,7 +89,8 @@ class Edge:
                 message["headers"] = [*headers, *extra]
             await send(message)
 
-        token = REQUEST_ID.set(request_id.decode("ascii"))
+        request_text = request_id.decode("ascii")
+        token = REQUEST_ID.set(request_text)
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception as exc:
@@ -91,8 +100,13 @@ class Edge:
                     await response(scope, receive, send_with_headers)
             raise
         finally:
-            if status >= 500 or status == 0 or self.log_every:
-                request_log.log_request(scope, status, perf_counter() - started)
+            seconds = perf_counter() - started
+            if self.record is not None:
+                self.record(scope, status, seconds)
+            if self.log is not None:
+                self.log(scope, status, seconds, request_text)
+            elif status >= 500 or status == 0:
+                request_log.log_request(scope, status, seconds, request_text)
             REQUEST_ID.reset(token)
 
 

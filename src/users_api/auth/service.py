@@ -44,6 +44,7 @@ from users_api.errors import (
     Unauthorized,
     WrongCode,
 )
+from users_api.metrics import count_login
 from users_api.mfa import queries as mfa_q
 from users_api.mfa.service import SecondFactor
 from users_api.security.passwords import HashingTurn, Passwords
@@ -111,7 +112,7 @@ class AuthService:
             async def attempt(unit: Unit) -> TokenPair | DomainError:
                 return await self._attempt(unit, hashing, name, password, client=client)
 
-            return await self.db.run(attempt)
+            return _counted(await self.db.run(attempt))
 
     async def _attempt(
         self, unit: Unit, hashing: HashingTurn, name: str, password: str, *, client: Client
@@ -218,7 +219,7 @@ class AuthService:
             )
             return pair or InvalidMfaToken()  # deactivated or given a new password meanwhile
 
-        return await self.db.run(finish)
+        return _counted(await self.db.run(finish))
 
     async def sessions(self, caller: AccessClaims) -> list[Record]:
         """The caller's live sessions, newest first (401 when their token is not honoured:
@@ -292,3 +293,10 @@ class AuthService:
             refresh_token=refresh,
             expires_in=int(self.tokens.ttl.total_seconds()),
         )
+
+
+def _counted(outcome: TokenPair | DomainError) -> TokenPair | DomainError:
+    """A sign-in's outcome, in `users_api_logins_total`: `success` or the refusal's code
+    (`mfa-required` when the password was right and the second step is next)."""
+    count_login(outcome.code if isinstance(outcome, DomainError) else "success")
+    return outcome

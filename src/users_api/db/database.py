@@ -50,6 +50,7 @@ from users_api.errors import (
     DatabaseUnavailable,
     DomainError,
 )
+from users_api.metrics import STATEMENT_FAULTS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,13 +189,12 @@ class Database:
                     return await work(Unit(connection))
             except _DRIVER_ERRORS as exc:
                 fault = self._fault(exc, connection)
+                _noted(fault, exc)
                 if isinstance(fault, ConcurrentChange) and attempt == 1:
                     log.info("retrying after a concurrent change: %s", type(exc).__name__)
                     continue
                 if fault is None:
                     raise  # a bug, not an outage: the 500 handler logs it
-                if isinstance(fault, DatabaseUnavailable):
-                    log.warning("database fault: %s: %s", fault.code, type(exc).__name__)
                 raise fault from exc
             finally:
                 await self._give_back(connection)
@@ -282,9 +282,11 @@ class Database:
             connection: DriverConnection = await self._pool.acquire(timeout=timeout)
         except TimeoutError as exc:  # all in use, or a connect that did not finish
             log.warning("no database connection free within %.1f s", self._timeout)
+            STATEMENT_FAULTS.labels(DatabaseUnavailable.code).inc()
             raise DatabaseUnavailable from exc
         except Exception as exc:  # refused, unreachable, starting up, out of slots
             log.warning("cannot connect to the database: %s", type(exc).__name__)
+            STATEMENT_FAULTS.labels(DatabaseUnavailable.code).inc()
             raise DatabaseUnavailable from exc
         self._lent[connection] = self._tick
         return connection
@@ -334,6 +336,15 @@ class Database:
     def in_use(self) -> int:
         """Connections lent and not yet given back."""
         return len(self._lent)
+
+    def pool_state(self) -> tuple[int, int, int]:
+        """Connections in use, idle, and callers waiting for one (for `/metrics`).
+
+        asyncpg counts no waiters: they are the getters of its queue of free slots.
+        """
+        queue = getattr(self._pool, "_queue", None)
+        waiting = len(getattr(queue, "_getters", ()) or ())
+        return len(self._lent), self._pool.get_idle_size(), waiting
 
     async def expire(self) -> None:
         """Replace every connection before its next use (after a failover, say)."""
@@ -428,6 +439,15 @@ def hold_limit(settings: Settings) -> float | None:
     if settings.db_statement_timeout_ms == 0:
         return None  # statements may run forever by choice: so may their wait
     return settings.db_statement_timeout_ms / 1000 + HOLD_MARGIN_SECONDS
+
+
+def _noted(fault: DomainError | None, exc: BaseException) -> None:
+    """Each database fault, logged and counted (`users_api_db_statement_faults_total`);
+    a bug is logged by the 500 handler, and counted here as `bug`."""
+    code = "bug" if fault is None else fault.code
+    STATEMENT_FAULTS.labels(code).inc()
+    if fault is not None and not isinstance(fault, Conflict):
+        log.warning("database fault: %s: %s", code, type(exc).__name__)
 
 
 def _closed(connection: DriverConnection) -> bool:

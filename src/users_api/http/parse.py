@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from users_api.errors import Unauthorized
 from users_api.ids import parse_uuid
+from users_api.request_log import USER_ID
 from users_api.security.tokens import AccessClaims, AccessTokens, InvalidToken
 
 M = TypeVar("M", bound=BaseModel)
@@ -189,6 +190,8 @@ def optional_caller(request: Request) -> AccessClaims | None:
         return None
     tokens: AccessTokens = request.app.state.tokens
     try:
-        return tokens.verify(token)
+        claims = tokens.verify(token)
     except InvalidToken:
         raise Unauthorized from None
+    request.scope[USER_ID] = claims.user_id  # for the request's log line
+    return claims

@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TypeVar
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from users_api.metrics import HASH_QUEUE, HASH_SECONDS
 from users_api.security import strength
 
 # argon2id at one of the OWASP Password Storage Cheat Sheet's rows, which it rates as equal
@@ -102,8 +104,15 @@ class Passwords:
         """
         if self._turns is None:
             self._turns = asyncio.Semaphore(2 * self.concurrency)
-        async with self._turns:
+        HASH_QUEUE.inc()
+        try:
+            await self._turns.acquire()
+        finally:
+            HASH_QUEUE.dec()
+        try:
             yield HashingTurn(self)
+        finally:
+            self._turns.release()
 
     async def _run(self, function: Callable[..., _T], *args: str) -> _T:
         """Run on a hashing thread; callers hold a turn, so it waits for one hash at most."""
@@ -111,7 +120,10 @@ class Passwords:
             self._executor = ThreadPoolExecutor(
                 self.concurrency, thread_name_prefix="argon2", initializer=yield_to_requests
             )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        HASH_QUEUE.inc()  # until a thread takes it (`_timed`)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _timed, function, *args
+        )
 
     async def violation(
         self, password: str, *, email: str, username: str, min_length: int
@@ -150,6 +162,16 @@ class Passwords:
         """Verify; when the stored hash uses old parameters, also return a fresh hash."""
         async with self.turn() as turn:
             return await turn.verify_and_update(password, hashed)
+
+
+def _timed(function: Callable[..., _T], *args: str) -> _T:
+    """On the hashing thread: out of the queue, and the hash timed."""
+    HASH_QUEUE.dec()
+    started = perf_counter()
+    try:
+        return function(*args)
+    finally:
+        HASH_SECONDS.observe(perf_counter() - started)
 
 
 @dataclass(frozen=True, slots=True)
