@@ -27,6 +27,9 @@ from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
+from users_api.events.routes import router as audit_router
+from users_api.events.service import AuditService, Pruner
+from users_api.events.writer import build_writer
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
@@ -74,6 +77,8 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         secret=secret_key,
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
     )
+    # One writer for every service: its subscribers (webhooks) see every event.
+    events = build_writer()
     previous = settings.mfa_previous_secret_key
     factor = SecondFactor(
         SecretBox(secret_key, [previous.get_secret_value().encode()] if previous else [])
@@ -100,6 +105,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
             throttle=throttle,
+            events=events,
             registrations_per_address=settings.registrations_per_address,
             mailer=mailer,
             outbox=sender,
@@ -120,17 +126,24 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
             factor=factor,
+            events=events,
             require_verified_email=settings.require_verified_email,
         )
-        app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
+        app.state.mfa = MfaService(
+            db, passwords=passwords, throttle=throttle, factor=factor, events=events
+        )
+        app.state.audit = AuditService(db)
+        pruner = Pruner(db, settings.audit_retention_days)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
+        pruner.start()
         strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
             on_started()
         try:
             yield
         finally:
+            await pruner.stop()
             await sender.stop()
             await db.close()
             passwords.close()
@@ -149,6 +162,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     )
     app.state.settings = settings
     app.state.tokens = tokens
+    app.state.events = events  # subscribers attach here (webhooks)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.trusted_proxies:
@@ -158,7 +172,14 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(Cors, origins=settings.cors_origins)
     # The most asked first.
     add_routes(
-        app, users_router, auth_router, mfa_router, mfa_admin_router, accounts_router, _operations
+        app,
+        users_router,
+        auth_router,
+        mfa_router,
+        mfa_admin_router,
+        accounts_router,
+        audit_router,
+        _operations,
     )
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
