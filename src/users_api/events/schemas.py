@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from users_api.events.writer import matching_types
-from users_api.users.schemas import as_utc
+from users_api.users.schemas import date_time_text, utc_bound
 
 _TYPE_FILTERS_MAX = 30
 
@@ -41,25 +41,12 @@ class AuditEventQuery(BaseModel):
     @field_validator("since", "until", mode="before")
     @classmethod
     def _date_time_text(cls, value: Any) -> Any:
-        """RFC 3339 text only (pydantic would also read a number as Unix seconds)."""
-        if isinstance(value, str) and not value[:4].isdigit():
-            raise ValueError("must be an RFC 3339 date-time, such as 2026-11-22T10:00:00Z")
-        return value
+        return date_time_text(value)
 
     @field_validator("since", "until", mode="after")
     @classmethod
     def _in_utc(cls, value: datetime | None) -> datetime | None:
-        """Naive means UTC; a bound beyond years 1-9999 once in UTC moves to the nearest."""
-        if value is None:
-            return None
-        try:
-            return as_utc(value)
-        except ValueError:
-            return (
-                datetime.min.replace(tzinfo=UTC)
-                if value.year == 1
-                else datetime.max.replace(tzinfo=UTC)
-            )
+        return utc_bound(value)
 
     def types(self) -> tuple[str, ...] | None:
         """The event types the `type` filters name together (None: no filter)."""

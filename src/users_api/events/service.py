@@ -171,6 +171,8 @@ class Pruner:
     db: Database
     retention_days: int
     every_seconds: float = PRUNE_EVERY_SECONDS
+    # Workers started together do not all prune at once: a random first wait, up to this.
+    first_wait_seconds: float = 60.0
     _task: asyncio.Task[None] | None = field(default=None)
 
     def start(self) -> None:
@@ -186,8 +188,7 @@ class Pruner:
         self._task = None
 
     async def _run(self) -> None:
-        # Workers started together do not all prune at once: a random first wait.
-        await asyncio.sleep(random.uniform(0, min(self.every_seconds, 60.0)))  # noqa: S311
+        await asyncio.sleep(random.uniform(0, self.first_wait_seconds))  # noqa: S311
         while True:
             try:
                 removed = await prune(self.db, older_than=timedelta(days=self.retention_days))
