@@ -56,10 +56,17 @@ FROM generate_series(1, $4::int) AS i
 
 def _shapes(now: datetime) -> list[tuple[str, q.PageShape, dict[str, Any]]]:
     user = uuid.UUID(bytes=bytes.fromhex("c4ca4238a0b923820dcc509a6f75849b"))  # md5('1')
-    none = {"types": [], "actor_id": None, "subject_id": None, "since": None, "until": None}
+    none = {
+        "types": [],
+        "type": None,
+        "actor_id": None,
+        "subject_id": None,
+        "since": None,
+        "until": None,
+    }
 
     def shape(**on: bool) -> q.PageShape:
-        names = ("types", "actor", "subject", "since", "until", "after")
+        names = ("types", "actor", "subject", "since", "until", "after", "one_type")
         return q.PageShape(**{name: on.get(name, False) for name in names})
 
     user_types = [
@@ -84,11 +91,20 @@ def _shapes(now: datetime) -> list[tuple[str, q.PageShape, dict[str, Any]]]:
         ),
         (
             "type=auth.login_succeeded (common)",
-            shape(types=True),
-            none | {"types": ["auth.login_succeeded"]},
+            shape(types=True, one_type=True),
+            none | {"type": "auth.login_succeeded"},
         ),
-        ("type=user.deleted (rare)", shape(types=True), none | {"types": ["user.deleted"]}),
+        (
+            "type=user.deleted (rare)",
+            shape(types=True, one_type=True),
+            none | {"type": "user.deleted"},
+        ),
         ("type=user.* (a prefix: 10 types)", shape(types=True), none | {"types": user_types}),
+        (
+            "type=user.deleted&type=user.mfa_disabled (two rare types)",
+            shape(types=True),
+            none | {"types": ["user.deleted", "user.mfa_disabled"]},
+        ),
         ("actor_id=one user", shape(actor=True), none | {"actor_id": user}),
         ("subject_id=one user", shape(subject=True), none | {"subject_id": user}),
         (
