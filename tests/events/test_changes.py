@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pyotp
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -232,3 +233,27 @@ async def test_admin_login_is_one_event_per_login(
     succeeded = await one_event(engine, "auth.login_succeeded")
     _is(succeeded, actor=("user", admin.id), subject=admin.id)
     assert ADMIN_PASSWORD not in str(succeeded)
+
+
+async def test_an_admins_mfa_reset_is_the_admins(
+    app: FastAPI, admin_client: httpx.AsyncClient, admin: Admin, engine: AsyncEngine
+) -> None:
+    async with asgi_client(app) as client:
+        ada, tokens = await register_and_login(client, "ada")
+        as_ada = bearer(tokens["access_token"])
+        enrolment = await client.post(
+            "/api/v1/auth/mfa/totp", json={"current_password": PASSWORD}, headers=as_ada
+        )
+        assert enrolment.status_code == 200, enrolment.text
+        code = pyotp.TOTP(enrolment.json()["secret"]).now()
+        confirmed = await client.post(
+            "/api/v1/auth/mfa/totp/confirm", json={"code": code}, headers=as_ada
+        )
+        assert confirmed.status_code == 200, confirmed.text
+    response = await admin_client.delete(f"{USERS}/{ada['id']}/mfa")
+    assert response.status_code == 204, response.text
+    disabled = await one_event(engine, "user.mfa_disabled")
+    _is(disabled, actor=("user", admin.id), subject=ada["id"])
+    again = await admin_client.delete(f"{USERS}/{ada['id']}/mfa")
+    assert again.status_code == 204, again.text
+    assert len(await events(engine, "user.mfa_disabled")) == 1  # it was off: no change
