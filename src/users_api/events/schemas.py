@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema, field_validator
 
-from users_api.events.writer import matching_types
+from users_api.events.writer import TYPE_FILTERS, matching_types
 from users_api.users.schemas import date_time_text, utc_bound
 
 _TYPE_FILTERS_MAX = 30
@@ -20,7 +20,13 @@ class AuditEventQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     cursor: Annotated[str, StringConstraints(max_length=1024)] | None = None
     type: Annotated[
-        list[Annotated[str, StringConstraints(max_length=64)]],
+        list[
+            Annotated[
+                str,
+                StringConstraints(max_length=64),
+                WithJsonSchema({"type": "string", "enum": list(TYPE_FILTERS)}),
+            ]
+        ],
         Field(
             max_length=_TYPE_FILTERS_MAX,
             description="An event type (`user.created`) or a prefix (`user.*`); repeatable.",

@@ -57,6 +57,11 @@ EVENT_TYPES: tuple[str, ...] = (
     "scim_token.revoked",
 )
 _KNOWN = frozenset(EVENT_TYPES)
+# What a `type` filter may name: a type, or every type of a prefix (`user.*`).
+TYPE_FILTERS: tuple[str, ...] = (
+    *EVENT_TYPES,
+    *dict.fromkeys(f"{name.partition('.')[0]}.*" for name in EVENT_TYPES),
+)
 
 # What an event's data may never hold, at any depth: a key naming a secret is a bug.
 _SECRET_KEYS = frozenset(
