@@ -153,8 +153,8 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
         await connection.execute(
             text(
                 "TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox, "
-                "password_reset_requests, groups, group_members, scim_tokens, cluster_leases "
-                "CASCADE"
+                "password_reset_requests, groups, group_members, scim_tokens, cluster_leases, "
+                "events CASCADE"
             )
         )
 

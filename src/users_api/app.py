@@ -30,6 +30,9 @@ from users_api.db.metadata import UNIQUE_FIELDS
 from users_api.db.replicas import ConsistencyTokens, written_position
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
+from users_api.events.routes import router as audit_router
+from users_api.events.service import AuditService, Pruner
+from users_api.events.writer import build_writer
 from users_api.groups.routes import router as groups_router
 from users_api.groups.routes import user_groups_router
 from users_api.groups.service import GroupService
@@ -86,6 +89,8 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         secret=secret_key,
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
     )
+    # One writer for every service: its subscribers (webhooks) see every event.
+    events = build_writer()
     previous = settings.mfa_previous_secret_key
     factor = SecondFactor(
         SecretBox(secret_key, [previous.get_secret_value().encode()] if previous else [])
@@ -113,6 +118,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
             throttle=throttle,
+            events=events,
             registrations_per_address=settings.registrations_per_address,
             mailer=mailer,
             outbox=sender,
@@ -133,15 +139,21 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
             factor=factor,
+            events=events,
             require_verified_email=settings.require_verified_email,
         )
         app.state.groups = GroupService(db)
-        app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
+        app.state.mfa = MfaService(
+            db, passwords=passwords, throttle=throttle, factor=factor, events=events
+        )
         app.state.scim_tokens = ScimTokens(db)
         app.state.scim_users = ScimUsers(db, app.state.users)
         app.state.scim_groups = ScimGroups(db, app.state.groups)
+        app.state.audit = AuditService(db)
+        pruner = Pruner(db, settings.audit_retention_days)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
+        pruner.start()
         sampler = asyncio.create_task(
             metrics.sample_forever(db, app.state.request_metrics), name="metrics"
         )
@@ -153,6 +165,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         finally:
             sampler.cancel()
             app.state.request_metrics.flush()
+            await pruner.stop()
             await sender.stop()
             await db.close()
             passwords.close()
@@ -176,6 +189,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     app.state.metrics_token = (
         settings.metrics_token.get_secret_value() if settings.metrics_token else None
     )
+    app.state.events = events  # subscribers attach here (webhooks)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.trusted_proxies:
@@ -195,6 +209,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         accounts_router,
         groups_router,
         user_groups_router,
+        audit_router,
         _operations,
     )
     # SCIM is its own protocol (media type, errors, tokens): its own app under the API's.

@@ -378,6 +378,7 @@ async def _users(settings: Settings) -> AsyncIterator[UserService]:
     """The users service on its own small pool, as the app builds it."""
     from users_api.db.database import Database
     from users_api.db.metadata import UNIQUE_FIELDS
+    from users_api.events.writer import build_writer
     from users_api.security.passwords import Passwords
     from users_api.throttle.service import LoginThrottle
     from users_api.users.service import UserService
@@ -392,6 +393,7 @@ async def _users(settings: Settings) -> AsyncIterator[UserService]:
             password_min_length=settings.password_min_length,
             allow_registration=False,
             throttle=LoginThrottle.from_settings(settings),
+            events=build_writer(),
         )
     finally:
         passwords.close()

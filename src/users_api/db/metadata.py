@@ -4,6 +4,7 @@ from users_api.accounts import models as accounts_models
 from users_api.auth import models as auth_models
 from users_api.cluster import models as cluster_models
 from users_api.db.base import Base
+from users_api.events import models as events_models
 from users_api.groups import models as groups_models
 from users_api.mfa import models as mfa_models
 from users_api.outbox import models as outbox_models
@@ -21,6 +22,7 @@ __all__ = [
     "accounts_models",
     "auth_models",
     "cluster_models",
+    "events_models",
     "groups_models",
     "metadata",
     "mfa_models",

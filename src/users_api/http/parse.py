@@ -13,7 +13,6 @@ import email.message
 import json
 import uuid
 from collections.abc import Sequence
-from ipaddress import ip_address
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from users_api.errors import Unauthorized
+from users_api.http.client import address_of
 from users_api.ids import parse_uuid
 from users_api.request_log import USER_ID
 from users_api.security.tokens import AccessClaims, AccessTokens, InvalidToken
@@ -59,15 +59,17 @@ def path_id(request: Request, name: str = "user_id") -> uuid.UUID:
         ) from None
 
 
-def query(request: Request, model: type[M]) -> M:
-    """The query string as `model` (the last value of a repeated parameter, as FastAPI)."""
+def query(request: Request, model: type[M], *, repeated: Sequence[str] = ()) -> M:
+    """The query string as `model`: the last value of a repeated parameter, as FastAPI,
+    except for those named in `repeated`, read as lists of all their values."""
+    values: dict[str, Any] = dict(request.query_params)
+    for name in repeated:
+        if name in values:
+            values[name] = request.query_params.getlist(name)
     try:
-        return model.model_validate(dict(request.query_params))
+        return model.model_validate(values)
     except ValidationError as exc:
         raise _located(exc, "query") from None
-
-
-UNKNOWN_ADDRESS = "unknown"
 
 
 def client_address(request: Request) -> str:
@@ -78,13 +80,7 @@ def client_address(request: Request) -> str:
     Written canonically. A proxy that forwards something else than an address (a name,
     `unknown`, garbage) leaves no address to tell clients apart: they share one budget.
     """
-    peer = request.client
-    if peer is None:
-        return UNKNOWN_ADDRESS
-    try:
-        return str(ip_address(peer.host))
-    except ValueError:
-        return UNKNOWN_ADDRESS
+    return address_of(request.scope.get("client"))
 
 
 def header(request: Request, name: str) -> str | None:
