@@ -80,6 +80,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         secret_key="test-secret-key-that-is-at-least-32-bytes-long",
         data_dir=tmp_path_factory.mktemp("data"),
         outbox_poll_seconds=3600,
+        # The tests seed old events on purpose; the pruner's own tests start their own.
+        audit_retention_days=0,
         _env_file=None,
     )
 

@@ -70,7 +70,7 @@ async def test_the_app_prunes_in_the_background(settings: Settings, engine: Asyn
     """The lifespan's pruner, with AUDIT_RETENTION_DAYS, on its own."""
     await _seed_ages(engine, [11, 9])
     db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
-    pruner = Pruner(db, retention_days=10, every_seconds=0.05, first_wait_seconds=0)
+    pruner = Pruner(db, retention_days=10, every_seconds=0.05)
     pruner.start()
     try:
         for _ in range(100):
@@ -86,7 +86,7 @@ async def test_the_app_prunes_in_the_background(settings: Settings, engine: Asyn
 async def test_zero_days_keeps_events(settings: Settings, engine: AsyncEngine) -> None:
     await _seed_ages(engine, [5000])
     db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
-    pruner = Pruner(db, retention_days=0, every_seconds=0.01, first_wait_seconds=0)
+    pruner = Pruner(db, retention_days=0, every_seconds=0.01)
     pruner.start()
     await asyncio.sleep(0.1)
     await pruner.stop()

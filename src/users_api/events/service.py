@@ -12,7 +12,6 @@ import binascii
 import contextlib
 import json
 import logging
-import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from users_api.cluster.jobs import periodically
 from users_api.db.database import Database, Record, Unit
 from users_api.errors import DatabaseUnavailable, Forbidden, InvalidCursor
 from users_api.events import queries as q
@@ -173,8 +173,6 @@ class Pruner:
     db: Database
     retention_days: int
     every_seconds: float = PRUNE_EVERY_SECONDS
-    # Workers started together do not all prune at once: a random first wait, up to this.
-    first_wait_seconds: float = 60.0
     _task: asyncio.Task[None] | None = field(default=None)
 
     def start(self) -> None:
@@ -190,14 +188,13 @@ class Pruner:
         self._task = None
 
     async def _run(self) -> None:
-        await asyncio.sleep(random.uniform(0, self.first_wait_seconds))  # noqa: S311
-        while True:
-            try:
-                removed = await prune(self.db, older_than=timedelta(days=self.retention_days))
-                if removed:
-                    log.info("removed %d audit events past their retention", removed)
-            except DatabaseUnavailable:
-                pass  # logged by the database; try again next time
-            except Exception:
-                log.exception("audit pruning failed; trying again later")
-            await asyncio.sleep(self.every_seconds)
+        # Once a period in the whole cluster (a `cluster_leases` row), however many workers.
+        await periodically(self.db, "audit-retention", self.every_seconds, self.prune_once)
+
+    async def prune_once(self) -> None:
+        try:
+            removed = await prune(self.db, older_than=timedelta(days=self.retention_days))
+        except DatabaseUnavailable:
+            return  # logged by the database; the next period tries again
+        if removed:
+            log.info("removed %d audit events past their retention", removed)
