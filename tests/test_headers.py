@@ -225,7 +225,8 @@ async def test_a_preflight_from_a_configured_origin_is_answered(
     assert response.headers["access-control-allow-origin"] == ORIGIN
     assert "PATCH" in response.headers["access-control-allow-methods"]
     allowed = response.headers["access-control-allow-headers"].lower()
-    assert {"authorization", "if-match", "content-type"} <= set(allowed.replace(" ", "").split(","))
+    sendable = set(allowed.replace(" ", "").split(","))
+    assert {"authorization", "if-match", "content-type", "x-consistency-token"} <= sendable
     assert "access-control-allow-credentials" not in response.headers  # bearer tokens, no cookies
     assert_standard_headers(response)
 
@@ -240,6 +241,7 @@ async def test_a_cross_origin_answer_exposes_the_api_headers(
         for name in response.headers["access-control-expose-headers"].split(",")
     }
     assert {"etag", "link", "location", "retry-after", "x-request-id"} <= exposed
+    assert "x-consistency-token" in exposed  # read-your-writes from a browser too
     other = await cors_client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
 

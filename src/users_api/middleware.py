@@ -117,13 +117,21 @@ class Cors(CORSMiddleware):
     cookies."""
 
     METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-    REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID")
+    REQUEST_HEADERS = (
+        "Authorization",
+        "Content-Type",
+        "If-Match",
+        "If-None-Match",
+        "X-Consistency-Token",
+        "X-Request-ID",
+    )
     RESPONSE_HEADERS = (
         "ETag",
         "Link",
         "Location",
         "Retry-After",
         "WWW-Authenticate",
+        "X-Consistency-Token",
         "X-Request-ID",
     )
 
