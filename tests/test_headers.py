@@ -295,3 +295,23 @@ async def test_cors_is_not_in_the_way_of_same_origin_requests(app: FastAPI) -> N
     """No CORS layer at all unless configured: nothing to pay on every request."""
     layers: list[object] = [layer.cls for layer in app.user_middleware]
     assert Cors not in layers
+
+
+async def test_a_write_answer_carries_a_consistency_token_and_a_read_none(
+    client: httpx.AsyncClient,
+) -> None:
+    """The contract's read-your-writes header, with or without replicas configured."""
+    created = await client.post(
+        USERS,
+        json={
+            "email": "ct@example.com",
+            "username": "consistent",
+            "password": "a sentence long enough to pass",
+        },
+    )
+    assert created.status_code == 201, created.text
+    token = created.headers["x-consistency-token"]
+    assert token  # opaque: the primary's WAL position after the commit
+    read = await client.get("/healthz", headers={"X-Consistency-Token": token})
+    assert read.status_code == 200
+    assert "x-consistency-token" not in read.headers

@@ -197,8 +197,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))
     if settings.cors_origins:
         app.add_middleware(Cors, origins=settings.cors_origins)
-    if settings.database_replica_urls:  # read-your-writes (db/replicas.py)
-        app.add_middleware(ConsistencyTokens, position=lambda: written_position(app.state.db))
+    # Read-your-writes (db/replicas.py): every write's answer carries its position, also
+    # with no replica configured here, so a client behaves the same against any deployment.
+    app.add_middleware(ConsistencyTokens, position=lambda: written_position(app.state.db))
     # The most asked first.
     add_routes(
         app,

@@ -188,7 +188,7 @@ def _attempt(
 
 
 class ConsistencyTokens:
-    """The ASGI layer of read-your-writes, installed only with replicas configured.
+    """The ASGI layer of read-your-writes (installed whether or not replicas are).
 
     A request's `X-Consistency-Token` becomes the position its reads must see; every
     answer to a write (POST, PUT, PATCH, DELETE) that succeeded gets the primary's WAL
