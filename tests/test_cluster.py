@@ -10,17 +10,26 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from users_api.cluster.jobs import Lease, periodically
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
+from users_api.db.migrations import upgrade_on
 from users_api.outbox.sender import Sender, enqueue
 
 
 @pytest.fixture
-async def db(settings: Settings, app: Any) -> AsyncIterator[Database]:
+async def db(settings: Settings, fresh_database_url: str) -> AsyncIterator[Database]:
+    """A database of its own: the session's app has a sender (and leases) of its own on
+    the shared one, which would take these tests' rows."""
+    engine = create_async_engine(fresh_database_url)
+    async with engine.begin() as connection:
+        await upgrade_on(connection)
+    await engine.dispose()
     database = await Database.open(
-        settings.model_copy(update={"db_pool_size": 4}), unique_fields={}
+        settings.model_copy(update={"db_pool_size": 4, "database_url": fresh_database_url}),
+        unique_fields={},
     )
     try:
         yield database
