@@ -143,6 +143,7 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
         await connection.execute(
             text(
                 "TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox, "
+                "webhook_endpoints, webhook_deliveries, "
                 "password_reset_requests CASCADE"
             )
         )

@@ -46,6 +46,10 @@ from users_api.throttle.service import LoginThrottle
 from users_api.users.models import UNIQUE_FIELDS
 from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
+from users_api.webhooks.delivery import WebhookSender
+from users_api.webhooks.queries import KIND as WEBHOOK
+from users_api.webhooks.routes import router as webhooks_router
+from users_api.webhooks.service import BOX_INFO, WebhookService
 
 READY_TIMEOUT_SECONDS = 1.0
 log = logging.getLogger(__name__)
@@ -75,18 +79,26 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
     )
     previous = settings.mfa_previous_secret_key
-    factor = SecondFactor(
-        SecretBox(secret_key, [previous.get_secret_value().encode()] if previous else [])
-    )
+    previous_keys = [previous.get_secret_value().encode()] if previous else []
+    factor = SecondFactor(SecretBox(secret_key, previous_keys))
+    webhook_box = SecretBox(secret_key, previous_keys, info=BOX_INFO)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
         throttle = LoginThrottle.from_settings(settings)
         app.state.db = db
+        webhooks = WebhookSender(
+            db,
+            webhook_box,
+            schedule=settings.webhook_retry_schedule,
+            max_attempts=settings.webhook_max_attempts,
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout_seconds,
+        )
         sender = Sender(
             db,
-            {MAIL: mailer.deliver},
+            {MAIL: mailer.deliver, WEBHOOK: webhooks.deliver},
             poll_seconds=settings.outbox_poll_seconds,
             retry_seconds=settings.outbox_retry_seconds,
         )
@@ -123,6 +135,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             require_verified_email=settings.require_verified_email,
         )
         app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
+        app.state.webhooks = WebhookService(
+            db, webhook_box, allow_private=settings.webhook_allow_private, outbox=sender
+        )
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
         strength.load()  # now, not on the loop during the first registration
@@ -132,6 +147,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             yield
         finally:
             await sender.stop()
+            await webhooks.close()
             await db.close()
             passwords.close()
 
@@ -158,7 +174,14 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.add_middleware(Cors, origins=settings.cors_origins)
     # The most asked first.
     add_routes(
-        app, users_router, auth_router, mfa_router, mfa_admin_router, accounts_router, _operations
+        app,
+        users_router,
+        auth_router,
+        mfa_router,
+        mfa_admin_router,
+        accounts_router,
+        webhooks_router,
+        _operations,
     )
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN

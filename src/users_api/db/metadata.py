@@ -7,6 +7,7 @@ from users_api.mfa import models as mfa_models
 from users_api.outbox import models as outbox_models
 from users_api.throttle import models as throttle_models
 from users_api.users import models as users_models
+from users_api.webhooks import models as webhooks_models
 
 metadata = Base.metadata
 
@@ -18,4 +19,5 @@ __all__ = [
     "outbox_models",
     "throttle_models",
     "users_models",
+    "webhooks_models",
 ]

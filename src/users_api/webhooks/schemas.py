@@ -1,0 +1,84 @@
+"""Bodies and queries of the webhook endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+# An event type (`user.created`), every type under a prefix (`user.*`), or all (`*`).
+EventPattern = Annotated[
+    str, StringConstraints(pattern=r"^(\*|[a-z_]{1,30}\.(\*|[a-z_]{1,30}))$", max_length=64)
+]
+Events = Annotated[list[EventPattern], Field(min_length=1, max_length=64)]
+Description = Annotated[str, StringConstraints(max_length=500)]
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Url = Field(description="`https://` or `http://`, to a public address.")
+    events: Events = Field(description="Event types, `prefix.*`, or `*` for every event.")
+    description: Description | None = None
+
+
+class WebhookUpdate(BaseModel):
+    """A merge patch: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Url | None = None
+    events: Events | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+
+
+class WebhookOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="The signing secret (`whsec_…`, Standard Webhooks): shown this once."
+    )
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    """One attempt to deliver one event."""
+
+    id: int
+    event_id: uuid.UUID
+    attempt: int
+    status_code: int | None = Field(description="The receiver's status; null: no answer.")
+    error: str | None
+    attempted_at: datetime
+    next_retry_at: datetime | None = Field(description="Null: no further attempt.")
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
+
+
+class DeliveryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=200, description="How many attempts, newest first.")
+
+
+class RetryAccepted(BaseModel):
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
