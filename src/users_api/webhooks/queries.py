@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Integer,
     LargeBinary,
     String,
@@ -79,7 +80,11 @@ DELETE_ENDPOINT = compile_statement(
 DISABLE_ENDPOINT = compile_statement(
     update(WebhookEndpoint)
     .where(WebhookEndpoint.id == _ID, WebhookEndpoint.enabled.is_(True))
-    .values(enabled=False, updated_at=func.now(), version=WebhookEndpoint.version + _ONE)
+    .values(
+        enabled=literal_column("false", Boolean),
+        updated_at=func.now(),
+        version=WebhookEndpoint.version + _ONE,
+    )
     .returning(WebhookEndpoint.id)
 )
 

@@ -63,10 +63,12 @@ class DeliveryOut(BaseModel):
     id: int
     event_id: uuid.UUID
     attempt: int
-    status_code: int | None = Field(description="The receiver's status; null: no answer.")
-    error: str | None
+    # Always sent; null when there is none (the document drops nulls from examples, so
+    # these are not "required" there).
+    status_code: int | None = Field(None, description="The receiver's status; null: no answer.")
+    error: str | None = Field(None, description="What went wrong; null: delivered.")
     attempted_at: datetime
-    next_retry_at: datetime | None = Field(description="Null: no further attempt.")
+    next_retry_at: datetime | None = Field(None, description="Null: no further attempt.")
 
 
 class DeliveryList(BaseModel):
