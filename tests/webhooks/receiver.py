@@ -41,6 +41,7 @@ class Receiver:
         self.plan: list[int] = []
         self.delay = 0.0
         self.received: list[Received] = []
+        self.arrived = 0  # requests read, answered or not yet
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -56,6 +57,8 @@ class Receiver:
             def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {name.lower(): value for name, value in self.headers.items()}
+                with receiver._lock:
+                    receiver.arrived += 1
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 with receiver._lock:

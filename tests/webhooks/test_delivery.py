@@ -141,17 +141,17 @@ async def test_an_endpoints_events_arrive_in_order_while_one_is_retried(
     assert order == [sent[0]] * 4 + sent[1:]
 
 
-@pytest.mark.parametrize("changes", [{"webhook_timeout_seconds": 0.3}])
+@pytest.mark.parametrize("changes", [{"webhook_timeout_seconds": 1.5}])
 async def test_a_slow_receiver_times_out_and_slows_no_request(
     app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     endpoint_id = await register(admin_client, receiver)
-    receiver.delay = 1.0
+    receiver.delay = 2.5
     await emit(app)
-    await asyncio.sleep(0.1)  # the sender is waiting on the receiver now
+    await eventually(lambda: receiver.arrived == 1)  # the sender waits on the receiver now
     started = time.monotonic()
     assert (await admin_client.get("/api/v1/users/me")).status_code == 200
-    assert time.monotonic() - started < 0.25
+    assert time.monotonic() - started < 0.75  # the sender waits up to 1.5 s meanwhile
     await eventually(lambda: _has_deliveries(admin_client, endpoint_id, 1))
     [timed_out] = await _deliveries(admin_client, endpoint_id)
     assert "Timeout" in timed_out["error"]

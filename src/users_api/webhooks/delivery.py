@@ -92,9 +92,12 @@ class WebhookSender:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             # No proxies from the environment (the address checked is the one reached),
-            # no redirects (a 3xx could point anywhere), a bound on every phase.
+            # no redirects (a 3xx could point anywhere), a bound on every phase, and no
+            # kept connections: they are pooled by address, and one whose TLS was checked
+            # for one name must not carry another name's request.
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout),
+                limits=httpx.Limits(max_keepalive_connections=0),
                 follow_redirects=False,
                 trust_env=False,
                 headers={"user-agent": f"users-api-webhooks/{__version__}"},
@@ -152,15 +155,27 @@ class WebhookSender:
         }
         # TLS is checked against the name, though the connection goes to the address.
         extensions = {"sni_hostname": target.host} if url.startswith("https:") else {}
-        request = self.client().build_request(
-            "POST", target.request_url(), content=content, headers=headers, extensions=extensions
-        )
-        try:
-            # Streamed and not read: a receiver's answer can be as large as it likes.
-            response = await self.client().send(request, stream=True)
-            await response.aclose()
-        except httpx.HTTPError as exc:
-            return Outcome(None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH] or None)
+        response: httpx.Response | None = None
+        failure: Exception | None = None
+        for address in target.addresses:  # the next one only when one refuses
+            request = self.client().build_request(
+                "POST",
+                target.request_url(address),
+                content=content,
+                headers=headers,
+                extensions=extensions,
+            )
+            try:
+                # Streamed and not read: a receiver's answer can be as large as it likes.
+                response = await self.client().send(request, stream=True)
+                await response.aclose()
+                break
+            except httpx.ConnectError as exc:
+                failure = exc
+            except httpx.HTTPError as exc:
+                return Outcome(None, _describe(exc))
+        if response is None:
+            return Outcome(None, _describe(failure) if failure else "no address")
         error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         return Outcome(response.status_code, error)
 
@@ -193,6 +208,10 @@ class WebhookSender:
                     await self.on_disabled(unit, endpoint_id)
 
         return record
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
 
 
 def _endpoint(endpoint_id: uuid.UUID) -> Callable[[Unit], Awaitable[Record | None]]:

@@ -5,7 +5,7 @@ or resolve only to, public addresses: loopback, private, link-local (which holds
 cloud metadata service, 169.254.169.254), CGNAT, multicast, reserved and unspecified
 addresses are refused, and so are names of metadata services, unless
 WEBHOOK_ALLOW_PRIVATE=true. At send time the name is resolved again and the request
-goes to the very address that was checked (`Target.address`), with the name only in
+goes to an address that was checked (`Target.addresses`), with the name only in
 `Host` and in TLS's SNI, so a name that resolves differently a second later (DNS
 rebinding) cannot move the request to another host.
 """
@@ -44,17 +44,18 @@ class Unresolvable(RefusedTarget):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one attempt goes: the checked address, and the URL's parts around it."""
+    """Where one attempt goes: the checked addresses (tried in turn), and the URL's parts
+    around them."""
 
     url: str
     host: str  # as written in the URL (the name, for Host and SNI)
-    address: IPv4Address | IPv6Address
+    addresses: tuple[IPv4Address | IPv6Address, ...]
     port: int
 
-    def request_url(self) -> str:
-        """The URL with the checked address in place of the name."""
+    def request_url(self, address: IPv4Address | IPv6Address) -> str:
+        """The URL with a checked address in place of the name."""
         parts = urlsplit(self.url)
-        literal = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        literal = f"[{address}]" if address.version == 6 else str(address)
         return parts._replace(netloc=f"{literal}:{self.port}").geturl()
 
     def host_header(self) -> str:
@@ -129,9 +130,9 @@ def check_url(url: str, *, allow_private: bool) -> None:
 
 
 async def resolve(url: str, *, allow_private: bool) -> Target:
-    """The address to send to: the URL's host resolved now, every address it resolves
-    to checked (one refused address refuses the URL: which one a client would pick is
-    not ours to know), the first one used."""
+    """The addresses to send to: the URL's host resolved now, every address it resolves
+    to checked (one refused address refuses the URL, as a name that mixes public and
+    private addresses is no public target)."""
     check_url(url, allow_private=allow_private)
     parts = _parts(url)
     host = parts.hostname or ""
@@ -145,9 +146,11 @@ async def resolve(url: str, *, allow_private: bool) -> Target:
             found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise Unresolvable(f"{host} does not resolve: {exc}") from None
-        addresses = [ip_address(str(info[4][0]).split("%", 1)[0]) for info in found]
+        # Each once, in the resolver's order of preference.
+        found_addresses = (ip_address(str(info[4][0]).split("%", 1)[0]) for info in found)
+        addresses = list(dict.fromkeys(found_addresses))
         if not addresses:
             raise Unresolvable(f"{host} does not resolve.")
     for address in addresses:
         _check(host, address, allow_private)
-    return Target(url=url, host=host, address=addresses[0], port=port)
+    return Target(url=url, host=host, addresses=tuple(addresses), port=port)
