@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -18,8 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.webhooks.conftest import emit, eventually, register
 from tests.webhooks.receiver import Receiver
 from users_api.outbox.sender import Sender
+from users_api.security.mfa import SecretBox
+from users_api.security.secret import resolve_secret_key
 from users_api.webhooks.delivery import WebhookSender, wait_after
 from users_api.webhooks.queries import KIND
+from users_api.webhooks.service import BOX_INFO
 
 WEBHOOKS = "/api/v1/webhooks"
 
@@ -244,12 +248,35 @@ def _sender(app: FastAPI, **changes: Any) -> WebhookSender:
     settings = app.state.settings
     service = app.state.webhooks
     options: dict[str, Any] = {
+        "box": service.box,
         "schedule": settings.webhook_retry_schedule,
         "max_attempts": settings.webhook_max_attempts,
         "allow_private": settings.webhook_allow_private,
         "timeout": settings.webhook_timeout_seconds,
     }
-    return WebhookSender(app.state.db, service.box, **(options | changes))
+    return WebhookSender(app.state.db, **(options | changes))
+
+
+async def test_a_secret_sealed_under_the_previous_key_signs_and_is_sealed_again(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver, engine: AsyncEngine
+) -> None:
+    endpoint_id = await register(admin_client, receiver)
+    sender: Sender = app.state.outbox
+    await sender.stop()
+    old_key = resolve_secret_key(app.state.settings)
+    new_key = b"the rotated secret key, at least 32 bytes long"
+    rotated = SecretBox(new_key, [old_key], info=BOX_INFO)
+    await emit(app)
+    await Sender(app.state.db, {KIND: _sender(app, box=rotated).deliver}).deliver_due()
+    [received] = receiver.delivered()
+    assert received.verified
+    async with engine.connect() as connection:
+        result = await connection.execute(text("SELECT secret FROM webhook_endpoints"))
+        stored = result.scalar_one()
+    secret, current = SecretBox(new_key, info=BOX_INFO).open(stored, uuid.UUID(endpoint_id))
+    assert current
+    assert secret == receiver.secret
+    sender.start()
 
 
 async def test_two_senders_deliver_each_attempt_once(

@@ -117,7 +117,10 @@ class WebhookSender:
         if endpoint is None or not endpoint["enabled"]:
             log.info("webhook endpoint %s is gone or disabled: event not sent", endpoint_id)
             return
-        secret, _ = self.box.open(endpoint["secret"], endpoint_id)
+        secret, current = self.box.open(endpoint["secret"], endpoint_id)
+        if not current:  # sealed under MFA_PREVIOUS_SECRET_KEY: seal it under SECRET_KEY
+            sealed = self.box.seal(secret, endpoint_id)
+            await self.db.run(_reseal(endpoint_id, sealed), transaction=False)
         outcome = await self.attempt(endpoint["url"], secret, event)
         again = not outcome.delivered and outcome.retryable
         last = attempt >= self.max_attempts
@@ -208,6 +211,13 @@ class WebhookSender:
                     await self.on_disabled(unit, endpoint_id)
 
         return record
+
+
+def _reseal(endpoint_id: uuid.UUID, sealed: bytes) -> Callable[[Unit], Awaitable[None]]:
+    async def reseal(unit: Unit) -> None:
+        await unit.execute(q.RESEAL, id=endpoint_id, secret=sealed)
+
+    return reseal
 
 
 def _describe(exc: Exception) -> str:

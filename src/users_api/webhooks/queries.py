@@ -95,6 +95,13 @@ ENDPOINT_FOR_SENDING = compile_statement(
     )
 )
 
+# The secret sealed again under the current key (after a SECRET_KEY rotation).
+RESEAL = compile_statement(
+    update(WebhookEndpoint)
+    .where(WebhookEndpoint.id == _ID)
+    .values(secret=bindparam("secret", type_=LargeBinary))
+)
+
 # One outbox message per enabled endpoint that wants the event, in the event's
 # transaction; each endpoint's messages form one sequence (delivered in order).
 FAN_OUT = compile_statement(
