@@ -16,6 +16,7 @@ event waits while an earlier one is being retried.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -146,9 +147,12 @@ class WebhookSender:
         message_id = str(event["id"])
         signature = Webhook(secret).sign(message_id, now, content)
         try:
-            target = await resolve(url, allow_private=self.allow_private)
+            async with asyncio.timeout(self.timeout):
+                target = await resolve(url, allow_private=self.allow_private)
         except RefusedTarget as exc:
             return Outcome(None, f"refused: {exc}"[:MAX_ERROR_LENGTH])
+        except TimeoutError:
+            return Outcome(None, "the URL's name did not resolve in time")
         headers = {
             "host": target.host_header(),
             "content-type": "application/json",

@@ -7,6 +7,7 @@ event (and its change) committed. The sender delivers them (`delivery.py`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -31,6 +32,8 @@ from users_api.webhooks.targets import RefusedTarget, Unresolvable, check_url, r
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  # a prefix, not a secret
 SECRET_BYTES = 32
+# How long a registration waits for the URL's name to resolve (then: checked when sent).
+RESOLVE_SECONDS = 2.0
 # The key the signing secrets are sealed under is SECRET_KEY's, for this use only.
 BOX_INFO = b"users-api webhook signing secrets v1"
 
@@ -125,8 +128,9 @@ class WebhookService:
         to public addresses only; one that does not resolve now is checked when sent."""
         try:
             check_url(url, allow_private=self.allow_private)
-            await resolve(url, allow_private=self.allow_private)
-        except Unresolvable:
+            async with asyncio.timeout(RESOLVE_SECONDS):
+                await resolve(url, allow_private=self.allow_private)
+        except (Unresolvable, TimeoutError):
             pass
         except RefusedTarget as exc:
             raise InvalidInput(loc=("body", "url"), msg=str(exc)) from None
