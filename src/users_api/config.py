@@ -152,7 +152,9 @@ class Settings(BaseSettings):
     )
     webhook_max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
     webhook_allow_private: bool = False
-    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # At most 14 s: a sender's batch (20 attempts, one after another) must end within the
+    # outbox's 5-minute lease, or another sender could take a row still being sent.
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=14)] = 10.0
 
     first_admin_email: str | None = None
     first_admin_username: str | None = None

@@ -35,7 +35,7 @@ from users_api.ids import parse_uuid
 from users_api.outbox.sender import RetryAfter
 from users_api.security.mfa import SecretBox
 from users_api.webhooks import queries as q
-from users_api.webhooks.targets import RefusedTarget, resolve
+from users_api.webhooks.targets import RefusedTarget, Target, resolve
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class WebhookSender:
             # kept connections: they are pooled by address, and one whose TLS was checked
             # for one name must not carry another name's request.
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout),
+                # Each phase's bound past the attempt's (`attempt`): that one ends it.
+                timeout=httpx.Timeout(self.timeout + 1),
                 limits=httpx.Limits(max_keepalive_connections=0),
                 follow_redirects=False,
                 trust_env=False,
@@ -161,7 +162,24 @@ class WebhookSender:
             "webhook-signature": signature,
         }
         # TLS is checked against the name, though the connection goes to the address.
-        extensions = {"sni_hostname": target.host} if url.startswith("https:") else {}
+        extensions: dict[str, Any] = (
+            {"sni_hostname": target.host} if url.startswith("https:") else {}
+        )
+        try:
+            # The whole attempt within the timeout, every address and a receiver that
+            # drips its answer byte by byte included.
+            async with asyncio.timeout(self.timeout):
+                return await self._post(target, content, headers, extensions)
+        except TimeoutError:
+            return Outcome(None, f"no answer within {self.timeout:g} s")
+
+    async def _post(
+        self,
+        target: Target,
+        content: bytes,
+        headers: dict[str, str],
+        extensions: dict[str, Any],
+    ) -> Outcome:
         response: httpx.Response | None = None
         failure: Exception | None = None
         for address in target.addresses:  # the next one only when one refuses
