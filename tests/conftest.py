@@ -144,7 +144,7 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
             text(
                 "TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox, "
                 "webhook_endpoints, webhook_deliveries, "
-                "password_reset_requests CASCADE"
+                "password_reset_requests, events CASCADE"
             )
         )
 

@@ -3,6 +3,7 @@
 from users_api.accounts import models as accounts_models
 from users_api.auth import models as auth_models
 from users_api.db.base import Base
+from users_api.events import models as events_models
 from users_api.mfa import models as mfa_models
 from users_api.outbox import models as outbox_models
 from users_api.throttle import models as throttle_models
@@ -14,6 +15,7 @@ metadata = Base.metadata
 __all__ = [
     "accounts_models",
     "auth_models",
+    "events_models",
     "metadata",
     "mfa_models",
     "outbox_models",

@@ -13,7 +13,6 @@ import email.message
 import json
 import uuid
 from collections.abc import Sequence
-from ipaddress import ip_address
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from users_api.errors import Unauthorized
+from users_api.http.client import address_of
 from users_api.ids import parse_uuid
 from users_api.security.tokens import AccessClaims, AccessTokens, InvalidToken
 
@@ -66,9 +66,6 @@ def query(request: Request, model: type[M]) -> M:
         raise _located(exc, "query") from None
 
 
-UNKNOWN_ADDRESS = "unknown"
-
-
 def client_address(request: Request) -> str:
     """The client's IP address, for throttling and records: the peer, or the address a
     trusted proxy forwarded (`TRUSTED_PROXIES`: uvicorn's `ProxyHeadersMiddleware`, put in
@@ -77,13 +74,7 @@ def client_address(request: Request) -> str:
     Written canonically. A proxy that forwards something else than an address (a name,
     `unknown`, garbage) leaves no address to tell clients apart: they share one budget.
     """
-    peer = request.client
-    if peer is None:
-        return UNKNOWN_ADDRESS
-    try:
-        return str(ip_address(peer.host))
-    except ValueError:
-        return UNKNOWN_ADDRESS
+    return address_of(request.scope.get("client"))
 
 
 def header(request: Request, name: str) -> str | None:

@@ -28,6 +28,8 @@ from starlette.convertors import Convertor
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from users_api.http.client import CLIENT_SCOPE
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -35,7 +37,10 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 class RequestRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         super().__init__(path, endpoint, **options)
-        self.app = _serve(self.get_route_handler())
+        # Only a route that may change state records its client (`http.client`), decided
+        # here, once: reads pay nothing for it.
+        writes = bool((self.methods or set()) - _READS)
+        self.app = _serve(self.get_route_handler(), records_client=writes)
 
     def get_route_handler(self) -> Handler:
         parameters = list(inspect.signature(self.endpoint).parameters)
@@ -45,7 +50,10 @@ class RequestRoute(APIRoute):
         return handler
 
 
-def _serve(handler: Handler) -> ASGIApp:
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _serve(handler: Handler, *, records_client: bool = False) -> ASGIApp:
     """The route's ASGI app: the handler's response, or its error's, sent.
 
     An error is answered here by the app's handlers (`errors.py`), as Starlette's
@@ -53,7 +61,11 @@ def _serve(handler: Handler) -> ASGIApp:
     `send`: FastAPI's own route wrapper adds two exit stacks for dependencies with
     `yield` and a second round of exception handling, which these routes do not need.
     What no handler takes (a bug) goes on up to the app's edge: a 500.
+    `records_client`: the scope is set in `http.client.CLIENT_SCOPE` for the request, for
+    the audit events it writes.
     """
+    if records_client:
+        return _recording_client(_serve(handler))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
@@ -64,6 +76,17 @@ def _serve(handler: Handler) -> ASGIApp:
         await response(scope, receive, send)
 
     return app
+
+
+def _recording_client(app: ASGIApp) -> ASGIApp:
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        token = CLIENT_SCOPE.set(scope)
+        try:
+            await app(scope, receive, send)
+        finally:
+            CLIENT_SCOPE.reset(token)
+
+    return recording
 
 
 async def _answer(request: Request, exc: Exception) -> Response:

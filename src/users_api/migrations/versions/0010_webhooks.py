@@ -2,7 +2,7 @@
 ordered sequences in the outbox (an endpoint's events go out one at a time, in order).
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
-down_revision: str | None = "0006"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,243 @@
+"""The one writer of audit events, and the hook that fans them out (webhooks).
+
+Every service calls `EventWriter.write` with the `Unit` of the change it records, so the
+event commits with the change and rolls back with it. Who asked (the request id and the
+client's address) is read from the request's context (`http.request_id`,
+`http.client`), not handed down every signature; outside a request (the CLI, start-up,
+background tasks) both are None.
+
+Subscribers (`EventWriter.subscribe`) are called right after each event is written, in
+the same transaction, with the same `Unit`: what they write (a webhook's outbox rows)
+exists exactly when the event does. A subscriber that raises rolls the change back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from uuid_utils.compat import uuid7
+
+from users_api.db.database import Unit
+from users_api.events import queries as q
+from users_api.http.client import current_address
+from users_api.http.request_id import current_request_id
+
+ActorType = Literal["user", "scim", "system"]
+
+# Contract, "Audit events and webhooks": every type there is.
+EVENT_TYPES: tuple[str, ...] = (
+    "user.created",
+    "user.updated",
+    "user.deleted",
+    "user.activated",
+    "user.deactivated",
+    "user.password_changed",
+    "user.password_reset",
+    "user.email_verified",
+    "user.mfa_enabled",
+    "user.mfa_disabled",
+    "auth.login_succeeded",
+    "auth.login_failed",
+    "auth.login_throttled",
+    "auth.refresh_reused",
+    "auth.session_ended",
+    "group.created",
+    "group.updated",
+    "group.deleted",
+    "group.member_added",
+    "group.member_removed",
+    "scim_token.created",
+    "scim_token.revoked",
+)
+_KNOWN = frozenset(EVENT_TYPES)
+
+# What an event's data may never hold, at any depth: a key naming a secret is a bug.
+_SECRET_KEYS = frozenset(
+    {
+        "password",
+        "current_password",
+        "password_hash",
+        "hash",
+        "token",
+        "access_token",
+        "refresh_token",
+        "mfa_token",
+        "token_hash",
+        "secret",
+        "code",
+        "codes",
+        "recovery_codes",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made the change: a user (by token), a SCIM client (its token's id), or the
+    system (the CLI, start-up, the service's own tasks)."""
+
+    type: ActorType
+    id: uuid.UUID | None = None
+
+
+SYSTEM = Actor("system")
+
+
+def user_actor(user_id: uuid.UUID | None) -> Actor:
+    return Actor("user", user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as written: its row, and the contract's JSON shape (`as_json`)."""
+
+    id: uuid.UUID
+    type: str
+    occurred_at: datetime
+    actor: Actor
+    subject_type: str
+    subject_id: uuid.UUID | None
+    request_id: str | None
+    ip_address: str | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The contract's shape, JSON-ready (ids and times as strings): the audit list's
+        items and a webhook's `data`."""
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "actor": {
+                "type": self.actor.type,
+                "id": None if self.actor.id is None else str(self.actor.id),
+            },
+            "subject": {
+                "type": self.subject_type,
+                "id": None if self.subject_id is None else str(self.subject_id),
+            },
+            "request_id": self.request_id,
+            "ip_address": self.ip_address,
+            "data": dict(self.data),
+        }
+
+
+# Called with the change's unit and the event just written, in its transaction.
+Subscriber = Callable[[Unit, Event], Awaitable[None]]
+
+# A front that acts for someone else than the service can tell (SCIM: the token's id)
+# says so around its calls (`acting_as`); it then stands for the actor of every event.
+_ACTING: ContextVar[Actor | None] = ContextVar("acting_as", default=None)
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    """Record `actor` as the actor of every event written inside (e.g. the SCIM front,
+    around the user service's calls)."""
+    token = _ACTING.set(actor)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
+
+
+def matching_types(pattern: str) -> tuple[str, ...]:
+    """The known types a filter names: one type, or every type of a prefix `user.*`.
+    ValueError when it names none."""
+    if pattern.endswith(".*"):
+        prefix = pattern[:-1]
+        found = tuple(name for name in EVENT_TYPES if name.startswith(prefix))
+    else:
+        found = (pattern,) if pattern in _KNOWN else ()
+    if not found:
+        raise ValueError(f"{pattern!r} is no event type, nor a prefix of one like 'user.*'")
+    return found
+
+
+class EventWriter:
+    """One per app (and one per CLI command): writes events, then calls its subscribers."""
+
+    __slots__ = ("_subscribers",)
+
+    def __init__(self, subscribers: tuple[Subscriber, ...] = ()) -> None:
+        self._subscribers: list[Subscriber] = list(subscribers)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call `subscriber` after every event, in the event's transaction (webhooks)."""
+        self._subscribers.append(subscriber)
+
+    async def write(
+        self,
+        unit: Unit,
+        type: str,
+        *,
+        actor: Actor,
+        subject_type: str,
+        subject_id: uuid.UUID | None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Write one event in `unit`'s transaction, and hand it to the subscribers.
+
+        `data` holds what changed by name (never a password, hash, token or secret: a
+        key naming one raises, as the bug it is).
+        """
+        if type not in _KNOWN:
+            raise ValueError(f"unknown event type {type!r}")
+        payload = dict(data or {})
+        _refuse_secrets(payload)
+        event_id = uuid7()
+        acting = _ACTING.get()
+        if acting is not None:
+            actor = acting
+        request_id = current_request_id()
+        ip_address = current_address()
+        occurred_at = await unit.value(
+            q.INSERT_EVENT,
+            id=event_id,
+            type=type,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            request_id=request_id,
+            ip_address=ip_address,
+            data=json.dumps(payload),
+        )
+        event = Event(
+            id=event_id,
+            type=type,
+            occurred_at=occurred_at,
+            actor=actor,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            request_id=request_id,
+            ip_address=ip_address,
+            data=payload,
+        )
+        for subscriber in self._subscribers:
+            await subscriber(unit, event)
+        return event
+
+
+def _refuse_secrets(data: Any) -> None:
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if str(key).lower() in _SECRET_KEYS:
+                raise ValueError(f"an event's data may not hold {key!r}")
+            _refuse_secrets(value)
+    elif isinstance(data, list | tuple):
+        for value in data:
+            _refuse_secrets(value)
+
+
+def build_writer() -> EventWriter:
+    """The app's and the CLI's writer: the one place where subscribers are attached, so
+    every front fans its events out alike."""
+    return EventWriter()
