@@ -27,6 +27,7 @@ from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
+from users_api.events.writer import build_writer
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     previous_keys = [previous.get_secret_value().encode()] if previous else []
     factor = SecondFactor(SecretBox(secret_key, previous_keys))
     webhook_box = SecretBox(secret_key, previous_keys, info=BOX_INFO)
+    events = build_writer()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +97,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             max_attempts=settings.webhook_max_attempts,
             allow_private=settings.webhook_allow_private,
             timeout=settings.webhook_timeout_seconds,
+            events=events,
         )
         sender = Sender(
             db,

@@ -4,9 +4,7 @@ sender, loopback targets allowed), a real receiver, and helpers to queue events.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,8 +16,8 @@ from tests.webhooks.receiver import Receiver
 from users_api.app import create_app
 from users_api.config import Settings
 from users_api.db.database import Unit
+from users_api.events.writer import SYSTEM, Event, build_writer
 from users_api.outbox.sender import Sender
-from users_api.webhooks.service import fan_out
 
 FAST: dict[str, Any] = {
     "outbox_poll_seconds": 0.05,
@@ -70,26 +68,19 @@ async def register(
 
 
 async def emit(app: FastAPI, event_type: str = "user.created", **data: Any) -> str:
-    """An event fanned out in its own transaction, as the events writer does."""
-    event_id = str(uuid7())
-    event = {
-        "id": event_id,
-        "type": event_type,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "actor": {"type": "system", "id": None},
-        "subject": {"type": "user", "id": str(uuid.uuid4())},
-        "request_id": None,
-        "ip_address": None,
-        "data": data,
-    }
+    """An event written by the events writer in its own transaction, as a change writes
+    it; its id."""
+    writer = build_writer()
 
-    async def write(unit: Unit) -> None:
-        await fan_out(unit, event)
+    async def write(unit: Unit) -> Event:
+        return await writer.write(
+            unit, event_type, actor=SYSTEM, subject_type="user", subject_id=uuid7(), data=data
+        )
 
-    await app.state.db.run(write)
+    event = await app.state.db.run(write)
     sender: Sender = app.state.outbox
     sender.wake()
-    return event_id
+    return str(event.id)
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], seconds: float = 10) -> None:

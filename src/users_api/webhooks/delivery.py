@@ -31,6 +31,7 @@ from standardwebhooks import Webhook
 
 from users_api import __version__
 from users_api.db.database import Database, Record, Unit
+from users_api.events.writer import SYSTEM, EventWriter
 from users_api.ids import parse_uuid
 from users_api.outbox.sender import RetryAfter
 from users_api.security.mfa import SecretBox
@@ -43,10 +44,6 @@ JITTER = 0.2
 # Answers worth trying again besides 5xx: the receiver timed out, or asked for less.
 _RETRYABLE = frozenset({408, 429})
 MAX_ERROR_LENGTH = 500
-
-# Told when an endpoint is disabled after its last attempt, in that transaction (the
-# events writer, when there is one: a `webhook.disabled` event).
-OnDisabled = Callable[[Unit, uuid.UUID], Awaitable[None]]
 
 
 def wait_after(attempt: int, schedule: Sequence[float]) -> timedelta:
@@ -87,7 +84,8 @@ class WebhookSender:
     max_attempts: int
     allow_private: bool
     timeout: float
-    on_disabled: OnDisabled | None = None
+    # Writes `webhook.disabled` when an endpoint is disabled, in that transaction.
+    events: EventWriter | None = None
     _client: httpx.AsyncClient | None = field(default=None, repr=False)
 
     def client(self) -> httpx.AsyncClient:
@@ -229,8 +227,15 @@ class WebhookSender:
             disabled = await unit.value(q.DISABLE_ENDPOINT, id=endpoint_id)
             if disabled is not None:
                 log.warning("webhook endpoint %s disabled after %d attempts", endpoint_id, attempt)
-                if self.on_disabled is not None:
-                    await self.on_disabled(unit, endpoint_id)
+                if self.events is not None:
+                    await self.events.write(
+                        unit,
+                        "webhook.disabled",
+                        actor=SYSTEM,
+                        subject_type="webhook",
+                        subject_id=endpoint_id,
+                        data={"attempts": attempt, "error": outcome.error},
+                    )
 
         return record
 
