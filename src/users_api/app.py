@@ -27,6 +27,8 @@ from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
+from users_api.events.routes import router as audit_router
+from users_api.events.service import AuditService, Pruner
 from users_api.events.writer import build_writer
 from users_api.http import openapi
 from users_api.http.openapi import Auth, doc
@@ -79,11 +81,12 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         secret=secret_key,
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
     )
+    # One writer for every service: its subscribers (webhooks) see every event.
+    events = build_writer()
     previous = settings.mfa_previous_secret_key
     previous_keys = [previous.get_secret_value().encode()] if previous else []
     factor = SecondFactor(SecretBox(secret_key, previous_keys))
     webhook_box = SecretBox(secret_key, previous_keys, info=BOX_INFO)
-    events = build_writer()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +118,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             password_min_length=settings.password_min_length,
             allow_registration=settings.allow_registration,
             throttle=throttle,
+            events=events,
             registrations_per_address=settings.registrations_per_address,
             mailer=mailer,
             outbox=sender,
@@ -135,20 +139,27 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             throttle=throttle,
             factor=factor,
+            events=events,
             require_verified_email=settings.require_verified_email,
         )
-        app.state.mfa = MfaService(db, passwords=passwords, throttle=throttle, factor=factor)
+        app.state.mfa = MfaService(
+            db, passwords=passwords, throttle=throttle, factor=factor, events=events
+        )
         app.state.webhooks = WebhookService(
             db, webhook_box, allow_private=settings.webhook_allow_private, outbox=sender
         )
+        app.state.audit = AuditService(db)
+        pruner = Pruner(db, settings.audit_retention_days)
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
+        pruner.start()
         strength.load()  # now, not on the loop during the first registration
         if on_started is not None:
             on_started()
         try:
             yield
         finally:
+            await pruner.stop()
             await sender.stop()
             await webhooks.close()
             await db.close()
@@ -168,6 +179,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     )
     app.state.settings = settings
     app.state.tokens = tokens
+    app.state.events = events  # subscribers attach here (webhooks)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.trusted_proxies:
@@ -184,6 +196,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         mfa_admin_router,
         accounts_router,
         webhooks_router,
+        audit_router,
         _operations,
     )
     openapi.install(app)

@@ -319,6 +319,7 @@ def _read_password(from_stdin: bool) -> str:
 async def _users(settings: Settings) -> AsyncIterator[UserService]:
     """The users service on its own small pool, as the app builds it."""
     from users_api.db.database import Database
+    from users_api.events.writer import build_writer
     from users_api.security.passwords import Passwords
     from users_api.throttle.service import LoginThrottle
     from users_api.users.models import UNIQUE_FIELDS
@@ -334,6 +335,7 @@ async def _users(settings: Settings) -> AsyncIterator[UserService]:
             password_min_length=settings.password_min_length,
             allow_registration=False,
             throttle=LoginThrottle.from_settings(settings),
+            events=build_writer(),
         )
     finally:
         passwords.close()

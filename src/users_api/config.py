@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     # wait after a failed delivery (doubled after each next one, at most an hour).
     outbox_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
     outbox_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # Audit events older than this many days are removed by the service (0: kept for ever).
+    audit_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 365
 
     # Webhooks (webhooks/): the waits in seconds after each failed attempt (comma-separated,
     # ±20 % jitter; the last repeats), how many attempts before the endpoint is disabled,

@@ -186,13 +186,14 @@ USE_UP_TOKEN = compile_statement(
 END_SESSION = compile_statement(
     end_sessions(UserSession.id == bindparam("session_id", type_=UserSession.id.type))
 )
+# The session ended, and whose (no row: an unknown token, or a session ended already).
 END_SESSION_OF_TOKEN = compile_statement(
     end_sessions(
         UserSession.id
         == select(RefreshToken.family_id)
         .where(RefreshToken.token_hash == bindparam("token_hash"))
         .scalar_subquery()
-    )
+    ).returning(UserSession.id, UserSession.user_id)
 )
 # Every token of the caller dies: every session ends, and the next auth version (which
 # also stops a login whose hash is running now). Empty when the caller's own token is no

@@ -44,6 +44,7 @@ from users_api.errors import (
     Unauthorized,
     WrongCode,
 )
+from users_api.events.writer import EventWriter, user_actor
 from users_api.mfa import queries as mfa_q
 from users_api.mfa.service import SecondFactor
 from users_api.security.passwords import HashingTurn, Passwords
@@ -97,6 +98,8 @@ class AuthService:
     refresh_ttl: timedelta
     throttle: LoginThrottle
     factor: SecondFactor
+    # Writes the audit event of every sign-in and every session that ends.
+    events: EventWriter
     # REQUIRE_VERIFIED_EMAIL: the right password of an unverified user is refused (403).
     require_verified_email: bool = False
 
@@ -122,6 +125,7 @@ class AuthService:
         account_key: str = user["account_key"]
         wait = await self.throttle.wait(unit, account_key=account_key, address=address)
         if wait is not None:
+            await self._record(unit, "auth.login_throttled", user["id"])
             return TooManyAttempts(wait)
         if user["id"] is None:
             await hashing.verify_dummy(password)
@@ -132,9 +136,15 @@ class AuthService:
                 await unit.execute(q.STORE_REHASH, user_id=user["id"], password_hash=new_hash)
         if user["id"] is None or not ok or not user["is_active"]:
             await self.throttle.record_failure(unit, account_key=account_key, address=address)
+            reason = "unknown_user" if user["id"] is None else "wrong_password"
+            if ok:
+                reason = "inactive"
+            await self._record(unit, "auth.login_failed", user["id"], reason=reason)
             return InvalidCredentials()
         if self.require_verified_email and not user["email_verified"]:
-            return EmailNotVerified()  # only now: the right password reveals nothing new
+            # only now: the right password reveals nothing new
+            await self._record(unit, "auth.login_failed", user["id"], reason="email_not_verified")
+            return EmailNotVerified()
         if user["mfa_enabled"]:  # the second step is next: no tokens until it is done
             mfa_token = new_refresh_token()
             await unit.execute(
@@ -148,7 +158,13 @@ class AuthService:
             return MfaRequired(mfa_token)
         session = {"session_id": uuid7(), **client.stored()}
         pair = await self._issue(unit, q.START_SESSION, user["id"], user["auth_version"], session)
-        return pair or InvalidCredentials()  # deactivated or given a new password meanwhile
+        if pair is None:  # deactivated or given a new password meanwhile
+            await self._record(unit, "auth.login_failed", user["id"], reason="inactive")
+            return InvalidCredentials()
+        await self._record(
+            unit, "auth.login_succeeded", user["id"], session_id=str(session["session_id"])
+        )
+        return pair
 
     async def refresh(self, presented: str) -> TokenPair | DomainError:
         token_hash = hash_refresh_token(presented)
@@ -167,6 +183,10 @@ class AuthService:
                 # A used-up token presented again: someone holds a copy. End the session,
                 # and with it every token of it, access tokens included.
                 await unit.execute(q.END_SESSION, **session)
+                session_id = str(token["family_id"])
+                await self._record(
+                    unit, "auth.refresh_reused", token["user_id"], session_id=session_id
+                )
                 return Unauthorized("The refresh token was already used; this login is revoked.")
             if token["expired"]:
                 return Unauthorized("The refresh token has expired.")
@@ -209,6 +229,10 @@ class AuthService:
                 check=right,
                 refusal=WrongCode(),
             )
+            if isinstance(refused, TooManyAttempts):
+                await self._record(unit, "auth.login_throttled", user_id, mfa=True)
+            elif refused is not None:
+                await self._record(unit, "auth.login_failed", user_id, reason="wrong_code")
             if refused is not None:
                 return refused
             await unit.execute(mfa_q.USE_CHALLENGE, id=challenge["id"])
@@ -216,7 +240,13 @@ class AuthService:
             pair = await self._issue(
                 unit, q.START_SESSION, user_id, challenge["auth_version"], session
             )
-            return pair or InvalidMfaToken()  # deactivated or given a new password meanwhile
+            if pair is None:  # deactivated or given a new password meanwhile
+                return InvalidMfaToken()
+            session_id = str(session["session_id"])
+            await self._record(
+                unit, "auth.login_succeeded", user_id, session_id=session_id, mfa=True
+            )
+            return pair
 
         return await self.db.run(finish)
 
@@ -243,17 +273,26 @@ class AuthService:
                 if not await unit.value(q.CALLER_HONOURED, **values):
                     raise Unauthorized
                 raise NotFound("No live session of yours has this id.")
+            await self._record(
+                unit, "auth.session_ended", caller.user_id, session_id=str(session_id)
+            )
 
-        await self.db.run(end, transaction=False)
+        await self.db.run(end)
 
     async def logout(self, presented: str) -> None:
         """That token's session ends, and every token of it (an unknown token changes
         nothing)."""
 
         async def revoke(unit: Unit) -> None:
-            await unit.execute(q.END_SESSION_OF_TOKEN, token_hash=hash_refresh_token(presented))
+            token_hash = hash_refresh_token(presented)
+            ended = await unit.one(q.END_SESSION_OF_TOKEN, token_hash=token_hash)
+            if ended is not None:
+                session_id = str(ended["id"])
+                await self._record(
+                    unit, "auth.session_ended", ended["user_id"], session_id=session_id
+                )
 
-        await self.db.run(revoke, transaction=False)
+        await self.db.run(revoke)
 
     async def logout_all(self, caller: AccessClaims) -> None:
         """Every session of the caller ends: every token dies, access tokens included."""
@@ -262,8 +301,20 @@ class AuthService:
             bumped = await unit.value(q.REVOKE_CALLER_TOKENS, **caller_values(caller))
             if bumped is None:
                 raise Unauthorized
+            await self._record(unit, "auth.session_ended", caller.user_id, all=True)
 
-        await self.db.run(revoke, transaction=False)
+        await self.db.run(revoke)
+
+    async def _record(self, unit: Unit, type_: str, user_id: uuid.UUID | None, **data: Any) -> None:
+        """An event of signing in or out: by the user (None: a name no user has), of them."""
+        await self.events.write(
+            unit,
+            type_,
+            actor=user_actor(user_id),
+            subject_type="user",
+            subject_id=user_id,
+            data=data,
+        )
 
     async def _issue(
         self,

@@ -174,6 +174,9 @@ class EventWriter:
         """Call `subscriber` after every event, in the event's transaction (webhooks)."""
         self._subscribers.append(subscriber)
 
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.remove(subscriber)
+
     async def write(
         self,
         unit: Unit,

@@ -58,10 +58,15 @@ def path_id(request: Request, name: str = "user_id") -> uuid.UUID:
         ) from None
 
 
-def query(request: Request, model: type[M]) -> M:
-    """The query string as `model` (the last value of a repeated parameter, as FastAPI)."""
+def query(request: Request, model: type[M], *, repeated: Sequence[str] = ()) -> M:
+    """The query string as `model`: the last value of a repeated parameter, as FastAPI,
+    except for those named in `repeated`, read as lists of all their values."""
+    values: dict[str, Any] = dict(request.query_params)
+    for name in repeated:
+        if name in values:
+            values[name] = request.query_params.getlist(name)
     try:
-        return model.model_validate(dict(request.query_params))
+        return model.model_validate(values)
     except ValidationError as exc:
         raise _located(exc, "query") from None
 

@@ -19,6 +19,7 @@ from uuid_utils.compat import uuid7
 
 from users_api.db.database import Database, Record, Unit
 from users_api.errors import Conflict, DomainError, Forbidden, InvalidCode, Unauthorized
+from users_api.events.writer import EventWriter, user_actor
 from users_api.mfa import queries as q
 from users_api.security.mfa import (
     SecretBox,
@@ -98,6 +99,8 @@ class MfaService:
     passwords: Passwords
     throttle: LoginThrottle
     factor: SecondFactor
+    # Writes `user.mfa_enabled` and `user.mfa_disabled`, in their change's transaction.
+    events: EventWriter
 
     async def enrol(
         self, caller: AccessClaims, current_password: str, *, address: str
@@ -126,7 +129,7 @@ class MfaService:
             if refused is not None:
                 return refused
             codes = await self._new_recovery_codes(unit, user_id)
-            await _set_enabled(unit, user_id, enabled=True)
+            await self._set_enabled(unit, user_id, enabled=True, by=caller.user_id)
             await unit.execute(q.END_OTHER_SESSIONS, user_id=user_id, session_id=caller.session_id)
             return codes
 
@@ -138,7 +141,7 @@ class MfaService:
         """MFA off: the secret, the recovery codes and waiting sign-ins go."""
 
         async def disable(unit: Unit, account: Record) -> None:
-            await _turn_off(unit, account["id"], enabled=True)
+            await self._turn_off(unit, account["id"], enabled=True, by=caller.user_id)
 
         await self._answered(caller, current_password, code, disable, address=address)
 
@@ -163,7 +166,7 @@ class MfaService:
                 if not is_admin:
                     raise Forbidden("Only an admin may turn off another user's MFA.")
                 raise policy.missing_user(is_admin)
-            await _turn_off(unit, user_id, enabled=enabled)
+            await self._turn_off(unit, user_id, enabled=enabled, by=caller.user_id)
             await unit.execute(users_q.END_USER_SESSIONS, user_id=user_id)
 
         await self.db.run(reset)
@@ -251,23 +254,33 @@ class MfaService:
         )
         return fresh.codes
 
+    async def _set_enabled(
+        self, unit: Unit, user_id: uuid.UUID, *, enabled: bool, by: uuid.UUID
+    ) -> None:
+        """`mfa_enabled` in step with the factor: a change of the user (its version
+        grows), and its event, by the user `by`."""
+        await unit.execute(_SET_ENABLED, user_id=user_id, **{users_q.new("mfa_enabled"): enabled})
+        await self.events.write(
+            unit,
+            "user.mfa_enabled" if enabled else "user.mfa_disabled",
+            actor=user_actor(by),
+            subject_type="user",
+            subject_id=user_id,
+        )
+
+    async def _turn_off(
+        self, unit: Unit, user_id: uuid.UUID, *, enabled: bool, by: uuid.UUID
+    ) -> None:
+        """The secret (pending or not), the recovery codes and waiting sign-ins go; and
+        `mfa_enabled` when it was on."""
+        await unit.execute(q.DELETE_TOTP, user_id=user_id)
+        await unit.execute(q.DELETE_RECOVERY_CODES, user_id=user_id)
+        await unit.execute(q.DELETE_CHALLENGES, user_id=user_id)
+        if enabled:
+            await self._set_enabled(unit, user_id, enabled=False, by=by)
+
 
 _SET_ENABLED = users_q.update_user(frozenset({"mfa_enabled"}), guarded=False, conditional=False)
-
-
-async def _set_enabled(unit: Unit, user_id: uuid.UUID, *, enabled: bool) -> None:
-    """`mfa_enabled` in step with the factor: a change of the user (its version grows)."""
-    await unit.execute(_SET_ENABLED, user_id=user_id, **{users_q.new("mfa_enabled"): enabled})
-
-
-async def _turn_off(unit: Unit, user_id: uuid.UUID, *, enabled: bool) -> None:
-    """The secret (pending or not), the recovery codes and waiting sign-ins go; and
-    `mfa_enabled` when it was on."""
-    await unit.execute(q.DELETE_TOTP, user_id=user_id)
-    await unit.execute(q.DELETE_RECOVERY_CODES, user_id=user_id)
-    await unit.execute(q.DELETE_CHALLENGES, user_id=user_id)
-    if enabled:
-        await _set_enabled(unit, user_id, enabled=False)
 
 
 def _raised(result: T | DomainError) -> T:

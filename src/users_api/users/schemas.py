@@ -221,31 +221,40 @@ class UserListQuery(BaseModel):
     @field_validator("created_after", "created_before", mode="before")
     @classmethod
     def _date_time_text(cls, value: Any) -> Any:
-        """RFC 3339 text only: pydantic would also read `0` or `1.5e9` as Unix seconds,
-        which the documented `date-time` format does not allow."""
-        if isinstance(value, str) and not _DATE_TIME_START.match(value):
-            raise ValueError("must be an RFC 3339 date-time, such as 2026-11-22T10:00:00Z")
-        return value
+        return date_time_text(value)
 
     @field_validator("created_after", "created_before", mode="after")
     @classmethod
     def _in_utc(cls, value: datetime | None) -> datetime | None:
-        """A timestamp without an offset is read as UTC, the service's only zone.
+        return utc_bound(value)
 
-        A bound beyond what a datetime holds once in UTC (`0001-01-01T00:00:00+14:00` is
-        in year 0) is moved to the nearest one: no row is created outside years 1-9999,
-        so the filter selects the same rows.
-        """
-        if value is None:
-            return None
-        try:
-            return as_utc(value)
-        except ValueError:
-            return (
-                datetime.min.replace(tzinfo=UTC)
-                if value.year == 1
-                else datetime.max.replace(tzinfo=UTC)
-            )
+
+def date_time_text(value: Any) -> Any:
+    """A query's date-time as RFC 3339 text only: pydantic would also read `0` or
+    `1.5e9` as Unix seconds, which the documented `date-time` format does not allow."""
+    if isinstance(value, str) and not _DATE_TIME_START.match(value):
+        raise ValueError("must be an RFC 3339 date-time, such as 2026-11-22T10:00:00Z")
+    return value
+
+
+def utc_bound(value: datetime | None) -> datetime | None:
+    """A query's time bound in UTC: a timestamp without an offset is read as UTC, the
+    service's only zone.
+
+    A bound beyond what a datetime holds once in UTC (`0001-01-01T00:00:00+14:00` is
+    in year 0) is moved to the nearest one: no row is created outside years 1-9999,
+    so the filter selects the same rows.
+    """
+    if value is None:
+        return None
+    try:
+        return as_utc(value)
+    except ValueError:
+        return (
+            datetime.min.replace(tzinfo=UTC)
+            if value.year == 1
+            else datetime.max.replace(tzinfo=UTC)
+        )
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -24,6 +24,7 @@ from users_api.errors import (
     PreconditionFailed,
     TooManySignUps,
 )
+from users_api.events.writer import SYSTEM, Actor, EventWriter, user_actor
 from users_api.mail import letters
 from users_api.mail.messages import Mailer
 from users_api.outbox.sender import Sender
@@ -41,6 +42,9 @@ class RowPage:
     items: list[UserRow]
     next_cursor: str | None
 
+
+# Changed, but not shown by name in `user.updated`: secrets, and what follows from them.
+_UNSHOWN_FIELDS = frozenset({"password_hash", "auth_version"})
 
 # (unit, user id, address): a verification token mailed to the address, in that unit.
 MailVerification = Callable[[Unit, uuid.UUID, str], Awaitable[None]]
@@ -64,6 +68,8 @@ class UserService:
     password_min_length: int
     allow_registration: bool
     throttle: LoginThrottle
+    # Writes the audit event of every change, in the change's transaction.
+    events: EventWriter
     # Sign-ups an hour per client address (REGISTRATIONS_PER_ADDRESS); the CLI creates
     # as the system, which is never counted.
     registrations_per_address: int = 20
@@ -187,9 +193,12 @@ class UserService:
             "is_admin": bool(data.is_admin),
         }
         mail = not system and self.verification is not None
+        actor = SYSTEM if system else user_actor(caller.user_id if caller else values["id"])
         if not as_admin or caller is None:
-            work = self._mailing_verification(_insert(values), mail=mail)
-            created = as_row(await self.db.run(work, transaction=mail))
+            work = self._recording_creation(
+                self._mailing_verification(_insert(values), mail=mail), actor
+            )
+            created = as_row(await self.db.run(work))
             self.wake_outbox()
             return created
         admin_values = {**values, **caller_values(caller)}
@@ -207,10 +216,30 @@ class UserService:
                 record = await _insert(values)(unit)
             return record
 
-        work = self._mailing_verification(insert_as_admin, mail=mail)
-        created = as_row(await self.db.run(work, transaction=mail))
+        work = self._recording_creation(
+            self._mailing_verification(insert_as_admin, mail=mail), actor
+        )
+        created = as_row(await self.db.run(work))
         self.wake_outbox()
         return created
+
+    def _recording_creation(self, insert: Work[Record], actor: Actor) -> Work[Record]:
+        """`insert`, then its `user.created` event, in one transaction."""
+
+        async def insert_and_record(unit: Unit) -> Record:
+            record = await insert(unit)
+            data = {"is_admin": record["is_admin"], "is_active": record["is_active"]}
+            await self.events.write(
+                unit,
+                "user.created",
+                actor=actor,
+                subject_type="user",
+                subject_id=record["id"],
+                data=data,
+            )
+            return record
+
+        return insert_and_record
 
     def _mailing_verification(self, insert: Work[Record], *, mail: bool) -> Work[Record]:
         """`insert`, then (when `mail`) a verification mail to the new user, in its unit."""
@@ -304,6 +333,7 @@ class UserService:
         }
         profile = bool(fields) and fields <= policy.PROFILE_FIELDS
         own_password = "password" in fields and caller.user_id == user_id
+        actor = user_actor(caller.user_id)
 
         async def change(unit: Unit, hashing: HashingTurn | None = None) -> Record | DomainError:
             # Advisory locks first, then the row: one order everywhere, so no deadlock.
@@ -316,17 +346,24 @@ class UserService:
                 # One's own is answered for as at a login: the account's lock, next.
                 account = await self.throttle.lock_user(unit, user_id) if own_password else None
                 answer = _Answer(hashing, account, address)
-                return await self._change(unit, fields, changes, patch, values, if_match, answer)
+                return await self._change(
+                    unit, fields, changes, patch, values, if_match, answer, actor
+                )
             if not profile:
-                return await self._change(unit, fields, changes, patch, values, if_match, None)
+                return await self._change(
+                    unit, fields, changes, patch, values, if_match, None, actor
+                )
             statement = q.update_user(fields, guarded=True, conditional=if_match is not None)
             record = await unit.one(statement, **values)
+            if record is not None:  # one of `fields` at least changed (the statement's test)
+                await self._record_changes(unit, record, set(fields), actor)
+                return record
             # None: why is for the rules to say (401, 404, 412), or nothing was to change.
-            return record or await self._locked_target(unit, values, if_match)
+            return await self._locked_target(unit, values, if_match)
 
         if "password" not in fields:
-            lone_statement = profile and not fields & policy.IDENTITY_FIELDS
-            changed = as_row(await self.db.run(change, transaction=not lone_statement))
+            # A transaction even for one statement: its event commits with it.
+            changed = as_row(await self.db.run(change))
             if "email" in fields:
                 self.wake_outbox()  # the notice and the verification mail
             return changed
@@ -349,6 +386,7 @@ class UserService:
         values: dict[str, Any],
         if_match: frozenset[int] | None,
         answer: _Answer | None,
+        actor: Actor,
     ) -> Record | DomainError:
         """The rules a statement cannot hold, on the locked row."""
         target = await self._locked_target(unit, values, if_match)
@@ -367,14 +405,22 @@ class UserService:
         new_address = changes.get("email", target["email"]).lower() != target["email"].lower()
         if new_address and "email_verified" not in changes:  # an admin may say otherwise
             changes["email_verified"] = False
-        return await self._write(unit, target, changes, values)
+        return await self._write(unit, target, changes, values, actor)
 
     async def _write(
-        self, unit: Unit, target: Record, changes: dict[str, Any], values: dict[str, Any]
+        self,
+        unit: Unit,
+        target: Record,
+        changes: dict[str, Any],
+        values: dict[str, Any],
+        actor: Actor,
+        *,
+        reset: bool = False,
     ) -> Record:
         """Write what changes of the locked `target`; what follows from it in the same
         transaction: a new `auth_version` ends every session, a new password is noticed
-        to the address."""
+        to the address, the events say what changed (`reset`: the password by a reset
+        token)."""
         changed = {name for name, value in changes.items() if target[name] != value}
         if not changed:
             return target
@@ -383,6 +429,7 @@ class UserService:
         statement = q.update_user(frozenset(changed), guarded=False, conditional=False)
         record = await unit.one(statement, **values)
         assert record is not None  # the row is locked: it is there
+        await self._record_changes(unit, record, changed, actor, reset=reset)
         if "auth_version" in changed:  # every token dies: so do the sessions they are of
             await unit.execute(q.END_USER_SESSIONS, user_id=target["id"])
         if "password_hash" in changed and self.mailer is not None:
@@ -392,6 +439,26 @@ class UserService:
             if self.verification is not None and not record["email_verified"]:
                 await self.verification(unit, target["id"], changes["email"])
         return record
+
+    async def _record_changes(
+        self, unit: Unit, record: Record, changed: set[str], actor: Actor, *, reset: bool = False
+    ) -> None:
+        """The events of a change of the user `record` now is: `user.updated` with the names
+        of the fields a client sees, and one for each change that has its own type."""
+        shown = sorted(changed - _UNSHOWN_FIELDS)
+        types: list[tuple[str, dict[str, Any]]] = []
+        if shown:
+            types.append(("user.updated", {"fields": shown}))
+        if "is_active" in changed:
+            types.append(("user.activated" if record["is_active"] else "user.deactivated", {}))
+        if "password_hash" in changed:
+            types.append(("user.password_reset" if reset else "user.password_changed", {}))
+        if "email_verified" in changed and record["email_verified"]:
+            types.append(("user.email_verified", {}))
+        for type_, data in types:
+            await self.events.write(
+                unit, type_, actor=actor, subject_type="user", subject_id=record["id"], data=data
+            )
 
     def wake_outbox(self) -> None:
         """Deliver what a committed change mailed now, not at the next poll."""
@@ -406,7 +473,8 @@ class UserService:
             user_id = await find(unit)
             target = await unit.one(q.USER_FOR_UPDATE, user_id=user_id)
             assert target is not None  # `find` found it
-            await self._write(unit, target, {"email_verified": True}, {"user_id": user_id})
+            changes: dict[str, Any] = {"email_verified": True}
+            await self._write(unit, target, changes, {"user_id": user_id}, user_actor(user_id))
 
         await self.db.run(change)
 
@@ -427,7 +495,8 @@ class UserService:
                 answer = _Answer(hashing, None, "")
                 refused = await self._new_password(unit, target, changes, None, answer)
                 assert refused is None  # no current password asked: nothing to refuse
-                await self._write(unit, target, changes, {"user_id": user_id})
+                actor = user_actor(user_id)
+                await self._write(unit, target, changes, {"user_id": user_id}, actor, reset=True)
 
             await self.db.run(change)
         self.wake_outbox()
@@ -509,6 +578,7 @@ class UserService:
             statement = q.update_user(frozenset({"is_admin"}), guarded=False, conditional=False)
             record = await unit.one(statement, user_id=target["id"], new_is_admin=admin)
             assert record is not None  # the row is locked: it is there
+            await self._record_changes(unit, record, {"is_admin"}, SYSTEM)
             return record
 
         return as_row(await self.db.run(change))
@@ -523,6 +593,13 @@ class UserService:
             target = await self._locked_target(unit, values, if_match)
             await self._guard_last_admin(unit, target, removing=True)
             await unit.execute(q.DELETE_USER, user_id=user_id)
+            await self.events.write(
+                unit,
+                "user.deleted",
+                actor=user_actor(caller.user_id),
+                subject_type="user",
+                subject_id=user_id,
+            )
 
         await self.db.run(remove)
 

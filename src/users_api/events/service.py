@@ -1,0 +1,201 @@
+"""Reading the audit log (admins only), and removing what is past its retention.
+
+No HTTP. Events are written by `writer.EventWriter` only, from the services that make
+the changes; this module only reads and prunes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from users_api.db.database import Database, Record, Unit
+from users_api.errors import DatabaseUnavailable, Forbidden, InvalidCursor
+from users_api.events import queries as q
+from users_api.events.schemas import AuditEventQuery
+from users_api.security.tokens import AccessClaims
+from users_api.users import policy
+from users_api.users.queries import CALLER_IS_ADMIN, caller_values
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(occurred_at: datetime, event_id: uuid.UUID) -> str:
+    """Where a page ended: its last event's time and id, base64url JSON."""
+    payload = orjson.dumps({"t": occurred_at.isoformat(), "i": str(event_id)})
+    return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """InvalidCursor (400) for anything `encode_cursor` did not make."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not isinstance(data, dict) or set(data) != {"t", "i"}:
+            raise InvalidCursor
+        raw_time, raw_id = data["t"], data["i"]
+        if not isinstance(raw_time, str) or not isinstance(raw_id, str):
+            raise InvalidCursor
+        moment = datetime.fromisoformat(raw_time)
+        if moment.tzinfo is None:
+            raise InvalidCursor
+        return moment.astimezone(UTC), uuid.UUID(raw_id)
+    except InvalidCursor:
+        raise
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
+        raise InvalidCursor from None
+
+
+def as_item(record: Record) -> dict[str, Any]:
+    """A row as the contract's event (asyncpg reads jsonb as text)."""
+    return {
+        "id": record["id"],
+        "type": record["type"],
+        "occurred_at": record["occurred_at"],
+        "actor": {"type": record["actor_type"], "id": record["actor_id"]},
+        "subject": {"type": record["subject_type"], "id": record["subject_id"]},
+        "request_id": record["request_id"],
+        "ip_address": record["ip_address"],
+        "data": json.loads(record["data"]),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditService:
+    """Stateless, one per app."""
+
+    db: Database
+
+    async def list(self, query: AuditEventQuery, *, caller: AccessClaims) -> EventPage:
+        """A page of events, newest first; admins only (401, then 403)."""
+        values: dict[str, Any] = {**caller_values(caller), "limit": query.limit + 1}
+        after = None
+        if query.cursor is not None:
+            try:
+                after = decode_cursor(query.cursor)
+            except InvalidCursor:
+                await self._require_admin(values)  # who may ask is answered first
+                raise
+            values["after_at"], values["after_id"] = after
+        types = query.types()
+        values.update(
+            types=list(types or ()),
+            actor_id=query.actor_id,
+            subject_id=query.subject_id,
+            since=query.since,
+            until=query.until,
+        )
+        shape = q.PageShape(
+            types=types is not None,
+            actor=query.actor_id is not None,
+            subject=query.subject_id is not None,
+            since=query.since is not None,
+            until=query.until is not None,
+            after=after is not None,
+        )
+        statement = q.page(shape)
+
+        async def read(unit: Unit) -> list[Record]:
+            _require_admin(await unit.value(CALLER_IS_ADMIN, **values))
+            return await unit.all(statement, **values)
+
+        records = await self.db.run(read, transaction=False)
+        items = [as_item(record) for record in records[: query.limit]]
+        next_cursor = None
+        if len(records) > query.limit:
+            last = records[query.limit - 1]
+            next_cursor = encode_cursor(last["occurred_at"], last["id"])
+        return EventPage(items=items, next_cursor=next_cursor)
+
+    async def _require_admin(self, values: dict[str, Any]) -> None:
+        async def read(unit: Unit) -> None:
+            _require_admin(await unit.value(CALLER_IS_ADMIN, **values))
+
+        await self.db.run(read, transaction=False)
+
+
+def _require_admin(caller_is_admin: bool | None) -> None:
+    if not policy.signed_in(caller_is_admin):
+        raise Forbidden("Only an admin may read the audit log.")
+
+
+# --- retention ---------------------------------------------------------------------
+
+PRUNE_BATCH = 5000
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+async def prune(db: Database, *, older_than: timedelta, batch: int = PRUNE_BATCH) -> int:
+    """Remove the events older than `older_than`, in batches of `batch` (each its own
+    short transaction, so no long lock and no huge WAL burst); how many went.
+
+    Several workers may prune at once: each batch skips the rows another one holds.
+    """
+    cutoff = datetime.now(UTC) - older_than
+    removed = 0
+
+    async def one_batch(unit: Unit) -> int:
+        count: int = await unit.value(q.PRUNE_BATCH, cutoff=cutoff, batch=batch)
+        return count
+
+    while True:
+        count = await db.run(one_batch)
+        removed += count
+        if count < batch:
+            return removed
+        await asyncio.sleep(0)  # let requests in between batches
+
+
+@dataclass(slots=True)
+class Pruner:
+    """Prunes the audit log now and then; one per app, started and stopped by its
+    lifespan. `retention_days` 0 keeps events for ever (nothing is started)."""
+
+    db: Database
+    retention_days: int
+    every_seconds: float = PRUNE_EVERY_SECONDS
+    # Workers started together do not all prune at once: a random first wait, up to this.
+    first_wait_seconds: float = 60.0
+    _task: asyncio.Task[None] | None = field(default=None)
+
+    def start(self) -> None:
+        if self.retention_days > 0:
+            self._task = asyncio.create_task(self._run(), name="audit pruner")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        await asyncio.sleep(random.uniform(0, self.first_wait_seconds))  # noqa: S311
+        while True:
+            try:
+                removed = await prune(self.db, older_than=timedelta(days=self.retention_days))
+                if removed:
+                    log.info("removed %d audit events past their retention", removed)
+            except DatabaseUnavailable:
+                pass  # logged by the database; try again next time
+            except Exception:
+                log.exception("audit pruning failed; trying again later")
+            await asyncio.sleep(self.every_seconds)
