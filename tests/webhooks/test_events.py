@@ -72,3 +72,23 @@ async def test_a_disabled_endpoint_is_an_event_sent_to_those_who_want_it(
             text("SELECT type, subject_id::text FROM events WHERE type = 'webhook.disabled'")
         )
         assert rows.all() == [("webhook.disabled", failing)]
+
+
+async def test_a_change_through_the_api_reaches_the_endpoint(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await register(admin_client, receiver, events=["user.created"])
+    created = await admin_client.post(
+        "/api/v1/users",
+        json={"email": "ada@example.com", "username": "ada", "password": "a long password here"},
+        headers={"X-Request-ID": "create-ada"},
+    )
+    assert created.status_code == 201, created.text
+    await eventually(lambda: len(receiver.delivered()) == 1)
+    [received] = receiver.delivered()
+    assert received.verified
+    event = received.document["data"]
+    assert received.document["type"] == event["type"] == "user.created"
+    assert event["subject"] == {"type": "user", "id": created.json()["id"]}
+    assert event["request_id"] == "create-ada"
+    assert "password" not in received.body.decode()
