@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+from users_api.events.writer import EVENT_TYPES
+
+# Where the document says what a schema can: an http(s) URL (public addresses only is the
+# service's rule, `targets.py`), and the event patterns there are.
+Url = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    Field(json_schema_extra={"format": "uri", "pattern": "^https?://"}),
+]
+PATTERNS = ("*", *sorted({f"{kind.partition('.')[0]}.*" for kind in EVENT_TYPES}), *EVENT_TYPES)
 # An event type (`user.created`), every type under a prefix (`user.*`), or all (`*`).
 EventPattern = Annotated[
-    str, StringConstraints(pattern=r"^(\*|[a-z_]{1,30}\.(\*|[a-z_]{1,30}))$", max_length=64)
+    str, StringConstraints(max_length=64), Field(json_schema_extra={"enum": list(PATTERNS)})
 ]
 Events = Annotated[list[EventPattern], Field(min_length=1, max_length=64)]
 Description = Annotated[str, StringConstraints(max_length=500)]
+_NOT_NULLABLE = ("url", "events", "enabled")
+
+
+def _document_absent_not_null(schema: dict[str, Any]) -> None:
+    """Only `description` takes null; the others may be left out, never sent as null (in
+    Python their None stands for "absent"): the document drops the null alternative."""
+    for name in _NOT_NULLABLE:
+        field = schema["properties"][name]
+        field.pop("default", None)
+        alternatives = [alt for alt in field.pop("anyOf", []) if alt.get("type") != "null"]
+        if len(alternatives) == 1:
+            field.update(alternatives[0])
 
 
 class WebhookCreate(BaseModel):
@@ -26,14 +47,21 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookUpdate(BaseModel):
-    """A merge patch: only the fields sent change."""
+    """A merge patch: only the fields sent change; `"description": null` clears it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_absent_not_null)
 
     url: Url | None = None
     events: Events | None = None
     description: Description | None = None
     enabled: bool | None = None
+
+    @field_validator(*_NOT_NULLABLE, mode="before")
+    @classmethod
+    def _reject_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 class WebhookOut(BaseModel):

@@ -162,9 +162,6 @@ class WebhookService:
     ) -> Record:
         await self._admin_first(caller)
         fields = patch.model_fields_set
-        for name in ("url", "events", "enabled"):
-            if name in fields and getattr(patch, name) is None:
-                raise InvalidInput(loc=("body", name), msg=f"{name} may not be null.")
         url = await self._check_url(patch.url) if patch.url is not None else None
         events = _check_events(patch.events) if patch.events is not None else None
 
