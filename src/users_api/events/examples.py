@@ -15,4 +15,10 @@ EVENT: dict[str, Any] = {
     "data": {"fields": ["full_name"]},
 }
 
-PAGE: dict[str, Any] = {"items": [EVENT], "next_cursor": None}
+PAGE: dict[str, Any] = {
+    "items": [EVENT],
+    # What the service makes for the page after `EVENT`.
+    "next_cursor": (
+        "eyJ0IjoiMjAyNi0xMS0yM1QwOTozMDowMCswMDowMCIsImkiOiIwMTkzYTFiMi03YzRkLTdlNWYtOGE2Yi05YzBkMWUyZjNhNGIifQ"
+    ),
+}

@@ -54,6 +54,8 @@ class PageShape:
     since: bool
     until: bool
     after: bool
+    # `types` names exactly one (bound as `type`, not `types`).
+    one_type: bool = False
 
 
 EVENT_COLUMNS = (
@@ -76,7 +78,9 @@ def page(shape: PageShape) -> Statement:
     indexes that stops after `limit` rows, each filter an equality or range on the
     index's columns, and the cursor a row comparison that continues the scan."""
     conditions: list[ColumnElement[bool]] = []
-    if shape.types:
+    if shape.one_type:  # an equality: the type's index is then read in order
+        conditions.append(Event.type == bindparam("type", type_=Text))
+    elif shape.types:
         conditions.append(Event.type == any_(bindparam("types", type_=ARRAY(Text))))
     if shape.actor:
         conditions.append(Event.actor_id == bindparam("actor_id", type_=Uuid))

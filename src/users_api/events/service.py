@@ -97,6 +97,7 @@ class AuditService:
         types = query.types()
         values.update(
             types=list(types or ()),
+            type=types[0] if types else None,
             actor_id=query.actor_id,
             subject_id=query.subject_id,
             since=query.since,
@@ -109,6 +110,7 @@ class AuditService:
             since=query.since is not None,
             until=query.until is not None,
             after=after is not None,
+            one_type=types is not None and len(types) == 1,
         )
         statement = q.page(shape)
 
