@@ -156,7 +156,7 @@ async def _empty_tables(engine: AsyncEngine) -> AsyncIterator[None]:
             text(
                 "TRUNCATE users, refresh_tokens, login_failures, sign_up_attempts, outbox, "
                 "password_reset_requests, groups, group_members, scim_tokens, cluster_leases, "
-                "events CASCADE"
+                "events, webhook_endpoints, webhook_deliveries CASCADE"
             )
         )
 

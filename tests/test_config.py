@@ -189,6 +189,8 @@ def _example_entries() -> dict[str, str]:
 def _as_written(default: object) -> str:
     if default is None or default == ():
         return ""
+    if isinstance(default, tuple):  # a comma-separated list
+        return ",".join(str(part) for part in default)
     if isinstance(default, bool):
         return str(default).lower()
     return str(default)

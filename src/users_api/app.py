@@ -58,6 +58,10 @@ from users_api.security.tokens import AccessTokens
 from users_api.throttle.service import LoginThrottle
 from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
+from users_api.webhooks.delivery import WebhookSender
+from users_api.webhooks.queries import KIND as WEBHOOK
+from users_api.webhooks.routes import router as webhooks_router
+from users_api.webhooks.service import BOX_INFO, WebhookService
 
 READY_TIMEOUT_SECONDS = 1.0
 # The outbox sender runs on one worker of the cluster; if that worker dies, another takes
@@ -92,18 +96,27 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     # One writer for every service: its subscribers (webhooks) see every event.
     events = build_writer()
     previous = settings.mfa_previous_secret_key
-    factor = SecondFactor(
-        SecretBox(secret_key, [previous.get_secret_value().encode()] if previous else [])
-    )
+    previous_keys = [previous.get_secret_value().encode()] if previous else []
+    factor = SecondFactor(SecretBox(secret_key, previous_keys))
+    webhook_box = SecretBox(secret_key, previous_keys, info=BOX_INFO)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
         throttle = LoginThrottle.from_settings(settings)
         app.state.db = db
+        webhooks = WebhookSender(
+            db,
+            webhook_box,
+            schedule=settings.webhook_retry_schedule,
+            max_attempts=settings.webhook_max_attempts,
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout_seconds,
+            events=events,
+        )
         sender = Sender(
             db,
-            {MAIL: mailer.deliver},
+            {MAIL: mailer.deliver, WEBHOOK: webhooks.deliver},
             poll_seconds=settings.outbox_poll_seconds,
             retry_seconds=settings.outbox_retry_seconds,
             lease=Lease(db, "outbox-sender", OUTBOX_LEASE_SECONDS),
@@ -149,6 +162,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         app.state.scim_tokens = ScimTokens(db)
         app.state.scim_users = ScimUsers(db, app.state.users)
         app.state.scim_groups = ScimGroups(db, app.state.groups)
+        app.state.webhooks = WebhookService(
+            db, webhook_box, allow_private=settings.webhook_allow_private, outbox=sender
+        )
         app.state.audit = AuditService(db)
         pruner = Pruner(db, settings.audit_retention_days)
         await _ensure_first_admin(app.state.users, settings)
@@ -167,6 +183,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             app.state.request_metrics.flush()
             await pruner.stop()
             await sender.stop()
+            await webhooks.close()
             await db.close()
             passwords.close()
             metrics.worker_stopped()
@@ -210,6 +227,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         accounts_router,
         groups_router,
         user_groups_router,
+        webhooks_router,
         audit_router,
         _operations,
     )

@@ -138,6 +138,26 @@ class Settings(BaseSettings):
     # Audit events older than this many days are removed by the service (0: kept for ever).
     audit_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 365
 
+    # Webhooks (webhooks/): the waits in seconds after each failed attempt (comma-separated,
+    # ±20 % jitter; the last repeats), how many attempts before the endpoint is disabled,
+    # whether loopback and private addresses may be targets, and each attempt's timeout.
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
+        5,
+        30,
+        120,
+        600,
+        1800,
+        3600,
+        7200,
+        14_400,
+        28_800,
+    )
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    webhook_allow_private: bool = False
+    # At most 14 s: a sender's batch (20 attempts, one after another) must end within the
+    # outbox's 5-minute lease, or another sender could take a row still being sent.
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=14)] = 10.0
+
     first_admin_email: str | None = None
     first_admin_username: str | None = None
     first_admin_password: SecretStr | None = None
@@ -274,6 +294,24 @@ class Settings(BaseSettings):
                 return tuple(ip_network(part, strict=False) for part in parts)
             except ValueError as exc:
                 raise ValueError(f"not an address or network: {exc}") from exc
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                return tuple(float(part) for part in parts)
+            except ValueError:
+                raise ValueError("must be seconds separated by commas, e.g. 5,30,120") from None
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="after")
+    @classmethod
+    def _validate_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0 < seconds <= 604_800 for seconds in value):
+            raise ValueError("must list at least one wait, each over 0 and at most a week")
         return value
 
     @field_validator("cors_origins", mode="before")

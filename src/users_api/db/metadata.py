@@ -11,6 +11,7 @@ from users_api.outbox import models as outbox_models
 from users_api.scim import models as scim_models
 from users_api.throttle import models as throttle_models
 from users_api.users import models as users_models
+from users_api.webhooks import models as webhooks_models
 
 metadata = Base.metadata
 
@@ -30,4 +31,5 @@ __all__ = [
     "scim_models",
     "throttle_models",
     "users_models",
+    "webhooks_models",
 ]

@@ -55,6 +55,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "group.member_removed",
     "scim_token.created",
     "scim_token.revoked",
+    "webhook.disabled",
 )
 _KNOWN = frozenset(EVENT_TYPES)
 # What a `type` filter may name: a type, or every type of a prefix (`user.*`).
@@ -248,4 +249,6 @@ def _refuse_secrets(data: Any) -> None:
 def build_writer() -> EventWriter:
     """The app's and the CLI's writer: the one place where subscribers are attached, so
     every front fans its events out alike."""
-    return EventWriter()
+    from users_api.webhooks.service import fan_out_event  # webhooks build on events
+
+    return EventWriter((fan_out_event,))

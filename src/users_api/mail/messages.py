@@ -68,6 +68,6 @@ class Mailer:
             transport = SmtpTransport.from_url(settings.smtp_url.get_secret_value())
         return cls(transport=transport, sender=settings.mail_from, public_url=settings.public_url)
 
-    async def deliver(self, payload: Mapping[str, Any]) -> None:
-        """The outbox's handler for `mail` rows."""
+    async def deliver(self, payload: Mapping[str, Any], attempt: int) -> None:
+        """The outbox's handler for `mail` rows (every attempt sends the same message)."""
         await self.transport.send(self.build(payload), link=payload.get("link"))

@@ -24,7 +24,7 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    # The channel: `mail` now; webhooks later ride the same table.
+    # The channel: `mail`, `webhook`.
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -34,6 +34,10 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Messages with the same key are delivered one at a time, in the order written: the
+    # next waits while an earlier one is undelivered (a webhook endpoint's events). NULL:
+    # no order with any other message (mail).
+    sequence_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # What is still to deliver, soonest first: the only rows the sender looks at.
@@ -41,5 +45,12 @@ class OutboxMessage(Base):
             "ix_outbox_due",
             "next_attempt_at",
             postgresql_where=text("delivered_at IS NULL"),
+        ),
+        # An undelivered message earlier in its sequence: one probe per due row.
+        Index(
+            "ix_outbox_sequence",
+            "sequence_key",
+            "id",
+            postgresql_where=text("delivered_at IS NULL AND sequence_key IS NOT NULL"),
         ),
     )

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Interval,
     Text,
     bindparam,
+    exists,
     func,
     insert,
     literal_column,
@@ -18,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import aliased
 
 from users_api.db.statements import compile_statement
 from users_api.outbox.models import OutboxMessage
@@ -29,19 +31,29 @@ _SECRET_KEYS: ColumnElement[Any] = literal_column("'{text,link}'::text[]")
 
 ENQUEUE = compile_statement(
     insert(OutboxMessage).values(
-        kind=bindparam("kind", type_=Text), payload=bindparam("payload", type_=JSONB)
+        kind=bindparam("kind", type_=Text),
+        payload=bindparam("payload", type_=JSONB),
+        sequence_key=bindparam("sequence_key", type_=Text),
     )
 )
+
+_EARLIER = aliased(OutboxMessage, name="earlier")
 
 # Due rows nobody else holds, moved `lease` into the future and counted as an attempt,
 # in one statement: another sender's claim skips them (SKIP LOCKED) while this one runs,
 # and sees them no more once it commits; a sender that dies leaves them due again when
-# the lease runs out.
+# the lease runs out. A row of a sequence waits while an earlier one of it is undelivered
+# (claimed or not), so a sequence is delivered in order by one sender at a time.
 _DUE = (
     select(OutboxMessage.id)
     .where(
         OutboxMessage.delivered_at.is_(None),
         OutboxMessage.next_attempt_at <= func.now(),
+        ~exists().where(
+            _EARLIER.sequence_key == OutboxMessage.sequence_key,
+            _EARLIER.delivered_at.is_(None),
+            _EARLIER.id < OutboxMessage.id,
+        ),
     )
     .order_by(OutboxMessage.next_attempt_at)
     .limit(bindparam("limit", type_=Integer))

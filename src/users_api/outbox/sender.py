@@ -28,8 +28,19 @@ from users_api.outbox import queries as q
 
 log = logging.getLogger(__name__)
 
-# Delivers one payload, or raises: the message stays in the outbox and is tried again.
-Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
+# Delivers one payload (the int: which attempt this is, from 1), or raises: the message
+# stays in the outbox and is tried again.
+Handler = Callable[[Mapping[str, Any], int], Awaitable[None]]
+
+
+class RetryAfter(Exception):  # an instruction to the sender, raised as an error
+    """Raised by a handler that chooses its own wait before the next attempt (webhooks'
+    schedule), instead of the sender's back-off."""
+
+    def __init__(self, reason: str, delay: timedelta) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
 
 BATCH = 20
 # Longer than any one delivery may take (each handler bounds its own), so a row is not
@@ -103,9 +114,12 @@ class Sender:
         try:
             if handler is None:
                 raise LookupError(f"no handler for outbox messages of kind {kind!r}")
-            await handler(json.loads(row["payload"]))  # asyncpg reads jsonb as text
+            await handler(json.loads(row["payload"]), attempts)  # asyncpg reads jsonb as text
         except Exception as exc:
-            delay = back_off(attempts, base=self.retry_seconds)
+            if isinstance(exc, RetryAfter):
+                delay = exc.delay
+            else:
+                delay = back_off(attempts, base=self.retry_seconds)
             error = f"{type(exc).__name__}: {exc}"[:1000]
             log.warning(
                 "outbox %s message %d not delivered (attempt %d), next in %.0f s: %s",
@@ -134,9 +148,14 @@ def _record(statement: Any, **values: Any) -> Callable[[Unit], Awaitable[None]]:
     return record
 
 
-async def enqueue(unit: Unit, kind: str, payload: Mapping[str, Any]) -> None:
-    """Write a message in `unit`'s transaction: it exists if, and only if, that commits."""
-    await unit.execute(q.ENQUEUE, kind=kind, payload=json.dumps(dict(payload)))
+async def enqueue(
+    unit: Unit, kind: str, payload: Mapping[str, Any], *, sequence_key: str | None = None
+) -> None:
+    """Write a message in `unit`'s transaction: it exists if, and only if, that commits.
+    Messages of one `sequence_key` are delivered one at a time, in the order written."""
+    await unit.execute(
+        q.ENQUEUE, kind=kind, payload=json.dumps(dict(payload)), sequence_key=sequence_key
+    )
 
 
 async def backlog(db: Database) -> tuple[int, Any]:

@@ -40,12 +40,12 @@ class SecretBoxError(RuntimeError):
     """A sealed secret opens under none of the keys (SECRET_KEY changed, no previous)."""
 
 
-def _derived(key: bytes) -> AESGCM:
+def _derived(key: bytes, info: bytes) -> AESGCM:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    material = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(key)
+    material = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
     return AESGCM(material)
 
 
@@ -54,16 +54,20 @@ class SecretBox:
 
     The keys are derived at the first use: `cryptography` takes 7 MiB of a worker's
     memory, and only a worker that handles a second factor needs it (`lean.py`).
+    `info` makes the key one use's own (TOTP secrets, webhook signing secrets).
     """
 
-    def __init__(self, key: bytes, previous: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, key: bytes, previous: Sequence[bytes] = (), *, info: bytes = _KEY_INFO
+    ) -> None:
         self._keys = [key, *previous]
+        self._info = info
         self._boxes: list[AESGCM] = []
 
     def _derived_boxes(self) -> list[AESGCM]:
         """The current key's box first, then the previous keys'."""
         if not self._boxes:
-            self._boxes = [_derived(key) for key in self._keys]
+            self._boxes = [_derived(key, self._info) for key in self._keys]
         return self._boxes
 
     def seal(self, secret: str, user_id: uuid.UUID) -> bytes:
@@ -84,7 +88,7 @@ class SecretBox:
                 return box.decrypt(nonce, body, user_id.bytes).decode(), index == 0
             except InvalidTag:
                 continue
-        raise SecretBoxError("the TOTP secret opens under no key")
+        raise SecretBoxError("the sealed secret opens under no key")
 
 
 def new_secret() -> str:

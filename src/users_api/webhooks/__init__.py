@@ -1,0 +1,1 @@
+"""Signed webhooks: endpoints, the fan-out of events to them, and their delivery."""

@@ -1,0 +1,114 @@
+"""Bodies and queries of the webhook endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from users_api.events.writer import EVENT_TYPES
+
+# Where the document says what a schema can: an http(s) URL (public addresses only is the
+# service's rule, `targets.py`), and the event patterns there are.
+Url = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    Field(json_schema_extra={"format": "uri", "pattern": "^https?://"}),
+]
+PATTERNS = ("*", *sorted({f"{kind.partition('.')[0]}.*" for kind in EVENT_TYPES}), *EVENT_TYPES)
+# An event type (`user.created`), every type under a prefix (`user.*`), or all (`*`).
+EventPattern = Annotated[
+    str, StringConstraints(max_length=64), Field(json_schema_extra={"enum": list(PATTERNS)})
+]
+Events = Annotated[list[EventPattern], Field(min_length=1, max_length=64)]
+Description = Annotated[str, StringConstraints(max_length=500)]
+_NOT_NULLABLE = ("url", "events", "enabled")
+
+
+def _document_absent_not_null(schema: dict[str, Any]) -> None:
+    """Only `description` takes null; the others may be left out, never sent as null (in
+    Python their None stands for "absent"): the document drops the null alternative."""
+    for name in _NOT_NULLABLE:
+        field = schema["properties"][name]
+        field.pop("default", None)
+        alternatives = [alt for alt in field.pop("anyOf", []) if alt.get("type") != "null"]
+        if len(alternatives) == 1:
+            field.update(alternatives[0])
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Url = Field(description="`https://` or `http://`, to a public address.")
+    events: Events = Field(description="Event types, `prefix.*`, or `*` for every event.")
+    description: Description | None = None
+
+
+class WebhookUpdate(BaseModel):
+    """A merge patch: only the fields sent change; `"description": null` clears it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_absent_not_null)
+
+    url: Url | None = None
+    events: Events | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+
+    @field_validator(*_NOT_NULLABLE, mode="before")
+    @classmethod
+    def _reject_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+
+class WebhookOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="The signing secret (`whsec_…`, Standard Webhooks): shown this once."
+    )
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    """One attempt to deliver one event."""
+
+    id: int
+    event_id: uuid.UUID
+    attempt: int
+    # Always sent; null when there is none (the document drops nulls from examples, so
+    # these are not "required" there).
+    status_code: int | None = Field(None, description="The receiver's status; null: no answer.")
+    error: str | None = Field(None, description="What went wrong; null: delivered.")
+    attempted_at: datetime
+    next_retry_at: datetime | None = Field(None, description="Null: no further attempt.")
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
+
+
+class DeliveryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=200, description="How many attempts, newest first.")
+
+
+class RetryAccepted(BaseModel):
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID

@@ -1,0 +1,94 @@
+"""Events reach webhooks through the events writer, in the event's transaction: a change
+that rolls back sends nothing; an endpoint disabled after its last attempt is an event
+itself, sent to the endpoints that want it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from uuid_utils.compat import uuid7
+
+from tests.webhooks.conftest import emit, eventually, register
+from tests.webhooks.receiver import Receiver
+from users_api.db.database import Unit
+from users_api.events.writer import SYSTEM, build_writer
+
+
+class Forced(Exception):
+    """The change fails after its event was written."""
+
+
+async def test_an_event_that_rolls_back_sends_nothing(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver, engine: AsyncEngine
+) -> None:
+    await register(admin_client, receiver)
+    writer = build_writer()
+
+    async def change_that_fails(unit: Unit) -> None:
+        await writer.write(
+            unit, "user.deleted", actor=SYSTEM, subject_type="user", subject_id=uuid7()
+        )
+        raise Forced
+
+    with pytest.raises(Forced):
+        await app.state.db.run(change_that_fails)
+    committed = await emit(app, "user.created")
+    await eventually(lambda: len(receiver.delivered()) == 1)
+    await asyncio.sleep(0.3)
+    assert [item.webhook_id for item in receiver.all()] == [committed]
+    async with engine.connect() as connection:
+        queued = await connection.execute(text("SELECT count(*) FROM outbox"))
+        assert queued.scalar_one() == 1
+
+
+@pytest.mark.parametrize("changes", [{"webhook_max_attempts": 2}])
+async def test_a_disabled_endpoint_is_an_event_sent_to_those_who_want_it(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver, engine: AsyncEngine
+) -> None:
+    failing = await register(admin_client, receiver, events=["user.*"])
+    receiver.plan = [500, 500]
+    watcher = Receiver()
+    watcher.start()
+    try:
+        await register(admin_client, watcher, events=["webhook.*"])
+        await emit(app, "user.created")
+        await eventually(lambda: len(watcher.delivered()) == 1)
+        [notice] = watcher.delivered()
+        assert notice.verified
+        assert notice.document["type"] == "webhook.disabled"
+        data = notice.document["data"]
+        assert data["subject"] == {"type": "webhook", "id": failing}
+        assert data["actor"] == {"type": "system", "id": None}
+        assert data["data"] == {"attempts": 2, "error": "HTTP 500"}
+    finally:
+        watcher.stop()
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT type, subject_id::text FROM events WHERE type = 'webhook.disabled'")
+        )
+        assert rows.all() == [("webhook.disabled", failing)]
+
+
+async def test_a_change_through_the_api_reaches_the_endpoint(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await register(admin_client, receiver, events=["user.created"])
+    created = await admin_client.post(
+        "/api/v1/users",
+        json={"email": "ada@example.com", "username": "ada", "password": "a long password here"},
+        headers={"X-Request-ID": "create-ada"},
+    )
+    assert created.status_code == 201, created.text
+    await eventually(lambda: len(receiver.delivered()) == 1)
+    [received] = receiver.delivered()
+    assert received.verified
+    event = received.document["data"]
+    assert received.document["type"] == event["type"] == "user.created"
+    assert event["subject"] == {"type": "user", "id": created.json()["id"]}
+    assert event["request_id"] == "create-ada"
+    assert "password" not in received.body.decode()
