@@ -76,7 +76,7 @@ async def test_only_the_lease_holders_outbox_sender_polls(db: Database) -> None:
     delivered: dict[str, int] = {"worker-1": 0, "worker-2": 0}
 
     def handler(name: str) -> Any:
-        async def deliver(payload: Any) -> None:
+        async def deliver(payload: Any, attempt: int) -> None:
             delivered[name] += 1
 
         return deliver

@@ -79,10 +79,14 @@ class Sender:
         delivered again: an interrupted delivery may not have happened)."""
         if self._task is None:
             return
-        self._task.cancel()
+        task, self._task = self._task, None
+        # Cancel until it has ended: once in CI, under load, a shut-down waited here for
+        # ever on a sender that outlived its one cancel (the lost cancel not pinned down).
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+            await task
 
     async def _run(self) -> None:
         while True:
