@@ -179,7 +179,7 @@ class Database:
         (db/replicas.py), else on the primary as `run` would. Never for what decides
         access: the caller's token, roles and revocation are read with `run`."""
         if self.replicas is not None:
-            done, result = await self.replicas.read(work)
+            done, result = await self.replicas.read(work, transaction=transaction)
             if done:
                 return result  # type: ignore[return-value]  # a T when done
         return await self.run(work, transaction=transaction)
