@@ -155,11 +155,11 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             events=events,
             require_verified_email=settings.require_verified_email,
         )
-        app.state.groups = GroupService(db)
+        app.state.groups = GroupService(db, events)
         app.state.mfa = MfaService(
             db, passwords=passwords, throttle=throttle, factor=factor, events=events
         )
-        app.state.scim_tokens = ScimTokens(db)
+        app.state.scim_tokens = ScimTokens(db, events)
         app.state.scim_users = ScimUsers(db, app.state.users)
         app.state.scim_groups = ScimGroups(db, app.state.groups)
         app.state.webhooks = WebhookService(

@@ -483,7 +483,7 @@ def scim_token_create(
     if not 1 <= len(name) <= 200 or "\x00" in name:
         fail("invalid name: 1 to 200 characters")
     settings = load_settings()
-    row, token = _on_users(settings, lambda users: ScimTokens(users.db).create(name))
+    row, token = _on_users(settings, lambda users: ScimTokens(users.db, users.events).create(name))
     log.info("provisioning token created", id=str(row["id"]), name=name)
     typer.echo(token)
 
@@ -494,7 +494,7 @@ def scim_token_list() -> None:
     from users_api.scim.tokens import ScimTokens
 
     settings = load_settings()
-    rows = _on_users(settings, lambda users: ScimTokens(users.db).list())
+    rows = _on_users(settings, lambda users: ScimTokens(users.db, users.events).list())
     for row in rows:
         state = f"revoked {row['revoked_at'].isoformat()}" if row["revoked_at"] else "active"
         used = row["last_used_at"].isoformat() if row["last_used_at"] else "never used"
@@ -517,7 +517,7 @@ def scim_token_revoke(
     except ValueError:
         fail(f"invalid id: {token_id!r} is not a UUID")
     settings = load_settings()
-    row = _on_users(settings, lambda users: ScimTokens(users.db).revoke(parsed))
+    row = _on_users(settings, lambda users: ScimTokens(users.db, users.events).revoke(parsed))
     log.info("provisioning token revoked", id=str(row["id"]), name=row["name"])
 
 

@@ -62,7 +62,9 @@ async def replicated_app(
     async with engine.begin() as connection:
         from sqlalchemy import text
 
-        await connection.execute(text("TRUNCATE users, refresh_tokens, outbox CASCADE"))
+        await connection.execute(
+            text("TRUNCATE users, refresh_tokens, outbox, events, groups CASCADE")
+        )
     await engine.dispose()
 
 
@@ -146,3 +148,29 @@ async def test_a_replica_stopped_mid_run_costs_no_request_and_is_used_again(
         await some_reads(5)
         await asyncio.sleep(0.2)
     await some_reads(20)
+
+
+async def test_audit_and_groups_lists_read_your_writes_and_admins_only(
+    client: httpx.AsyncClient, replicated_app: FastAPI
+) -> None:
+    created = await client.post("/api/v1/groups", json={"display_name": "Replicated"})
+    assert created.status_code == 201, created.text
+    headers = {HEADER: created.headers[HEADER]}
+    audit = await client.get(
+        "/api/v1/audit-events", params={"type": "group.created"}, headers=headers
+    )
+    assert audit.status_code == 200, audit.text
+    assert [item["subject"]["id"] for item in audit.json()["items"]] == [created.json()["id"]]
+    listed = await client.get("/api/v1/groups", headers=headers)
+    assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
+
+    async with asgi_client(replicated_app) as anyone:
+        signed_up = await anyone.post(
+            "/api/v1/users",
+            json={"email": "ada@example.com", "username": "ada", "password": PASSWORD},
+        )
+        assert signed_up.status_code == 201, signed_up.text
+        tokens = await login(anyone, "ada", PASSWORD)
+        anyone.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        assert (await anyone.get("/api/v1/audit-events")).status_code == 403
+        assert (await anyone.get("/api/v1/groups")).status_code == 403

@@ -68,10 +68,23 @@ Record: TypeAlias = asyncpg.Record
 class Unit:
     """The statements of one unit of work, on its one connection."""
 
-    __slots__ = ("connection",)
+    __slots__ = ("_committed", "connection")
 
     def __init__(self, connection: DriverConnection) -> None:
         self.connection = connection
+        self._committed: list[Callable[[], None]] = []
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this unit's work is committed (never when it rolls back,
+        nor for an attempt retried after a concurrent change): e.g. counting what it
+        wrote."""
+        self._committed.append(callback)
+
+    def committed(self) -> None:
+        """Called by `Database` after the commit: run the `on_commit` callbacks."""
+        callbacks, self._committed = self._committed, []
+        for callback in callbacks:
+            callback()
 
     async def one(self, statement: Statement, **values: Any) -> Record | None:
         return await self.connection.fetchrow(statement.sql, *statement.args(values))
@@ -166,7 +179,7 @@ class Database:
         (db/replicas.py), else on the primary as `run` would. Never for what decides
         access: the caller's token, roles and revocation are read with `run`."""
         if self.replicas is not None:
-            done, result = await self.replicas.read(work)
+            done, result = await self.replicas.read(work, transaction=transaction)
             if done:
                 return result  # type: ignore[return-value]  # a T when done
         return await self.run(work, transaction=transaction)
@@ -183,10 +196,14 @@ class Database:
             try:
                 if self._begin is not None and (transaction or not self._lone_bare):
                     return await self._run_pinned(work, connection, self._begin)
+                unit = Unit(connection)
                 if not transaction:
-                    return await work(Unit(connection))
-                async with connection.transaction():
-                    return await work(Unit(connection))
+                    result = await work(unit)
+                else:
+                    async with connection.transaction():
+                        result = await work(unit)
+                unit.committed()
+                return result
             except _DRIVER_ERRORS as exc:
                 fault = self._fault(exc, connection)
                 _noted(fault, exc)
@@ -231,8 +248,9 @@ class Database:
         rollback itself failed) is closed rather than pooled.
         """
         await connection.execute(begin)
+        unit = Unit(connection)
         try:
-            result = await work(Unit(connection))
+            result = await work(unit)
         except BaseException:
             with contextlib.suppress(*_DRIVER_ERRORS):
                 if not _closed(connection) and connection.is_in_transaction():
@@ -242,6 +260,7 @@ class Database:
                     connection.terminate()
             raise
         await connection.execute("COMMIT")
+        unit.committed()
         return result
 
     def _fault(self, exc: BaseException, connection: DriverConnection) -> DomainError | None:

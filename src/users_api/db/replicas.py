@@ -154,9 +154,12 @@ class Replicas:
         self._next = (self._next + 1) % len(usable)
         return usable[self._next :] + usable[: self._next]
 
-    async def read(self, work: Callable[[Unit], Awaitable[T]]) -> tuple[bool, T | None]:
+    async def read(
+        self, work: Callable[[Unit], Awaitable[T]], *, transaction: bool = False
+    ) -> tuple[bool, T | None]:
         """(True, result) from a replica that may answer, or (False, None): ask the
-        primary. A replica that fails is benched, and the next one is tried."""
+        primary. A replica that fails is benched, and the next one is tried.
+        `transaction`: `work` reads one snapshot (a count and its page)."""
         position = required_position.get()
         for replica in self._candidates():
             # The monitor's reading may be behind the replica: then ask it, in the
@@ -164,7 +167,7 @@ class Replicas:
             check = position is not None and replica.replayed < position
             attempt = _attempt(work, format_position(position) if check and position else None)
             try:
-                done, result = await replica.db.run(attempt, transaction=check)
+                done, result = await replica.db.run(attempt, transaction=check or transaction)
             except DomainError as exc:
                 replica.benched_until = time.monotonic() + BENCH_SECONDS
                 self._set(replica, usable=False, why=exc.code)

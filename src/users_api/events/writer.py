@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from uuid_utils.compat import uuid7
@@ -28,6 +29,7 @@ from users_api.db.database import Unit
 from users_api.events import queries as q
 from users_api.http.client import current_address
 from users_api.http.request_id import current_request_id
+from users_api.metrics import count_event
 
 ActorType = Literal["user", "scim", "system"]
 
@@ -232,6 +234,9 @@ class EventWriter:
         )
         for subscriber in self._subscribers:
             await subscriber(unit, event)
+        # Counted once the change commits (`users_api_events_written_total`): an event
+        # rolled back, or written by an attempt that is retried, was never written.
+        unit.on_commit(partial(count_event, type))
         return event
 
 

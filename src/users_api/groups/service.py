@@ -16,12 +16,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from uuid_utils.compat import uuid7
 
-from users_api.db.database import Database, Record, Unit
+from users_api.db.database import Database, Record, Unit, Work
 from users_api.errors import NotFound, PreconditionFailed, UnknownMembers
+from users_api.events.writer import SYSTEM, Actor, EventWriter, user_actor
 from users_api.groups import queries as gq
 from users_api.groups.queries import GroupRow, as_group
 from users_api.groups.schemas import GroupCreate, GroupListQuery, GroupUpdate, MemberListQuery
@@ -37,6 +39,7 @@ NO_GROUP = "No group with this id."
 MemberIds = dict[uuid.UUID, list[uuid.UUID]]
 GroupRows = list[GroupRow]
 NO_USER = "No user with this id."
+T = TypeVar("T")
 
 
 # A keyset page (groups, or users for a group's members) and the next cursor: the
@@ -47,6 +50,7 @@ Page = RowPage
 @dataclass(frozen=True, slots=True)
 class GroupService:
     db: Database
+    events: EventWriter
 
     # --- reading -------------------------------------------------------------------
 
@@ -67,12 +71,11 @@ class GroupService:
         statement = gq.GROUPS_PAGE[(query.q is not None, query.cursor is not None)]
 
         async def read(unit: Unit) -> list[Record]:
-            await _require_admin(unit, caller)  # 401 and 403 before a bad cursor's 400
-            if query.cursor is not None:
+            if query.cursor is not None:  # after 401 and 403 (`_read_as_admin`)
                 values["after_id"] = _after(query.cursor)
             return await unit.all(statement, **values)
 
-        records = await self.db.run(read, transaction=False)
+        records = await self._read_as_admin(read, caller=caller)
         return _page([as_group(record) for record in records], query.limit)
 
     async def members(
@@ -83,13 +86,13 @@ class GroupService:
         statement = gq.MEMBERS_PAGE if query.cursor is None else gq.MEMBERS_PAGE_AFTER
 
         async def read(unit: Unit) -> list[Record]:
-            await _require_admin(unit, caller)
             if query.cursor is not None:
                 values["after_id"] = _after(query.cursor)
             await _group(unit, group_id)
             return await unit.all(statement, **values)
 
-        records = await self.db.run(read)  # one snapshot: the group and its members
+        # one snapshot: the group and its members
+        records = await self._read_as_admin(read, caller=caller, transaction=True)
         return _page([as_row(record) for record in records], query.limit)
 
     async def member_ids(
@@ -99,11 +102,10 @@ class GroupService:
         groups); a group with no members, or no such group, maps to an empty list."""
 
         async def read(unit: Unit) -> list[Record]:
-            await _require_admin(unit, caller)
             return await unit.all(gq.MEMBER_IDS, group_ids=list(group_ids))
 
         found: dict[uuid.UUID, list[uuid.UUID]] = {group_id: [] for group_id in group_ids}
-        for record in await self.db.run(read, transaction=False):
+        for record in await self._read_as_admin(read, caller=caller):
             found[record["group_id"]].append(record["user_id"])
         return found
 
@@ -124,6 +126,22 @@ class GroupService:
             return await unit.all(gq.USER_GROUPS, user_id=user_id)
 
         return [as_group(record) for record in await self.db.run(read)]
+
+    async def _read_as_admin(
+        self, work: Work[T], *, caller: AccessClaims | None, transaction: bool = False
+    ) -> T:
+        """`work`, a read that may be a moment old, on a replica when there are any
+        (`Database.read`); who may read is decided on the primary first. Without
+        replicas, the check and the read share one unit, as before."""
+        if self.db.replicated:
+            await self.db.run(partial(_require_admin, caller=caller), transaction=False)
+            return await self.db.read(work, transaction=transaction)
+
+        async def checked(unit: Unit) -> T:
+            await _require_admin(unit, caller)
+            return await work(unit)
+
+        return await self.db.run(checked, transaction=transaction)
 
     # --- changing ------------------------------------------------------------------
 
@@ -147,8 +165,10 @@ class GroupService:
                 display_name=data.display_name,
                 external_id=data.external_id,
             )
+            await self._record(unit, "group.created", group_id, caller)
             if members:
-                await _add(unit, group_id, _all_users(members, await _users(unit, members)))
+                added = await _add(unit, group_id, _all_users(members, await _users(unit, members)))
+                await self._record_members(unit, group_id, caller, added=added)
             return await _group(unit, group_id)
 
         return await self.db.run(insert)
@@ -174,12 +194,16 @@ class GroupService:
             current = await _locked(unit, group_id, if_match)
             changed = {name for name, value in changes.items() if current[name] != value}
             if members is not None and found is not None:
-                replaced = await _replace(unit, group_id, _all_users(members, found))
-                changed |= {"members"} if replaced else set()
+                added, removed = await _replace(unit, group_id, _all_users(members, found))
+                await self._record_members(unit, group_id, caller, added=added, removed=removed)
+                changed |= {"members"} if added or removed else set()
             if changed:
                 fields = frozenset(changed - {"members"})
                 new = {f"new_{name}": changes[name] for name in fields}
                 await unit.execute(gq.set_group(fields), group_id=group_id, **new)
+                if fields:
+                    data = {"fields": sorted(fields)}
+                    await self._record(unit, "group.updated", group_id, caller, data)
             return await _group(unit, group_id)
 
         return await self.db.run(change)
@@ -193,6 +217,7 @@ class GroupService:
             await _require_admin(unit, caller)
             await _locked(unit, group_id, if_match)
             await unit.execute(gq.DELETE_GROUP, group_id=group_id)
+            await self._record(unit, "group.deleted", group_id, caller)
 
         await self.db.run(remove)
 
@@ -223,8 +248,10 @@ class GroupService:
             await _require_admin(unit, caller)
             found = await _users(unit, user_ids)
             await _locked(unit, group_id, if_match)
-            if await _add(unit, group_id, _all_users(user_ids, found)):
+            added = await _add(unit, group_id, _all_users(user_ids, found))
+            if added:
                 await unit.execute(gq.set_group(frozenset()), group_id=group_id)
+                await self._record_members(unit, group_id, caller, added=added)
             return await _group(unit, group_id)
 
         return await self.db.run(change)
@@ -243,9 +270,10 @@ class GroupService:
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
             await _locked(unit, group_id, if_match)
-            removed = await unit.all(gq.REMOVE_MEMBERS, group_id=group_id, user_ids=[user_id])
+            removed = await _remove(unit, group_id, [user_id])
             if removed:
                 await unit.execute(gq.set_group(frozenset()), group_id=group_id)
+                await self._record_members(unit, group_id, caller, removed=removed)
             elif await unit.value(gq.USER_EXISTS, user_id=user_id) is None:
                 raise NotFound(NO_USER)
             return await _group(unit, group_id)
@@ -266,9 +294,10 @@ class GroupService:
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
             await _locked(unit, group_id, if_match)
-            removed = await unit.all(gq.REMOVE_MEMBERS, group_id=group_id, user_ids=list(user_ids))
+            removed = await _remove(unit, group_id, list(user_ids))
             if removed:
                 await unit.execute(gq.set_group(frozenset()), group_id=group_id)
+                await self._record_members(unit, group_id, caller, removed=removed)
             return await _group(unit, group_id)
 
         return await self.db.run(change)
@@ -288,11 +317,46 @@ class GroupService:
             await _require_admin(unit, caller)
             found = await _users(unit, user_ids)
             await _locked(unit, group_id, if_match)
-            if await _replace(unit, group_id, _all_users(user_ids, found)):
+            added, removed = await _replace(unit, group_id, _all_users(user_ids, found))
+            if added or removed:
                 await unit.execute(gq.set_group(frozenset()), group_id=group_id)
+                await self._record_members(unit, group_id, caller, added=added, removed=removed)
             return await _group(unit, group_id)
 
         return await self.db.run(change)
+
+    # --- events --------------------------------------------------------------------
+
+    async def _record(
+        self,
+        unit: Unit,
+        type: str,
+        group_id: uuid.UUID,
+        caller: AccessClaims | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """One `group.*` event in the change's transaction; the actor is the caller, or
+        the system (a front's `acting_as`, e.g. SCIM's token, overrides either)."""
+        await self.events.write(
+            unit, type, actor=_actor(caller), subject_type="group", subject_id=group_id, data=data
+        )
+
+    async def _record_members(
+        self,
+        unit: Unit,
+        group_id: uuid.UUID,
+        caller: AccessClaims | None,
+        *,
+        added: Sequence[uuid.UUID] = (),
+        removed: Sequence[uuid.UUID] = (),
+    ) -> None:
+        """One event per member who really joined or left (none for what changed nothing)."""
+        for user_id in added:
+            data = {"user_id": str(user_id)}
+            await self._record(unit, "group.member_added", group_id, caller, data)
+        for user_id in removed:
+            data = {"user_id": str(user_id)}
+            await self._record(unit, "group.member_removed", group_id, caller, data)
 
 
 # --- the steps the methods share -------------------------------------------------------
@@ -343,19 +407,32 @@ def _all_users(wanted: Collection[uuid.UUID], found: list[uuid.UUID]) -> list[uu
     return found
 
 
-async def _add(unit: Unit, group_id: uuid.UUID, user_ids: list[uuid.UUID]) -> bool:
-    """Insert the memberships not there yet; whether any was."""
+def _actor(caller: AccessClaims | None) -> Actor:
+    return SYSTEM if caller is None else user_actor(caller.user_id)
+
+
+async def _add(unit: Unit, group_id: uuid.UUID, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Insert the memberships not there yet; the users who joined."""
     if not user_ids:
-        return False
-    return bool(await unit.all(gq.ADD_MEMBERS, group_id=group_id, user_ids=user_ids))
+        return []
+    records = await unit.all(gq.ADD_MEMBERS, group_id=group_id, user_ids=user_ids)
+    return [record["user_id"] for record in records]
 
 
-async def _replace(unit: Unit, group_id: uuid.UUID, user_ids: list[uuid.UUID]) -> bool:
-    """The members become exactly `user_ids` (users, locked by `_users`); whether
-    anything changed."""
-    removed = await unit.all(gq.REMOVE_OTHER_MEMBERS, group_id=group_id, user_ids=user_ids)
+async def _remove(unit: Unit, group_id: uuid.UUID, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Delete these memberships; the users who left."""
+    records = await unit.all(gq.REMOVE_MEMBERS, group_id=group_id, user_ids=user_ids)
+    return [record["user_id"] for record in records]
+
+
+async def _replace(
+    unit: Unit, group_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """The members become exactly `user_ids` (users, locked by `_users`); the users who
+    joined, and those who left."""
+    records = await unit.all(gq.REMOVE_OTHER_MEMBERS, group_id=group_id, user_ids=user_ids)
     added = await _add(unit, group_id, user_ids)
-    return bool(removed) or added
+    return added, [record["user_id"] for record in records]
 
 
 def _after(text: str) -> uuid.UUID:

@@ -264,7 +264,9 @@ class ScimGroups:
                 return total, [dict(zip(_FIELDS, record, strict=True)) for record in records]
             return total, await self._with_members(unit, records)
 
-        total, rows = await self.db.run(read)
+        # One snapshot of the count and the page, maybe a moment old: access was decided
+        # on the primary (the token, `scim.routes`).
+        total, rows = await self.db.read(read, transaction=True)
         return Page(total=total, rows=rows)
 
     async def create(self, resource: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ error bodies. Every request needs a live provisioning token; nothing else opens 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -19,6 +20,8 @@ from starlette.routing import Route
 
 from users_api.errors import DomainError
 from users_api.etags import if_none_match_hits, parse_if_match
+from users_api.events.writer import Actor, acting_as
+from users_api.http.client import CLIENT_SCOPE
 from users_api.scim import discovery, mapping
 from users_api.scim import groups as scim_groups
 from users_api.scim.errors import (
@@ -454,6 +457,20 @@ async def schemas(request: Request, state: Any) -> Response:
     return scim_response(found)
 
 
+@contextmanager
+def _recording_client(request: Request) -> Iterator[None]:
+    """For a request that may change state, its scope in `http.client.CLIENT_SCOPE`
+    (the audit events' `ip_address`); a read records nothing."""
+    if request.method in ("GET", "HEAD"):
+        yield
+        return
+    token = CLIENT_SCOPE.set(request.scope)
+    try:
+        yield
+    finally:
+        CLIENT_SCOPE.reset(token)
+
+
 def build(state: Any) -> Starlette:
     """The `/scim/v2` app; `state` is the API's (its services are made at start-up)."""
 
@@ -461,9 +478,13 @@ def build(state: Any) -> Starlette:
         async def serve(request: Request) -> Response:
             try:
                 tokens: ScimTokens = state.scim_tokens
-                if await tokens.authenticate(_bearer(request)) is None:
+                token_id = await tokens.authenticate(_bearer(request))
+                if token_id is None:
                     raise ScimError(401, "A live provisioning token is required.")
-                return await handler(request, state)
+                # Every event this request writes names the token as its actor, and
+                # (for a change) the client's address, as the REST write routes do.
+                with acting_as(Actor("scim", token_id)), _recording_client(request):
+                    return await handler(request, state)
             except ScimError as exc:
                 return error_response(exc)
             except DomainError as exc:

@@ -14,6 +14,7 @@ from uuid_utils.compat import uuid7
 from users_api.db.database import Database, Record, Unit
 from users_api.db.statements import Statement, compile_statement
 from users_api.errors import NotFound
+from users_api.events.writer import SYSTEM, EventWriter
 from users_api.scim.models import ScimToken
 
 # A prefix tells a provisioning token from a user's JWT at a glance (and to scanners).
@@ -27,12 +28,13 @@ _INSERT = compile_statement(
     .returning(*_SHOWN)
 )
 _LIST = compile_statement(select(*_SHOWN).order_by(ScimToken.created_at, ScimToken.id))
-# Revoked at once: the next request with it finds no live row.
+# Revoked at once: the next request with it finds no live row. `revoked_now`: whether
+# this statement revoked it (RETURNING sees the new row; now() is the transaction's).
 _REVOKE = compile_statement(
     update(ScimToken)
     .where(ScimToken.id == bindparam("id"))
     .values(revoked_at=func.coalesce(ScimToken.revoked_at, func.now()))
-    .returning(*_SHOWN)
+    .returning(*_SHOWN, (ScimToken.revoked_at == func.now()).label("revoked_now"))
 )
 # One statement per request: the live token's id; its use recorded at most once a
 # minute, so parallel requests of one client do not queue on the token's row lock.
@@ -65,6 +67,7 @@ def _as_dict(record: Record) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class ScimTokens:
     db: Database
+    events: EventWriter
 
     async def create(self, name: str) -> tuple[dict[str, Any], str]:
         """A new token: its row, and the token itself (shown once, never stored)."""
@@ -74,6 +77,7 @@ class ScimTokens:
         async def insert_token(unit: Unit) -> Record:
             record = await unit.one(_INSERT, **values)
             assert record is not None  # INSERT ... RETURNING
+            await self._record(unit, "scim_token.created", record)
             return record
 
         return _as_dict(await self.db.run(insert_token)), token
@@ -89,9 +93,23 @@ class ScimTokens:
             record = await unit.one(_REVOKE, id=token_id)
             if record is None:
                 raise NotFound("No provisioning token with this id.")
+            if record["revoked_now"]:  # revoking a revoked token changes nothing
+                await self._record(unit, "scim_token.revoked", record)
             return record
 
         return _as_dict(await self.db.run(revoke))
+
+    async def _record(self, unit: Unit, type: str, record: Record) -> None:
+        """The token's event, by the system (only the CLI manages tokens); its name, never
+        the token or its hash."""
+        await self.events.write(
+            unit,
+            type,
+            actor=SYSTEM,
+            subject_type="scim_token",
+            subject_id=record["id"],
+            data={"name": record["name"]},
+        )
 
     async def authenticate(self, token: str | None) -> uuid.UUID | None:
         """The id of the live token `token` is, or None (unknown, revoked, or none sent)."""

@@ -104,7 +104,9 @@ class ScimUsers:
                 return total, []
             return total, await _with_groups(unit, await unit.all(page_statement, **page_values))
 
-        total, rows = await self.db.run(read)  # one snapshot: the count and the page
+        # One snapshot of the count and the page, maybe a moment old: access was decided
+        # on the primary (the token, `scim.routes`).
+        total, rows = await self.db.read(read, transaction=True)
         return Page(total=total, rows=rows)
 
     async def create(self, resource: Any) -> dict[str, Any]:
