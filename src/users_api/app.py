@@ -46,10 +46,8 @@ from users_api.mfa.routes import router as mfa_router
 from users_api.mfa.service import MfaService, SecondFactor
 from users_api.middleware import BodySizeLimit, Cors, Edge
 from users_api.outbox.sender import Sender
-from users_api.scim.groups import ScimGroups
-from users_api.scim.routes import build as scim_app
+from users_api.scim.mount import ScimMount
 from users_api.scim.tokens import ScimTokens
-from users_api.scim.users import ScimUsers
 from users_api.security import strength
 from users_api.security.mfa import SecretBox
 from users_api.security.passwords import Passwords, default_hash_concurrency
@@ -160,8 +158,6 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             db, passwords=passwords, throttle=throttle, factor=factor, events=events
         )
         app.state.scim_tokens = ScimTokens(db, events)
-        app.state.scim_users = ScimUsers(db, app.state.users)
-        app.state.scim_groups = ScimGroups(db, app.state.groups)
         app.state.webhooks = WebhookService(
             db, webhook_box, allow_private=settings.webhook_allow_private, outbox=sender
         )
@@ -231,8 +227,9 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         audit_router,
         _operations,
     )
-    # SCIM is its own protocol (media type, errors, tokens): its own app under the API's.
-    app.mount("/scim/v2", scim_app(app.state))
+    # SCIM is its own protocol (media type, errors, tokens): its own app under the API's,
+    # loaded by its first request (scim/mount.py).
+    app.mount("/scim/v2", ScimMount(app.state))
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app

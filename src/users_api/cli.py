@@ -325,6 +325,8 @@ def serve(
             workers=workers,
             reload=reload,
             timeout_graceful_shutdown=10,
+            # No WebSocket route: its protocol modules are not loaded (~1 MiB a worker).
+            ws="none",
             # The service decides itself whose X-Forwarded-For to believe (TRUSTED_PROXIES).
             proxy_headers=False,
             # Its loggers go through ours (logs.py): no logging configuration of its own.

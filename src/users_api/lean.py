@@ -1,13 +1,15 @@
 """Imports that leave out what a library would load for features this service never uses.
 
-Two libraries import an optional dependency at import time whenever it is installed:
-structlog imports Rich (and Pygments) to draw tracebacks in colour, PyJWT imports
-`cryptography` for the RSA and EC algorithms. The service writes plain-text tracebacks
-and signs HS256 only, yet both are installed (Typer brings Rich; the second factor's
-secrets are sealed with `cryptography`): 3.6 and 7 MiB of every worker's memory,
-measured. Imported inside `leaving_out`, such a library finds them "not installed";
-afterwards they import as usual for whoever needs them (`security/mfa.py` loads
-`cryptography` at its first use).
+Three libraries import optional dependencies at import time whenever they are installed:
+structlog imports Rich (and Pygments) to draw tracebacks in colour and greenlet for its
+deprecated thread-locals; httpx imports Rich and Pygments for its command-line client;
+PyJWT imports `cryptography` for the RSA and EC algorithms. The service writes
+plain-text tracebacks, sends webhooks without a terminal and signs HS256 only, yet all
+are installed (Typer brings Rich, SQLAlchemy's asyncio layer greenlet; the second
+factor's secrets are sealed with `cryptography`): ~4, 1.6 and 7 MiB of every worker's
+memory, measured. Imported inside `leaving_out`, such a library finds them "not
+installed"; afterwards they import as usual for whoever needs them (`security/mfa.py`
+loads `cryptography` at its first use).
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ import orjson
 from users_api.http.request_id import current_request_id
 from users_api.lean import leaving_out
 
-with leaving_out("rich"):  # tracebacks here are plain text (`_renderer`)
+# Tracebacks here are plain text (`_renderer`); context lives in contextvars, not in
+# greenlet-locals (structlog's deprecated threadlocal module asks for greenlet).
+with leaving_out("rich", "greenlet"):
     import structlog
     from structlog.typing import EventDict, Processor, WrappedLogger
 

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-import aiosmtplib
-
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 30.0
@@ -52,6 +50,8 @@ class SmtpTransport:
         )
 
     async def send(self, message: EmailMessage, *, link: str | None) -> None:
+        import aiosmtplib  # only where mail goes out over SMTP: not loaded in every worker
+
         await aiosmtplib.send(
             message,
             hostname=self.hostname,

@@ -472,7 +472,10 @@ def _recording_client(request: Request) -> Iterator[None]:
 
 
 def build(state: Any) -> Starlette:
-    """The `/scim/v2` app; `state` is the API's (its services are made at start-up)."""
+    """The `/scim/v2` app; `state` is the API's, started (scim/mount.py builds this at the
+    first SCIM request): the SCIM services are made here, on its database and services."""
+    state.scim_users = ScimUsers(state.db, state.users)
+    state.scim_groups = ScimGroups(state.db, state.groups)
 
     def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def serve(request: Request) -> Response:

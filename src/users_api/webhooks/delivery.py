@@ -26,10 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from standardwebhooks import Webhook
 
 from users_api import __version__
+from users_api.lean import leaving_out
+
+with leaving_out("pygments", "rich"):  # httpx's command-line client: not this service's
+    import httpx
 from users_api.db.database import Database, Record, Unit
 from users_api.events.writer import SYSTEM, EventWriter
 from users_api.ids import parse_uuid

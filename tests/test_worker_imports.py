@@ -1,0 +1,32 @@
+"""What a serving worker loads: each module kept out here is memory every worker saves
+(issue 13's RSS line). A fresh interpreter, as uvicorn's worker is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# Loaded only by what needs them: the SCIM app at its first request (scim/mount.py),
+# SMTP when mail goes out over it, and nothing of the optional extras that structlog,
+# httpx and PyJWT would otherwise import (lean.py).
+KEPT_OUT = (
+    "scim2_models",
+    "lark",
+    "aiosmtplib",
+    "rich",
+    "pygments",
+    "greenlet",
+    "cryptography",
+    "sqlalchemy.ext.asyncio",
+)
+
+
+def test_a_worker_loads_none_of_what_it_may_never_use() -> None:
+    script = (
+        "import sys, users_api.serving; "
+        f"print(' '.join(m for m in {KEPT_OUT!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []
