@@ -92,3 +92,42 @@ async def test_a_change_through_the_api_reaches_the_endpoint(
     assert event["subject"] == {"type": "user", "id": created.json()["id"]}
     assert event["request_id"] == "create-ada"
     assert "password" not in received.body.decode()
+
+
+async def test_a_profile_change_and_its_event_reach_the_endpoint_as_one(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver, engine: AsyncEngine
+) -> None:
+    """A name change is one statement with its event and fan-out (events/writer.py): the
+    endpoint gets the event the audit log holds; a stale If-Match writes neither."""
+    await register(admin_client, receiver, events=["user.updated"])
+    created = await admin_client.post(
+        "/api/v1/users",
+        json={"email": "ada@example.com", "username": "ada", "password": "a long password here"},
+    )
+    path = f"/api/v1/users/{created.json()['id']}"
+    changed = await admin_client.patch(
+        path, json={"full_name": "Ada L"}, headers={"If-Match": '"1"', "X-Request-ID": "rename"}
+    )
+    assert changed.status_code == 200, changed.text
+    stale = await admin_client.patch(path, json={"full_name": "Ada X"}, headers={"If-Match": '"1"'})
+    assert stale.status_code == 412
+    app.state.outbox.wake()
+    await eventually(lambda: len(receiver.delivered()) == 1)
+    await asyncio.sleep(0.3)
+    [received] = receiver.delivered()
+    assert received.verified
+    audit = await admin_client.get("/api/v1/audit-events", params={"type": "user.updated"})
+    [event] = audit.json()["items"]
+    sent = received.document["data"]
+    assert sent["id"] == event["id"]
+    assert sent["data"] == event["data"] == {"fields": ["full_name"]}
+    assert sent["request_id"] == event["request_id"] == "rename"
+    assert sent["subject"] == event["subject"] == {"type": "user", "id": created.json()["id"]}
+    async with engine.connect() as connection:
+        same = await connection.scalar(
+            text(
+                "SELECT users.xmin = events.xmin FROM users, events"
+                " WHERE users.username = 'ada' AND events.type = 'user.updated'"
+            )
+        )
+    assert same  # one transaction wrote both

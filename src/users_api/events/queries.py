@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     DateTime,
     Integer,
@@ -20,25 +23,48 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import Select
 
 from users_api.db.statements import Statement, compile_statement
 from users_api.events.models import Event
 
-INSERT_EVENT = compile_statement(
-    insert(Event)
-    .values(
-        id=bindparam("id", type_=Uuid),
-        type=bindparam("type", type_=Text),
-        actor_type=bindparam("actor_type", type_=Text),
-        actor_id=bindparam("actor_id", type_=Uuid),
-        subject_type=bindparam("subject_type", type_=Text),
-        subject_id=bindparam("subject_id", type_=Uuid),
-        request_id=bindparam("request_id", type_=Text),
-        ip_address=bindparam("ip_address", type_=Text),
-        data=bindparam("data", type_=JSONB),
+# An event's columns, each bound as `event_<column>` (`writer.event_values`).
+_BOUND: dict[str, Any] = {
+    "id": Uuid,
+    "type": Text,
+    "occurred_at": DateTime(timezone=True),
+    "actor_type": Text,
+    "actor_id": Uuid,
+    "subject_type": Text,
+    "subject_id": Uuid,
+    "request_id": Text,
+    "ip_address": Text,
+    "data": JSONB,
+}
+_VALUES: list[BindParameter[Any]] = [
+    bindparam(f"event_{name}", type_=type_) for name, type_ in _BOUND.items()
+]
+
+INSERT_EVENT = compile_statement(insert(Event).values(dict(zip(_BOUND, _VALUES, strict=True))))
+
+
+def recording(
+    change: ReturningUpdate[tuple[object, ...]], fragments: Sequence[Callable[[CTE], CTE]]
+) -> Select[tuple[object, ...]]:
+    """`change` and the event of it as one statement: the event is written only when
+    `change` returns a row, and each fragment (a subscriber's part, e.g. the webhook
+    fan-out) is a CTE over the event's. One round trip, and atomic without a
+    transaction around it: a statement commits whole or not at all."""
+    changed = change.cte("changed")
+    event = (
+        insert(Event)
+        .from_select(list(_BOUND), select(*_VALUES).where(select(changed).exists()))
+        .returning(Event.id)
+        .cte("event")
     )
-    .returning(Event.occurred_at)
-)
+    return select(*changed.c).add_cte(event, *(fragment(event) for fragment in fragments))
 
 
 # --- pages -------------------------------------------------------------------------

@@ -9,20 +9,27 @@ background tasks) both are None.
 Subscribers (`EventWriter.subscribe`) are called right after each event is written, in
 the same transaction, with the same `Unit`: what they write (a webhook's outbox rows)
 exists exactly when the event does. A subscriber that raises rolls the change back.
+
+A subscriber may also come with a `Fragment`: the same work as a CTE of the statement
+that makes the change (`queries.recording`). When every subscriber has one, a change
+that is one statement (a profile PATCH) writes itself, its event and the fan-out in one
+round trip, with no transaction around it (`EventWriter.folded`); the rows written are
+the same either way.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
+import orjson
+from sqlalchemy import CTE
 from uuid_utils.compat import uuid7
 
 from users_api.db.database import Unit
@@ -140,6 +147,16 @@ class Event:
 # Called with the change's unit and the event just written, in its transaction.
 Subscriber = Callable[[Unit, Event], Awaitable[None]]
 
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A subscriber's work as part of the statement that writes the event: its CTE over
+    the event's CTE (`queries.recording`), and the values it binds for an event."""
+
+    cte: Callable[[CTE], CTE]
+    values: Callable[[Event], dict[str, Any]]
+
+
 # A front that acts for someone else than the service can tell (SCIM: the token's id)
 # says so around its calls (`acting_as`); it then stands for the actor of every event.
 _ACTING: ContextVar[Actor | None] = ContextVar("acting_as", default=None)
@@ -172,10 +189,15 @@ def matching_types(pattern: str) -> tuple[str, ...]:
 class EventWriter:
     """One per app (and one per CLI command): writes events, then calls its subscribers."""
 
-    __slots__ = ("_subscribers",)
+    __slots__ = ("_fragments", "_subscribers")
 
-    def __init__(self, subscribers: tuple[Subscriber, ...] = ()) -> None:
+    def __init__(
+        self,
+        subscribers: tuple[Subscriber, ...] = (),
+        fragments: Mapping[Subscriber, Fragment] | None = None,
+    ) -> None:
         self._subscribers: list[Subscriber] = list(subscribers)
+        self._fragments: dict[Subscriber, Fragment] = dict(fragments or {})
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call `subscriber` after every event, in the event's transaction (webhooks)."""
@@ -183,6 +205,41 @@ class EventWriter:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.remove(subscriber)
+
+    @property
+    def folded(self) -> tuple[Fragment, ...] | None:
+        """The subscribers as fragments of a change's statement; None when one of them can
+        only be called (then the change writes its event with `write`, in a transaction)."""
+        fragments = tuple(self._fragments.get(subscriber) for subscriber in self._subscribers)
+        return None if None in fragments else fragments  # type: ignore[return-value]
+
+    def event(
+        self,
+        type: str,
+        *,
+        actor: Actor,
+        subject_type: str,
+        subject_id: uuid.UUID | None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """The event to write: `data` holds what changed by name (never a password, hash,
+        token or secret: a key naming one raises, as the bug it is). Its time is the
+        clock that also orders its id (UUIDv7)."""
+        if type not in _KNOWN:
+            raise ValueError(f"unknown event type {type!r}")
+        payload = dict(data or {})
+        _refuse_secrets(payload)
+        return Event(
+            id=uuid7(),
+            type=type,
+            occurred_at=datetime.now(UTC),
+            actor=_ACTING.get() or actor,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            request_id=current_request_id(),
+            ip_address=current_address(),
+            data=payload,
+        )
 
     async def write(
         self,
@@ -194,50 +251,43 @@ class EventWriter:
         subject_id: uuid.UUID | None,
         data: Mapping[str, Any] | None = None,
     ) -> Event:
-        """Write one event in `unit`'s transaction, and hand it to the subscribers.
-
-        `data` holds what changed by name (never a password, hash, token or secret: a
-        key naming one raises, as the bug it is).
-        """
-        if type not in _KNOWN:
-            raise ValueError(f"unknown event type {type!r}")
-        payload = dict(data or {})
-        _refuse_secrets(payload)
-        event_id = uuid7()
-        acting = _ACTING.get()
-        if acting is not None:
-            actor = acting
-        request_id = current_request_id()
-        ip_address = current_address()
-        occurred_at = await unit.value(
-            q.INSERT_EVENT,
-            id=event_id,
-            type=type,
-            actor_type=actor.type,
-            actor_id=actor.id,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            request_id=request_id,
-            ip_address=ip_address,
-            data=json.dumps(payload),
+        """Write one event in `unit`'s transaction, and hand it to the subscribers."""
+        event = self.event(
+            type, actor=actor, subject_type=subject_type, subject_id=subject_id, data=data
         )
-        event = Event(
-            id=event_id,
-            type=type,
-            occurred_at=occurred_at,
-            actor=actor,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            request_id=request_id,
-            ip_address=ip_address,
-            data=payload,
-        )
+        await unit.execute(q.INSERT_EVENT, **event_values(event))
         for subscriber in self._subscribers:
             await subscriber(unit, event)
-        # Counted once the change commits (`users_api_events_written_total`): an event
-        # rolled back, or written by an attempt that is retried, was never written.
-        unit.on_commit(partial(count_event, type))
+        self.written(unit, event)
         return event
+
+    def folded_values(self, event: Event, fragments: tuple[Fragment, ...]) -> dict[str, Any]:
+        """What a statement built by `queries.recording` with `fragments` binds for `event`."""
+        values = event_values(event)
+        for fragment in fragments:
+            values.update(fragment.values(event))
+        return values
+
+    def written(self, unit: Unit, event: Event) -> None:
+        """Count `event` once its change commits (`users_api_events_written_total`): an
+        event rolled back, or written by an attempt that is retried, was never written."""
+        unit.on_commit(partial(count_event, event.type))
+
+
+def event_values(event: Event) -> dict[str, Any]:
+    """The event's row, as `queries.INSERT_EVENT` and `queries.recording` bind it."""
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "event_occurred_at": event.occurred_at,
+        "event_actor_type": event.actor.type,
+        "event_actor_id": event.actor.id,
+        "event_subject_type": event.subject_type,
+        "event_subject_id": event.subject_id,
+        "event_request_id": event.request_id,
+        "event_ip_address": event.ip_address,
+        "event_data": orjson.dumps(dict(event.data)).decode(),
+    }
 
 
 def _refuse_secrets(data: Any) -> None:
@@ -254,6 +304,6 @@ def _refuse_secrets(data: Any) -> None:
 def build_writer() -> EventWriter:
     """The app's and the CLI's writer: the one place where subscribers are attached, so
     every front fans its events out alike."""
-    from users_api.webhooks.service import fan_out_event  # webhooks build on events
+    from users_api.webhooks.service import FANNING_OUT, fan_out_event  # webhooks build on events
 
-    return EventWriter((fan_out_event,))
+    return EventWriter((fan_out_event,), {fan_out_event: FANNING_OUT})

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -118,17 +119,26 @@ async def json_body(request: Request, model: type[M]) -> M:
             ]
         )
     try:
-        document = json.loads(raw)
+        # orjson reads the same documents to the same values ~5x faster; what it refuses
+        # (NaN, lone surrogates, huge numbers, bad JSON) is read as before, errors included.
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        document = _stdlib_loads(raw)
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise _located(exc, "body") from None
+
+
+def _stdlib_loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise invalid(
             [{"loc": ("body", exc.pos), "msg": "JSON decode error", "type": "json_invalid"}]
         ) from None
     except (ValueError, RecursionError):  # not UTF-8, nesting or a number too large
         raise HTTPException(400, "There was an error parsing the body") from None
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        raise _located(exc, "body") from None
 
 
 async def form_body(request: Request, model: type[M]) -> M:

@@ -16,11 +16,13 @@ and a caller who does not qualify gets no rows at all. Whoever finds no row asks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     ColumnElement,
     Integer,
@@ -52,6 +54,7 @@ from users_api.db.locks import (
     SIGN_UP_LOCK_CLASS,
 )
 from users_api.db.statements import Statement, compile_statement
+from users_api.events.queries import recording
 from users_api.groups.models import Group, GroupMember
 from users_api.security.tokens import AccessClaims
 from users_api.throttle.queries import per_address
@@ -367,7 +370,13 @@ def _new_value(name: str) -> Any:
 
 
 @lru_cache(maxsize=64)
-def update_user(fields: frozenset[str], *, guarded: bool, conditional: bool) -> Statement:
+def update_user(
+    fields: frozenset[str],
+    *,
+    guarded: bool,
+    conditional: bool,
+    recorded: tuple[Callable[[CTE], CTE], ...] | None = None,
+) -> Statement:
     """SET the fields, bump `version` and `updated_at`: the one version bump.
 
     `guarded`: the statement itself checks the caller (honoured, admin or self) and
@@ -375,7 +384,8 @@ def update_user(fields: frozenset[str], *, guarded: bool, conditional: bool) -> 
     read; `conditional`: and that the version is one of `if_match`. PostgreSQL re-checks
     the WHERE clause on the newest row version if a concurrent change got there first
     (READ COMMITTED), so If-Match is as strict as a row lock's. Unguarded, the caller
-    has locked and checked the row already.
+    has locked and checked the row already. `recorded`: the statement also writes the
+    event of the change, and these subscribers' parts (`events.queries.recording`).
     """
     ordered = sorted(fields)
     conditions: list[ColumnElement[bool]] = [User.id == bindparam("user_id")]
@@ -399,6 +409,8 @@ def update_user(fields: frozenset[str], *, guarded: bool, conditional: bool) -> 
         )
         .returning(*public_columns(User))
     )
+    if recorded is not None:
+        return compile_statement(recording(statement, recorded))
     return compile_statement(statement)
 
 

@@ -384,17 +384,39 @@ class UserService:
                 return await self._change(
                     unit, fields, changes, patch, values, if_match, None, actor, system=system
                 )
-            statement = q.update_user(fields, guarded=True, conditional=if_match is not None)
-            record = await unit.one(statement, **values)
-            if record is not None:  # one of `fields` at least changed (the statement's test)
-                await self._record_changes(unit, record, set(fields), actor)
-                return record
+            conditional = if_match is not None
+            folded = self.events.folded
+            if folded is None:
+                statement = q.update_user(fields, guarded=True, conditional=conditional)
+                record = await unit.one(statement, **values)
+                if record is not None:  # one of `fields` at least changed (the test)
+                    await self._record_changes(unit, record, set(fields), actor)
+                    return record
+            else:  # the change, its event and the fan-out: one statement
+                ((type_, data),) = _event_types(set(fields), None)
+                event = self.events.event(
+                    type_, actor=actor, subject_type="user", subject_id=user_id, data=data
+                )
+                statement = q.update_user(
+                    fields,
+                    guarded=True,
+                    conditional=conditional,
+                    recorded=tuple(fragment.cte for fragment in folded),
+                )
+                record = await unit.one(
+                    statement, **values, **self.events.folded_values(event, folded)
+                )
+                if record is not None:
+                    self.events.written(unit, event)
+                    return record
             # None: why is for the rules to say (401, 404, 412), or nothing was to change.
             return await self._locked_target(unit, values, if_match)
 
         if "password" not in fields:
-            # A transaction even for one statement: its event commits with it.
-            changed = as_row(await self.db.run(change))
+            # A change that is one statement with its event needs no transaction around it:
+            # the statement commits whole. Anything more does, so its event commits with it.
+            lone = profile and not fields & policy.IDENTITY_FIELDS and bool(self.events.folded)
+            changed = as_row(await self.db.run(change, transaction=not lone))
             if "email" in fields:
                 self.wake_outbox()  # the notice and the verification mail
             return changed
@@ -477,19 +499,8 @@ class UserService:
     async def _record_changes(
         self, unit: Unit, record: Record, changed: set[str], actor: Actor, *, reset: bool = False
     ) -> None:
-        """The events of a change of the user `record` now is: `user.updated` with the names
-        of the fields a client sees, and one for each change that has its own type."""
-        shown = sorted(changed - _UNSHOWN_FIELDS)
-        types: list[tuple[str, dict[str, Any]]] = []
-        if shown:
-            types.append(("user.updated", {"fields": shown}))
-        if "is_active" in changed:
-            types.append(("user.activated" if record["is_active"] else "user.deactivated", {}))
-        if "password_hash" in changed:
-            types.append(("user.password_reset" if reset else "user.password_changed", {}))
-        if "email_verified" in changed and record["email_verified"]:
-            types.append(("user.email_verified", {}))
-        for type_, data in types:
+        """The events of a change of the user `record` now is (`_event_types`)."""
+        for type_, data in _event_types(changed, record, reset=reset):
             await self.events.write(
                 unit, type_, actor=actor, subject_type="user", subject_id=record["id"], data=data
             )
@@ -654,6 +665,28 @@ class UserService:
 
 
 # --- sign-in names ---------------------------------------------------------------------
+
+
+def _event_types(
+    changed: set[str], record: Record | None, *, reset: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events of a change of `changed` fields, the user `record` now is: `user.updated`
+    with the names of the fields a client sees, and one for each change that has its own
+    type. `record` is read only for those (a profile change needs none)."""
+    shown = sorted(changed - _UNSHOWN_FIELDS)
+    types: list[tuple[str, dict[str, Any]]] = []
+    if shown:
+        types.append(("user.updated", {"fields": shown}))
+    if "is_active" in changed:
+        assert record is not None
+        types.append(("user.activated" if record["is_active"] else "user.deactivated", {}))
+    if "password_hash" in changed:
+        types.append(("user.password_reset" if reset else "user.password_changed", {}))
+    if "email_verified" in changed:
+        assert record is not None
+        if record["email_verified"]:
+            types.append(("user.email_verified", {}))
+    return types
 
 
 async def lock_sign_in_names(unit: Unit, names: dict[str, Any]) -> None:

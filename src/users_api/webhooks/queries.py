@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    CTE,
     Boolean,
+    Insert,
     Integer,
     LargeBinary,
     String,
@@ -102,26 +104,32 @@ RESEAL = compile_statement(
     .values(secret=bindparam("secret", type_=LargeBinary))
 )
 
+
 # One outbox message per enabled endpoint that wants the event, in the event's
 # transaction; each endpoint's messages form one sequence (delivered in order).
-FAN_OUT = compile_statement(
-    insert(OutboxMessage).from_select(
-        ["kind", "payload", "sequence_key"],
-        select(
-            _KIND,
-            func.jsonb_build_object(
-                literal_column("'endpoint_id'", Text),
-                WebhookEndpoint.id,
-                literal_column("'event'", Text),
-                bindparam("event", type_=JSONB),
-            ),
-            func.concat(literal_column(f"'{KIND}:'", Text), WebhookEndpoint.id),
-        ).where(
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.event_types.overlap(bindparam("patterns", type_=ARRAY(String))),
+def fan_out(event: CTE | None = None) -> Insert:
+    """One outbox message per enabled endpoint that wants the event bound as `event` (its
+    type's `patterns`); with `event`, the CTE that wrote it: nothing when it wrote none."""
+    wanted = select(
+        _KIND,
+        func.jsonb_build_object(
+            literal_column("'endpoint_id'", Text),
+            WebhookEndpoint.id,
+            literal_column("'event'", Text),
+            bindparam("event", type_=JSONB),
         ),
+        func.concat(literal_column(f"'{KIND}:'", Text), WebhookEndpoint.id),
+    ).where(
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.event_types.overlap(bindparam("patterns", type_=ARRAY(String))),
     )
-)
+    if event is not None:
+        wanted = wanted.where(select(event).exists())
+    return insert(OutboxMessage).from_select(["kind", "payload", "sequence_key"], wanted)
+
+
+FAN_OUT = compile_statement(fan_out())
+
 
 _EVENT = OutboxMessage.payload.op("->", return_type=JSONB)(literal_column("'event'"))
 # The event as it was sent to the endpoint (to send it again), newest copy.
