@@ -7,7 +7,9 @@ the work users-api does on the routes the benchmark drives, with the same JSON:
     GET   /api/v1/users?limit=N   {"items": [...], "next_cursor": ...} (first page, sort=id),
                                   Link header; the caller must be an admin
     PATCH /api/v1/users/{id}      full_name / email / username: one UPDATE ... FROM users
-                                  AS caller ... RETURNING; an admin or the user themself
+                                  AS caller ... RETURNING; an admin or the user themself;
+                                  its audit event and webhook fan-out in the same
+                                  statement; X-Consistency-Token (the WAL position after)
     POST  /api/v1/users           argon2id hash in a thread pool, INSERT ... RETURNING
     POST  /api/v1/auth/token      look the user up, verify argon2id in a thread pool,
                                   issue a signed access token
@@ -57,6 +59,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import lru_cache
 from random import getrandbits
 from typing import Any
@@ -208,6 +211,7 @@ class App:
         if request_id is None:
             request_id = getrandbits(128).to_bytes(16).hex().encode()
         stamp = (b"x-request-id", request_id)
+        scope["request_id"] = request_id.decode()  # an event records it
         plain_send = send
 
         async def send(message: Message) -> None:
@@ -317,15 +321,40 @@ class App:
             body["email"] = f"{local}@{domain.lower()}"
         fields = tuple(sorted(body))
         assert self.pool is not None
+        # users-api's event of the change (`user.updated`, its actor, request id and
+        # client address) and its fan-out to the webhook endpoints that want it, in the
+        # same statement; then the primary's WAL position for X-Consistency-Token.
+        event_id, now = uuid7(), datetime.now(UTC)
+        address = scope["client"][0] if scope.get("client") else None
+        data = {"fields": list(fields)}
+        event = {
+            "id": str(event_id),
+            "type": "user.updated",
+            "occurred_at": now,
+            "actor": {"type": "user", "id": caller_id},
+            "subject": {"type": "user", "id": user_id},
+            "request_id": scope["request_id"],
+            "ip_address": address,
+            "data": data,
+        }
         try:
-            row = await self.pool.fetchrow(
-                update_sql(fields),
-                user_id,
-                caller_id,
-                auth_version,
-                session_id,
-                *(body[name] for name in fields),
-            )
+            async with self.pool.acquire() as connection:
+                row = await connection.fetchrow(
+                    update_sql(fields),
+                    user_id,
+                    caller_id,
+                    auth_version,
+                    session_id,
+                    *(body[name] for name in fields),
+                    event_id,
+                    now,
+                    scope["request_id"],
+                    address,
+                    orjson.dumps(data).decode(),
+                    orjson.dumps(event).decode(),
+                    UPDATED_PATTERNS,
+                )
+                position = await connection.fetchval(WAL_POSITION_SQL)
         except asyncpg.UniqueViolationError:
             await problem(send, 409)
             return
@@ -335,7 +364,8 @@ class App:
                 await self.caller_is_admin(caller_id, auth_version, session_id)  # 401
                 await problem(send, 404)
                 return
-        await respond(send, 200, user_json(row), etag=row[VERSION])
+        token = [(b"x-consistency-token", position.encode())]
+        await respond(send, 200, user_json(row), etag=row[VERSION], extra=token)
 
     async def create_user(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_json(receive)
@@ -542,21 +572,39 @@ SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 @lru_cache(maxsize=16)
 def update_sql(fields: tuple[str, ...]) -> str:
-    """users-api's quick PATCH: one UPDATE that checks the caller (their row, active, the
-    token's auth_version, an admin or the user) and that something really changes."""
+    """users-api's PATCH of a name: one UPDATE that checks the caller (their row, active,
+    the token's auth_version, an admin or the user) and that something really changes,
+    writes the change's event when it does, and queues that event for every enabled
+    webhook endpoint that wants it (users-api's `events.queries.recording`)."""
     values = {name: f"${i}" for i, name in enumerate(fields, start=5)}
     sets = ", ".join(f"{name} = {value}" for name, value in values.items())
     changes = " OR ".join(
         f"users.{name} IS DISTINCT FROM {value}" for name, value in values.items()
     )
+    n = 5 + len(fields)
     return (
+        "WITH changed AS ("
         f"UPDATE users SET {sets}, version = users.version + 1, updated_at = now()"
         " FROM users AS caller"
         " WHERE caller.id = $2 AND caller.auth_version = $3 AND caller.is_active"
         f" AND {SESSION_ALIVE.format(sid='$4', caller='$2')}"
         " AND users.id = $1 AND (caller.is_admin OR caller.id = users.id)"
-        f" AND ({changes}) RETURNING {COLUMNS}"
+        f" AND ({changes}) RETURNING {COLUMNS}),"
+        " event AS (INSERT INTO events (id, type, occurred_at, actor_type, actor_id,"
+        " subject_type, subject_id, request_id, ip_address, data)"
+        f" SELECT ${n}, 'user.updated', ${n + 1}, 'user', $2, 'user', $1, ${n + 2},"
+        f" ${n + 3}, ${n + 4}::jsonb WHERE EXISTS (SELECT FROM changed) RETURNING id),"
+        " fan_out AS (INSERT INTO outbox (kind, payload, sequence_key)"
+        f" SELECT 'webhook', jsonb_build_object('endpoint_id', e.id, 'event', ${n + 5}::jsonb),"
+        " 'webhook:' || e.id FROM webhook_endpoints AS e"
+        f" WHERE e.enabled AND e.event_types && ${n + 6}::varchar[]"
+        " AND EXISTS (SELECT FROM event))"
+        " SELECT * FROM changed"
     )
+
+
+UPDATED_PATTERNS = ["user.updated", "user.*", "*"]
+WAL_POSITION_SQL = "SELECT pg_current_wal_insert_lsn()::text"
 
 
 def valid_patch(body: dict[str, Any]) -> bool:
