@@ -82,6 +82,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         outbox_poll_seconds=3600,
         # The tests seed old events on purpose; the pruner's own tests start their own.
         audit_retention_days=0,
+        delivery_retention_days=0,
         _env_file=None,
     )
 

@@ -24,6 +24,7 @@ from users_api.accounts.service import AccountService, VerificationMail
 from users_api.auth.routes import router as auth_router
 from users_api.auth.service import AuthService
 from users_api.cluster.jobs import Lease
+from users_api.cluster.retention import Pruner, Retention
 from users_api.config import Settings
 from users_api.db.database import Database, Unit
 from users_api.db.metadata import UNIQUE_FIELDS
@@ -31,7 +32,7 @@ from users_api.db.replicas import ConsistencyTokens, written_position
 from users_api.docs import add_docs_routes
 from users_api.errors import install_error_handlers, problem
 from users_api.events.routes import router as audit_router
-from users_api.events.service import AuditService, Pruner
+from users_api.events.service import AuditService, audit_retention
 from users_api.events.writer import build_writer
 from users_api.groups.routes import router as groups_router
 from users_api.groups.routes import user_groups_router
@@ -45,6 +46,7 @@ from users_api.mfa.routes import admin_router as mfa_admin_router
 from users_api.mfa.routes import router as mfa_router
 from users_api.mfa.service import MfaService, SecondFactor
 from users_api.middleware import BodySizeLimit, Cors, Edge
+from users_api.outbox import queries as outbox_q
 from users_api.outbox.sender import Sender
 from users_api.scim.mount import ScimMount
 from users_api.scim.tokens import ScimTokens
@@ -56,6 +58,7 @@ from users_api.security.tokens import AccessTokens
 from users_api.throttle.service import LoginThrottle
 from users_api.users.routes import router as users_router
 from users_api.users.service import UserService
+from users_api.webhooks import queries as webhook_q
 from users_api.webhooks.delivery import WebhookSender
 from users_api.webhooks.queries import KIND as WEBHOOK
 from users_api.webhooks.routes import router as webhooks_router
@@ -162,7 +165,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             db, webhook_box, allow_private=settings.webhook_allow_private, outbox=sender
         )
         app.state.audit = AuditService(db)
-        pruner = Pruner(db, settings.audit_retention_days)
+        pruner = Pruner(db, _retentions(settings))
         await _ensure_first_admin(app.state.users, settings)
         sender.start()
         pruner.start()
@@ -288,6 +291,16 @@ class _Services(State):
 
     def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
+
+
+def _retentions(settings: Settings) -> tuple[Retention, ...]:
+    """What the service removes itself once it is old enough (`cluster.retention`)."""
+    kept = settings.delivery_retention_days
+    return (
+        audit_retention(settings.audit_retention_days),
+        Retention("delivery-retention", webhook_q.PRUNE_DELIVERIES, kept),
+        Retention("outbox-retention", outbox_q.PRUNE_DELIVERED, kept),
+    )
 
 
 def _hosts(proxies: tuple[IPv4Network | IPv6Network, ...]) -> list[str]:

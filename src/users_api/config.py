@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     outbox_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     # Audit events older than this many days are removed by the service (0: kept for ever).
     audit_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 365
+    # Webhook attempts (the deliveries log) and delivered outbox messages older than this
+    # many days are removed by the service (0: kept for ever). A manual redelivery finds
+    # an event only while its outbox message is kept.
+    delivery_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 30
 
     # Webhooks (webhooks/): the waits in seconds after each failed attempt (comma-separated,
     # ±20 % jitter; the last repeats), how many attempts before the endpoint is disabled,

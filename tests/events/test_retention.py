@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
 from tests.events.helpers import events
+from users_api.cluster.retention import Pruner, prune
 from users_api.config import Settings
 from users_api.db.database import Database
-from users_api.events.service import Pruner, prune
+from users_api.events.queries import PRUNE
+from users_api.events.service import audit_retention
 from users_api.users.models import UNIQUE_FIELDS
 
 
@@ -48,10 +50,10 @@ async def test_prune_removes_only_what_is_past_retention_in_batches(
     app: FastAPI, engine: AsyncEngine
 ) -> None:
     await _seed_ages(engine, [400, 366, 365.5, 300, 1, 0] + [500] * 12)
-    removed = await prune(app.state.db, older_than=timedelta(days=365), batch=5)
+    removed = await prune(app.state.db, PRUNE, older_than=timedelta(days=365), batch=5)
     assert removed == 15  # three full batches of 5, then one short batch
     assert await _ages(engine) == [0, 1, 300]
-    assert await prune(app.state.db, older_than=timedelta(days=365)) == 0
+    assert await prune(app.state.db, PRUNE, older_than=timedelta(days=365)) == 0
 
 
 async def test_two_pruners_at_once_remove_each_event_once(
@@ -59,8 +61,8 @@ async def test_two_pruners_at_once_remove_each_event_once(
 ) -> None:
     await _seed_ages(engine, [400] * 50 + [2])
     counts = await asyncio.gather(
-        prune(app.state.db, older_than=timedelta(days=30), batch=7),
-        prune(app.state.db, older_than=timedelta(days=30), batch=7),
+        prune(app.state.db, PRUNE, older_than=timedelta(days=30), batch=7),
+        prune(app.state.db, PRUNE, older_than=timedelta(days=30), batch=7),
     )
     assert sum(counts) == 50
     assert await _ages(engine) == [2]
@@ -70,7 +72,7 @@ async def test_the_app_prunes_in_the_background(settings: Settings, engine: Asyn
     """The lifespan's pruner, with AUDIT_RETENTION_DAYS, on its own."""
     await _seed_ages(engine, [11, 9])
     db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
-    pruner = Pruner(db, retention_days=10, every_seconds=0.05)
+    pruner = Pruner(db, [audit_retention(10)], every_seconds=0.05)
     pruner.start()
     try:
         for _ in range(100):
@@ -86,7 +88,7 @@ async def test_the_app_prunes_in_the_background(settings: Settings, engine: Asyn
 async def test_zero_days_keeps_events(settings: Settings, engine: AsyncEngine) -> None:
     await _seed_ages(engine, [5000])
     db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
-    pruner = Pruner(db, retention_days=0, every_seconds=0.01)
+    pruner = Pruner(db, [audit_retention(0)], every_seconds=0.01)
     pruner.start()
     await asyncio.sleep(0.1)
     await pruner.stop()

@@ -16,8 +16,6 @@ from sqlalchemy import (
     Uuid,
     any_,
     bindparam,
-    delete,
-    func,
     insert,
     select,
     tuple_,
@@ -27,6 +25,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import Select
 
+from users_api.cluster.retention import expired_batch
 from users_api.db.statements import Statement, compile_statement
 from users_api.events.models import Event
 
@@ -135,18 +134,5 @@ def page(shape: PageShape) -> Statement:
 
 # --- retention ---------------------------------------------------------------------
 
-# One batch of events older than the cutoff, oldest first; rows another pruner holds
-# are skipped (SKIP LOCKED), so several workers prune side by side without waiting.
-_EXPIRED = (
-    select(Event.id)
-    .where(Event.occurred_at < bindparam("cutoff", type_=DateTime(timezone=True)))
-    .order_by(Event.occurred_at)
-    .limit(bindparam("batch", type_=Integer))
-    .with_for_update(skip_locked=True)
-    .scalar_subquery()
-)
-PRUNE_BATCH = compile_statement(
-    select(func.count()).select_from(
-        delete(Event).where(Event.id.in_(_EXPIRED)).returning(Event.id).cte("pruned")
-    )
-)
+# One batch of events past retention, oldest first (`ix_events_occurred_at_id`).
+PRUNE = expired_batch(Event.id, Event.occurred_at)

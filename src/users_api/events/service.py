@@ -6,22 +6,20 @@ the changes; this module only reads and prunes them.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from users_api.cluster.jobs import periodically
+from users_api.cluster.retention import Retention
 from users_api.db.database import Database, Record, Unit
-from users_api.errors import DatabaseUnavailable, Forbidden, InvalidCursor
+from users_api.errors import Forbidden, InvalidCursor
 from users_api.events import queries as q
 from users_api.events.schemas import AuditEventQuery
 from users_api.security.tokens import AccessClaims
@@ -145,61 +143,7 @@ def _require_admin(caller_is_admin: bool | None) -> None:
 
 # --- retention ---------------------------------------------------------------------
 
-PRUNE_BATCH = 5000
-PRUNE_EVERY_SECONDS = 3600.0
 
-
-async def prune(db: Database, *, older_than: timedelta, batch: int = PRUNE_BATCH) -> int:
-    """Remove the events older than `older_than`, in batches of `batch` (each its own
-    short transaction, so no long lock and no huge WAL burst); how many went.
-
-    Several workers may prune at once: each batch skips the rows another one holds.
-    """
-    cutoff = datetime.now(UTC) - older_than
-    removed = 0
-
-    async def one_batch(unit: Unit) -> int:
-        count: int = await unit.value(q.PRUNE_BATCH, cutoff=cutoff, batch=batch)
-        return count
-
-    while True:
-        count = await db.run(one_batch)
-        removed += count
-        if count < batch:
-            return removed
-        await asyncio.sleep(0)  # let requests in between batches
-
-
-@dataclass(slots=True)
-class Pruner:
-    """Prunes the audit log now and then; one per app, started and stopped by its
-    lifespan. `retention_days` 0 keeps events for ever (nothing is started)."""
-
-    db: Database
-    retention_days: int
-    every_seconds: float = PRUNE_EVERY_SECONDS
-    _task: asyncio.Task[None] | None = field(default=None)
-
-    def start(self) -> None:
-        if self.retention_days > 0:
-            self._task = asyncio.create_task(self._run(), name="audit pruner")
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-
-    async def _run(self) -> None:
-        # Once a period in the whole cluster (a `cluster_leases` row), however many workers.
-        await periodically(self.db, "audit-retention", self.every_seconds, self.prune_once)
-
-    async def prune_once(self) -> None:
-        try:
-            removed = await prune(self.db, older_than=timedelta(days=self.retention_days))
-        except DatabaseUnavailable:
-            return  # logged by the database; the next period tries again
-        if removed:
-            log.info("removed %d audit events past their retention", removed)
+def audit_retention(days: int) -> Retention:
+    """AUDIT_RETENTION_DAYS: events older than that go (`cluster.retention`)."""
+    return Retention("audit-retention", q.PRUNE, days)

@@ -53,4 +53,10 @@ class OutboxMessage(Base):
             "id",
             postgresql_where=text("delivered_at IS NULL AND sequence_key IS NOT NULL"),
         ),
+        # What was delivered longest ago, for retention (`cluster.retention`).
+        Index(
+            "ix_outbox_delivered_at",
+            "delivered_at",
+            postgresql_where=text("delivered_at IS NOT NULL"),
+        ),
     )

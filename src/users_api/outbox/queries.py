@@ -21,6 +21,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 
+from users_api.cluster.retention import expired_batch
 from users_api.db.statements import compile_statement
 from users_api.outbox.models import OutboxMessage
 
@@ -95,3 +96,8 @@ BACKLOG = compile_statement(
         OutboxMessage.delivered_at.is_(None)
     )
 )
+
+
+# One batch of the messages delivered (or given up) before DELIVERY_RETENTION_DAYS ago,
+# oldest first; a message still to deliver has no `delivered_at` and is never taken.
+PRUNE_DELIVERED = expired_batch(OutboxMessage.id, OutboxMessage.delivered_at)

@@ -69,4 +69,6 @@ class WebhookDelivery(Base):
     __table_args__ = (
         # An endpoint's attempts, newest first (the deliveries list).
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        # The oldest attempts first, for retention (`cluster.retention`).
+        Index("ix_webhook_deliveries_attempted_at", "attempted_at"),
     )

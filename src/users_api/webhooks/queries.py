@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from users_api.cluster.retention import expired_batch
 from users_api.db.statements import compile_statement
 from users_api.outbox.models import OutboxMessage
 from users_api.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -168,3 +169,7 @@ DELIVERIES = compile_statement(
     .order_by(WebhookDelivery.id.desc())
     .limit(bindparam("limit", type_=Integer))
 )
+
+
+# One batch of the deliveries log past DELIVERY_RETENTION_DAYS, oldest first.
+PRUNE_DELIVERIES = expired_batch(WebhookDelivery.id, WebhookDelivery.attempted_at)
