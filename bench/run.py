@@ -43,7 +43,14 @@ ADMIN_EMAIL = "bench-admin@bench.example"
 ADMIN_PASSWORD = "Bench-Admin-Password-2026"
 SECRET_KEY = "bench-secret-key-" + "x" * 32
 
-SERVERS = ("users-api", "raw", "tutorial")
+SERVERS = ("users-api", "users-api-w2", "users-api-pgbouncer", "raw", "tutorial")
+# Rows of users-api deployed otherwise, driven with the reads and the PATCH only: served
+# by `serve --workers 2` (unpinned: both cores), and through PgBouncer in transaction
+# mode (Debian's, as CI runs it; DB_PGBOUNCER=true).
+VARIANTS = {
+    "users-api-w2": ("get", "list", "patch"),
+    "users-api-pgbouncer": ("get", "list", "patch"),
+}
 SCENARIOS = ("get", "list", "patch", "post_user", "token", "mixed")
 TITLES = {
     "get": "GET /users/{id}",
@@ -282,6 +289,7 @@ class Server:
     auth: str | None = None
     has_token_endpoint: bool = True
     verifies_tokens: bool = False  # checks the JWT's signature and claims (users-api, raw)
+    cpus: str | None = None  # CPUs it runs on: None, the servers' (--server-cpus); "": all
 
     @property
     def url(self) -> str:
@@ -293,7 +301,7 @@ class Server:
         log(f"starting {self.name}: {' '.join(command)}")
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                pinned(cpus, command),
+                pinned(cpus if self.cpus is None else self.cpus, command),
                 cwd=workdir,
                 env={**os.environ, **self.env},
                 stdout=out,
@@ -383,7 +391,11 @@ def process_tree(pid: int) -> list[int]:
 
 
 def make_servers(
-    names: list[str], sa_url: str, baseline: Path | None = None, baseline_url: str = ""
+    names: list[str],
+    sa_url: str,
+    baseline: Path | None = None,
+    baseline_url: str = "",
+    pooled_url: str = "",
 ) -> list[Server]:
     python = str(VENV_BIN / "python")
     reference = str(BENCH_DIR / "reference")
@@ -417,6 +429,27 @@ def make_servers(
                 "FIRST_ADMIN_EMAIL": ADMIN_EMAIL,
                 "FIRST_ADMIN_USERNAME": ADMIN_USERNAME,
                 "FIRST_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            },
+            app_name="users-api",
+            verifies_tokens=True,
+        ),
+        "users-api-w2": Server(
+            "users-api-w2",
+            [str(VENV_BIN / "users-api"), "serve", "--workers", "2"],
+            {**common, **tokens},
+            app_name="users-api",
+            verifies_tokens=True,
+            cpus="",
+        ),
+        "users-api-pgbouncer": Server(
+            "users-api-pgbouncer",
+            [str(VENV_BIN / "users-api"), "serve"],
+            {
+                **common,
+                **tokens,
+                "DATABASE_URL": pooled_url,
+                "MIGRATIONS_DATABASE_URL": sa_url,
+                "DB_PGBOUNCER": "true",
             },
             app_name="users-api",
             verifies_tokens=True,
@@ -872,7 +905,7 @@ def report(
         " answered, all threads (steadier than req/s on a noisy machine)"
     )
     header = (
-        f"{'scenario':<30} {'server':<9} {'req/s':>8} {'spread':>7} {'CV':>5} {'p50':>8} "
+        f"{'scenario':<30} {'server':<19} {'req/s':>8} {'spread':>7} {'CV':>5} {'p50':>8} "
         f"{'p99':>8} {'errors':>6} {'RSS':>12} {'new PG':>7} {'peak':>5} {'CPU':>6}"
     )
     for scenario in args.scenarios:
@@ -881,11 +914,11 @@ def report(
         for server in args.servers:
             c = cell(server, scenario)
             if c is None:
-                out.append(f"{TITLES[scenario]:<30} {server:<9} {'skipped':>8}")
+                out.append(f"{TITLES[scenario]:<30} {server:<19} {'skipped':>8}")
                 continue
             extra = f"  (writers {c.writer_rps:.0f} req/s)" if c.writer_rps is not None else ""
             out.append(
-                f"{TITLES[scenario]:<30} {server:<9} {c.rps:>8.0f} {c.spread_pct:>6.1f}% "
+                f"{TITLES[scenario]:<30} {server:<19} {c.rps:>8.0f} {c.spread_pct:>6.1f}% "
                 f"{c.cv_pct:>4.1f}% {c.p50_ms:>8.2f} {c.p99_ms:>8.2f} {c.errors:>6} "
                 f"{c.rss_mib:>5.1f} ({c.rss_max_mib:>4.0f}) {c.new_backends:>7} "
                 f"{c.peak_backends:>5} {c.cpu_ms:>6.3f}{extra}"
@@ -898,6 +931,15 @@ def report(
                 f"{fmt_ratio(raw and raw.cpu_ms, u.cpu_ms)} CPU/request (raw's/ours); "
                 f"users-api/tutorial {fmt_ratio(u.rps, tut and tut.rps)} req/s"
             )
+        for variant in VARIANTS:
+            v = cell(variant, scenario)
+            if v is not None and u is not None:
+                out.append(
+                    f"{'':<30} {variant}: {fmt_ratio(v.rps, u.rps)} users-api's req/s;"
+                    f" per core of server CPU {1000 / v.cpu_ms:.0f} req/s"
+                    f" (users-api {1000 / u.cpu_ms:.0f}; raw"
+                    f" {f'{1000 / raw.cpu_ms:.0f}' if raw else '-'})"
+                )
         before = cell("before", scenario)
         if before is not None:
             out.append(
@@ -1023,7 +1065,18 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
     wrk = ensure_wrk()
     db = Database(args.db_url)
     db_before = Database(f"{args.db_url}_before")
-    servers = make_servers(args.servers, db.sqlalchemy_url, args.baseline, db_before.sqlalchemy_url)
+    stack = contextlib.ExitStack()
+    pooled_url = ""
+    if "users-api-pgbouncer" in args.servers:
+        from tests.pgbouncer import available, pgbouncer
+
+        if not available():
+            raise RuntimeError("users-api-pgbouncer needs pgbouncer: apt-get install pgbouncer")
+        pooled_url = stack.enter_context(pgbouncer(db.sqlalchemy_url))
+        log(f"PgBouncer (transaction mode) at {pooled_url.rsplit('@', 1)[-1]}")
+    servers = make_servers(
+        args.servers, db.sqlalchemy_url, args.baseline, db_before.sqlalchemy_url, pooled_url
+    )
     before = next((s for s in servers if s.name == "before"), None)
     ids_file = workdir / "ids.txt"
     runs: list[Run] = []
@@ -1091,13 +1144,18 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
         log(f"warm-up: {args.warmup:g} s per scenario per server")
         for server in servers:
             for scenario in args.scenarios:
-                await run_scenario(args, wrk, monitor, server, scenario, 0, ids_file, args.warmup)
+                if scenario in VARIANTS.get(server.name, SCENARIOS):
+                    await run_scenario(
+                        args, wrk, monitor, server, scenario, 0, ids_file, args.warmup
+                    )
         for round_no in range(1, args.rounds + 1):
             if round_no > 1:
                 hash_times.append(measure_hash(args.server_cpus))
                 log(f"one argon2 hash: {hash_times[-1] * 1000:.1f} ms")
             for scenario in args.scenarios:
                 for server in servers:
+                    if scenario not in VARIANTS.get(server.name, SCENARIOS):
+                        continue
                     run = await run_scenario(
                         args, wrk, monitor, server, scenario, round_no, ids_file, args.duration
                     )
@@ -1106,7 +1164,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
                     runs.append(run)
                     log(
                         f"round {round_no}/{args.rounds} {TITLES[scenario]:<28} "
-                        f"{server.name:<9} {run.rps:8.0f} req/s p50 {run.p50_ms:7.2f} ms "
+                        f"{server.name:<19} {run.rps:8.0f} req/s p50 {run.p50_ms:7.2f} ms "
                         f"p99 {run.p99_ms:7.2f} ms err {run.errors} rss {run.rss_mib:.0f} MiB "
                         f"new PG {run.new_backends} cpu {run.cpu_ms:.3f} ms/req"
                     )
@@ -1147,6 +1205,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
             if before is not None:
                 with contextlib.suppress(Exception):
                     await db_before.drop()
+        stack.close()
 
 
 def same_json(servers: list[Server], user_id: str) -> None:
