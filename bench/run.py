@@ -43,13 +43,22 @@ ADMIN_EMAIL = "bench-admin@bench.example"
 ADMIN_PASSWORD = "Bench-Admin-Password-2026"
 SECRET_KEY = "bench-secret-key-" + "x" * 32
 
-SERVERS = ("users-api", "users-api-w2", "users-api-pgbouncer", "raw", "tutorial")
+SERVERS = (
+    "users-api",
+    "users-api-w2",
+    "users-api-pgbouncer",
+    "users-api-pgbouncer-prepared",
+    "raw",
+    "tutorial",
+)
 # Rows of users-api deployed otherwise, driven with the reads and the PATCH only: served
-# by `serve --workers 2` (unpinned: both cores), and through PgBouncer in transaction
-# mode (Debian's, as CI runs it; DB_PGBOUNCER=true).
+# by `serve --workers 2` (unpinned: both cores); through PgBouncer in transaction mode,
+# Debian's 1.18 (DB_PGBOUNCER=true: unnamed statements) and 1.24 keeping prepared
+# statements (scripts/build-pgbouncer; DB_PGBOUNCER=prepared).
 VARIANTS = {
     "users-api-w2": ("get", "list", "patch"),
     "users-api-pgbouncer": ("get", "list", "patch"),
+    "users-api-pgbouncer-prepared": ("get", "list", "patch"),
 }
 SCENARIOS = ("get", "list", "patch", "post_user", "token", "mixed")
 TITLES = {
@@ -396,6 +405,7 @@ def make_servers(
     baseline: Path | None = None,
     baseline_url: str = "",
     pooled_url: str = "",
+    prepared_url: str = "",
 ) -> list[Server]:
     python = str(VENV_BIN / "python")
     reference = str(BENCH_DIR / "reference")
@@ -450,6 +460,19 @@ def make_servers(
                 "DATABASE_URL": pooled_url,
                 "MIGRATIONS_DATABASE_URL": sa_url,
                 "DB_PGBOUNCER": "true",
+            },
+            app_name="users-api",
+            verifies_tokens=True,
+        ),
+        "users-api-pgbouncer-prepared": Server(
+            "users-api-pgbouncer-prepared",
+            [str(VENV_BIN / "users-api"), "serve"],
+            {
+                **common,
+                **tokens,
+                "DATABASE_URL": prepared_url,
+                "MIGRATIONS_DATABASE_URL": sa_url,
+                "DB_PGBOUNCER": "prepared",
             },
             app_name="users-api",
             verifies_tokens=True,
@@ -905,7 +928,7 @@ def report(
         " answered, all threads (steadier than req/s on a noisy machine)"
     )
     header = (
-        f"{'scenario':<30} {'server':<19} {'req/s':>8} {'spread':>7} {'CV':>5} {'p50':>8} "
+        f"{'scenario':<30} {'server':<28} {'req/s':>8} {'spread':>7} {'CV':>5} {'p50':>8} "
         f"{'p99':>8} {'errors':>6} {'RSS':>12} {'new PG':>7} {'peak':>5} {'CPU':>6}"
     )
     for scenario in args.scenarios:
@@ -914,11 +937,11 @@ def report(
         for server in args.servers:
             c = cell(server, scenario)
             if c is None:
-                out.append(f"{TITLES[scenario]:<30} {server:<19} {'skipped':>8}")
+                out.append(f"{TITLES[scenario]:<30} {server:<28} {'skipped':>8}")
                 continue
             extra = f"  (writers {c.writer_rps:.0f} req/s)" if c.writer_rps is not None else ""
             out.append(
-                f"{TITLES[scenario]:<30} {server:<19} {c.rps:>8.0f} {c.spread_pct:>6.1f}% "
+                f"{TITLES[scenario]:<30} {server:<28} {c.rps:>8.0f} {c.spread_pct:>6.1f}% "
                 f"{c.cv_pct:>4.1f}% {c.p50_ms:>8.2f} {c.p99_ms:>8.2f} {c.errors:>6} "
                 f"{c.rss_mib:>5.1f} ({c.rss_max_mib:>4.0f}) {c.new_backends:>7} "
                 f"{c.peak_backends:>5} {c.cpu_ms:>6.3f}{extra}"
@@ -1066,16 +1089,29 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
     db = Database(args.db_url)
     db_before = Database(f"{args.db_url}_before")
     stack = contextlib.ExitStack()
-    pooled_url = ""
-    if "users-api-pgbouncer" in args.servers:
-        from tests.pgbouncer import available, pgbouncer
+    pooled_url = prepared_url = ""
+    if "users-api-pgbouncer" in args.servers or "users-api-pgbouncer-prepared" in args.servers:
+        from tests import pgbouncer
 
-        if not available():
-            raise RuntimeError("users-api-pgbouncer needs pgbouncer: apt-get install pgbouncer")
-        pooled_url = stack.enter_context(pgbouncer(db.sqlalchemy_url))
-        log(f"PgBouncer (transaction mode) at {pooled_url.rsplit('@', 1)[-1]}")
+        if "users-api-pgbouncer" in args.servers:
+            if not pgbouncer.available():
+                raise RuntimeError("users-api-pgbouncer needs pgbouncer: apt-get install it")
+            pooled_url = stack.enter_context(pgbouncer.pgbouncer(db.sqlalchemy_url))
+        if "users-api-pgbouncer-prepared" in args.servers:
+            if not pgbouncer.recent_available():
+                raise RuntimeError("users-api-pgbouncer-prepared: run scripts/build-pgbouncer")
+            prepared_url = stack.enter_context(
+                pgbouncer.pgbouncer(
+                    db.sqlalchemy_url, binary=pgbouncer.RECENT, prepared_statements=200
+                )
+            )
     servers = make_servers(
-        args.servers, db.sqlalchemy_url, args.baseline, db_before.sqlalchemy_url, pooled_url
+        args.servers,
+        db.sqlalchemy_url,
+        args.baseline,
+        db_before.sqlalchemy_url,
+        pooled_url,
+        prepared_url,
     )
     before = next((s for s in servers if s.name == "before"), None)
     ids_file = workdir / "ids.txt"
@@ -1164,7 +1200,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> int:
                     runs.append(run)
                     log(
                         f"round {round_no}/{args.rounds} {TITLES[scenario]:<28} "
-                        f"{server.name:<19} {run.rps:8.0f} req/s p50 {run.p50_ms:7.2f} ms "
+                        f"{server.name:<28} {run.rps:8.0f} req/s p50 {run.p50_ms:7.2f} ms "
                         f"p99 {run.p99_ms:7.2f} ms err {run.errors} rss {run.rss_mib:.0f} MiB "
                         f"new PG {run.new_backends} cpu {run.cpu_ms:.3f} ms/req"
                     )

@@ -33,12 +33,25 @@ from sqlalchemy.engine import make_url
 from users_api.config import normalize_database_url
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+# PgBouncer >= 1.21, which tracks prepared statements: built by scripts/build-pgbouncer
+# (CI's .ci/services runs it) where that script puts it.
+RECENT_VERSION = "1.24.1"
+_CACHE = (
+    Path("/var/cache")
+    if os.geteuid() == 0
+    else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+)
+RECENT = _CACHE / "users-api" / f"pgbouncer-{RECENT_VERSION}" / "bin" / "pgbouncer"
 START_TIMEOUT = 15.0
 DEFAULT_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def available() -> bool:
     return Path(PGBOUNCER).exists()
+
+
+def recent_available() -> bool:
+    return RECENT.exists()
 
 
 def _free_port() -> int:
@@ -61,9 +74,16 @@ def _run_as(server_host: str) -> str | None:
 
 
 @contextmanager
-def pgbouncer(server_url: str, *, pool_size: int = 20) -> Iterator[str]:
+def pgbouncer(
+    server_url: str,
+    *,
+    pool_size: int = 20,
+    binary: Path | str = PGBOUNCER,
+    prepared_statements: int = 0,
+) -> Iterator[str]:
     """Start PgBouncer (transaction mode) in front of the server of `server_url`; yield
-    `server_url` as reached through it (any database of that server is reachable)."""
+    `server_url` as reached through it (any database of that server is reachable).
+    `prepared_statements`: PgBouncer's `max_prepared_statements` (>= 1.21: `RECENT`)."""
     url = make_url(normalize_database_url(server_url))
     host = str(url.query.get("host") or url.host or "127.0.0.1")
     server_port = url.port or 5432
@@ -89,7 +109,9 @@ max_client_conn = 1000
 server_reset_query =
 ignore_startup_parameters = extra_float_digits
 pidfile = {folder / "pgbouncer.pid"}
+admin_users = {url.username or "postgres"}
 """
+        + (f"max_prepared_statements = {prepared_statements}\n" if prepared_statements else "")
     )
     if user is not None:
         entry = pwd.getpwnam(user)
@@ -100,7 +122,7 @@ pidfile = {folder / "pgbouncer.pid"}
     log = folder / "pgbouncer.log"
     with log.open("wb") as output:
         process = subprocess.Popen(  # our own command line
-            [PGBOUNCER, str(config)],
+            [str(binary), str(config)],
             user=user,
             stdout=subprocess.DEVNULL,
             stderr=output,

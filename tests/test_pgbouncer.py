@@ -8,6 +8,7 @@ transaction; four server connections for 32 clients make that happen all the tim
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -196,3 +197,124 @@ def test_serve_refuses_a_schema_behind_head_behind_a_pooler(
     assert "not at" in refused.stderr
     assert "MIGRATIONS_DATABASE_URL" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# --- PgBouncer >= 1.21 with prepared statements (DB_PGBOUNCER=prepared) ---------------
+
+recent = pytest.mark.skipif(
+    not pgbouncer.recent_available(),
+    reason="no PgBouncer >= 1.21: scripts/build-pgbouncer builds one (.ci/services runs it)",
+)
+
+
+@pytest.fixture(scope="module")
+def prepared_server(direct_database_url: str) -> Iterator[str]:
+    """This run's server through PgBouncer 1.24 keeping prepared statements."""
+    with pgbouncer.pgbouncer(
+        direct_database_url,
+        pool_size=SERVER_CONNECTIONS,
+        binary=pgbouncer.RECENT,
+        prepared_statements=200,
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+async def prepared_app(
+    settings: Settings, prepared_server: str, database_url: str, app: FastAPI
+) -> AsyncIterator[FastAPI]:
+    url = databases.on_server(database_url, prepared_server)
+    prepared = create_app(
+        settings.model_copy(
+            update={"database_url": url, "db_pool_size": CLIENTS, "db_pgbouncer": "prepared"}
+        )
+    )
+    async with prepared.router.lifespan_context(prepared):
+        yield prepared
+
+
+def _server_prepared_statements(pooled_url: str) -> int:
+    """What PgBouncer's admin console says its server connections hold prepared."""
+    url = make_url(pooled_url)
+    shown = subprocess.run(
+        [
+            "psql",
+            "-h",
+            str(url.host),
+            "-p",
+            str(url.port),
+            "-U",
+            str(url.username or "postgres"),
+            "-d",
+            "pgbouncer",
+            "-A",
+            "-F",
+            "\t",
+            "-c",
+            "SHOW SERVERS",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    header = shown[0].split("\t")
+    column = header.index("prepared_statements")
+    return sum(int(line.split("\t")[column]) for line in shown[1:] if "\t" in line)
+
+
+@recent
+async def test_32_clients_through_a_pooler_that_keeps_prepared_statements(
+    prepared_app: FastAPI, prepared_server: str, admin_client: httpx.AsyncClient
+) -> None:
+    """DB_PGBOUNCER=prepared: named statements through PgBouncer 1.24, four server
+    connections for 32 clients, and every answer the one asked for."""
+    users = []
+    for number in range(CLIENTS):
+        response = await admin_client.post(
+            "/api/v1/users",
+            json={
+                "email": f"kept{number}@example.com",
+                "username": f"kept{number}",
+                "password": "a long enough password 1",
+            },
+        )
+        assert response.status_code == 201, response.text
+        users.append(response.json())
+    token = admin_client.headers["Authorization"]
+
+    async def one_client(user: dict[str, object]) -> list[str]:
+        wrong = []
+        async with asgi_client(prepared_app) as client:
+            client.headers["Authorization"] = token
+            for round_ in range(ROUNDS):
+                got = await client.get(f"/api/v1/users/{user['id']}")
+                if got.status_code != 200 or got.json()["username"] != user["username"]:
+                    wrong.append(f"{got.status_code} {got.text[:200]}")
+                changed = await client.patch(
+                    f"/api/v1/users/{user['id']}",
+                    json={"full_name": f"{user['username']} {round_}"},
+                )
+                if changed.status_code != 200 or changed.json()["id"] != user["id"]:
+                    wrong.append(f"patch {changed.status_code} {changed.text[:200]}")
+        return wrong
+
+    outcomes = await asyncio.gather(*(one_client(user) for user in users))
+    assert [wrong for wrong in outcomes if wrong] == []
+    # The statements were prepared on the server connections, by PgBouncer's names.
+    assert _server_prepared_statements(prepared_server) > 0
+
+
+@recent
+async def test_unnamed_statements_leave_nothing_prepared_on_the_same_pooler(
+    settings: Settings, prepared_server: str, database_url: str, admin_client: httpx.AsyncClient
+) -> None:
+    """DB_PGBOUNCER=true through the same PgBouncer 1.24 prepares nothing on its server
+    connections: the count above is the prepared mode's doing."""
+    url = databases.on_server(database_url, prepared_server)
+    unnamed = create_app(settings.model_copy(update={"database_url": url, "db_pgbouncer": "true"}))
+    before = _server_prepared_statements(prepared_server)
+    async with unnamed.router.lifespan_context(unnamed), asgi_client(unnamed) as client:
+        for _ in range(5):
+            assert (await client.get("/readyz")).status_code == 200
+            assert (await client.get("/api/v1/users")).status_code == 401
+    assert _server_prepared_statements(prepared_server) == before

@@ -182,7 +182,9 @@ class Settings(BaseSettings):
     # DATABASE_URL points at PgBouncer in transaction mode (or another pooler): no
     # prepared statement outlives its statement, every unit of work is a transaction that
     # sets its own statement timeout. `auto`: find out at start-up (db/pooler.py).
-    db_pgbouncer: Literal["true", "false", "auto"] = "auto"
+    # `prepared`: a pooler that keeps prepared statements across transactions (PgBouncer
+    # >= 1.21 with `max_prepared_statements` > 0): the same, but statements stay prepared.
+    db_pgbouncer: Literal["true", "false", "auto", "prepared"] = "auto"
     # A direct connection (not through a pooler) for the migrations: DDL, Alembic's
     # session. Unset: DATABASE_URL, unless that is a pooler (then `serve` only checks the
     # schema is at head, and `migrate` refuses).

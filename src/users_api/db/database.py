@@ -396,7 +396,8 @@ def connect_arguments(
     in `host`, `ssl=`...), keeping only what asyncpg takes.
 
     `pooled` (behind PgBouncer in transaction mode): no statement cache, so statements
-    are unnamed and parsed again with each execution, and no `statement_timeout` at
+    are unnamed and parsed again with each execution (unless DB_PGBOUNCER=prepared: a
+    PgBouncer >= 1.21 keeps them), and no `statement_timeout` at
     start-up, which PgBouncer refuses and which would not follow the transactions to
     the server connections they get (`_begin` sets it per transaction instead).
     """
@@ -413,7 +414,7 @@ def connect_arguments(
         "server_settings": server_settings,
         "timeout": settings.db_connect_timeout,
     }
-    if pooled:
+    if pooled and settings.db_pgbouncer != "prepared":
         arguments["statement_cache_size"] = 0
     return {name: value for name, value in arguments.items() if name in _CONNECT_PARAMETERS}
 

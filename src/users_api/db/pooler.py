@@ -10,6 +10,11 @@ check needs no privilege, no admin console and no knowledge of ports.
 
 When the database cannot be reached at start-up, `auto` takes the safe side: the pooler
 mode is correct on a direct connection too, only slower (`database.py`).
+
+Whether a pooler keeps prepared statements (PgBouncer >= 1.21 with
+`max_prepared_statements`) cannot be told from a client connection: 1.18 may even seem
+to keep one, when the next transaction happens to get the same server connection. So
+`auto` never assumes it; `DB_PGBOUNCER=prepared` says it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ async def detect_pooler(settings: Settings, *, url: str | None = None) -> bool |
     """DB_PGBOUNCER, or with `auto` what one connection tells (None: it could not be
     made: refused, unreachable, starting up)."""
     if settings.db_pgbouncer != "auto":
-        return settings.db_pgbouncer == "true"
+        return settings.db_pgbouncer in ("true", "prepared")
     from users_api.db.database import connect_arguments
 
     try:
