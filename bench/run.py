@@ -413,6 +413,23 @@ def make_servers(
     common = {"DATABASE_URL": sa_url, "PYTHONUNBUFFERED": "1"}
     # users-api and raw sign and check their access tokens with the same key and TTL
     tokens = {"SECRET_KEY": SECRET_KEY, "ACCESS_TOKEN_TTL_SECONDS": "86400"}
+
+    def pooled(name: str, url: str, mode: str) -> Server:
+        """users-api through a PgBouncer at `url` (DB_PGBOUNCER=`mode`), migrated direct."""
+        return Server(
+            name,
+            [str(VENV_BIN / "users-api"), "serve"],
+            {
+                **common,
+                **tokens,
+                "DATABASE_URL": url,
+                "MIGRATIONS_DATABASE_URL": sa_url,
+                "DB_PGBOUNCER": mode,
+            },
+            app_name="users-api",
+            verifies_tokens=True,
+        )
+
     table = {
         "users-api": Server(
             "users-api",
@@ -451,31 +468,9 @@ def make_servers(
             verifies_tokens=True,
             cpus="",
         ),
-        "users-api-pgbouncer": Server(
-            "users-api-pgbouncer",
-            [str(VENV_BIN / "users-api"), "serve"],
-            {
-                **common,
-                **tokens,
-                "DATABASE_URL": pooled_url,
-                "MIGRATIONS_DATABASE_URL": sa_url,
-                "DB_PGBOUNCER": "true",
-            },
-            app_name="users-api",
-            verifies_tokens=True,
-        ),
-        "users-api-pgbouncer-prepared": Server(
-            "users-api-pgbouncer-prepared",
-            [str(VENV_BIN / "users-api"), "serve"],
-            {
-                **common,
-                **tokens,
-                "DATABASE_URL": prepared_url,
-                "MIGRATIONS_DATABASE_URL": sa_url,
-                "DB_PGBOUNCER": "prepared",
-            },
-            app_name="users-api",
-            verifies_tokens=True,
+        "users-api-pgbouncer": pooled("users-api-pgbouncer", pooled_url, "true"),
+        "users-api-pgbouncer-prepared": pooled(
+            "users-api-pgbouncer-prepared", prepared_url, "prepared"
         ),
         # the ceiling: the same work as users-api, no access log
         "raw": Server(

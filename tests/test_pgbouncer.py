@@ -74,24 +74,30 @@ async def test_asyncpg_defaults_through_the_pooler_do_break(pooled_settings: Set
         await asyncpg.connect(**connect_arguments(pooled_settings, pooled=False))
 
 
-async def test_32_clients_through_the_pooler_each_get_their_own_answers(
-    pooled_app: FastAPI, admin_client: httpx.AsyncClient
-) -> None:
+async def _create_users(admin_client: httpx.AsyncClient, prefix: str) -> list[dict[str, str]]:
+    """One user per client, created through the app on the direct connection."""
     created = []
     for number in range(CLIENTS):
         response = await admin_client.post(
             "/api/v1/users",
             json={
-                "email": f"pooled{number}@example.com",
-                "username": f"pooled{number}",
+                "email": f"{prefix}{number}@example.com",
+                "username": f"{prefix}{number}",
                 "password": "a long enough password 1",
             },
         )
         assert response.status_code == 201, response.text
         created.append(response.json())
+    return created
+
+
+async def test_32_clients_through_the_pooler_each_get_their_own_answers(
+    pooled_app: FastAPI, admin_client: httpx.AsyncClient
+) -> None:
+    created = await _create_users(admin_client, "pooled")
     token = admin_client.headers["Authorization"]
 
-    async def one_client(user: dict[str, object]) -> list[str]:
+    async def one_client(user: dict[str, str]) -> list[str]:
         wrong = []
         async with asgi_client(pooled_app) as client:
             client.headers["Authorization"] = token
@@ -268,21 +274,10 @@ async def test_32_clients_through_a_pooler_that_keeps_prepared_statements(
 ) -> None:
     """DB_PGBOUNCER=prepared: named statements through PgBouncer 1.24, four server
     connections for 32 clients, and every answer the one asked for."""
-    users = []
-    for number in range(CLIENTS):
-        response = await admin_client.post(
-            "/api/v1/users",
-            json={
-                "email": f"kept{number}@example.com",
-                "username": f"kept{number}",
-                "password": "a long enough password 1",
-            },
-        )
-        assert response.status_code == 201, response.text
-        users.append(response.json())
+    users = await _create_users(admin_client, "kept")
     token = admin_client.headers["Authorization"]
 
-    async def one_client(user: dict[str, object]) -> list[str]:
+    async def one_client(user: dict[str, str]) -> list[str]:
         wrong = []
         async with asgi_client(prepared_app) as client:
             client.headers["Authorization"] = token
