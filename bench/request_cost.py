@@ -34,7 +34,7 @@ PASSWORD = "benchmark password that is long"
 SECRET_KEY = "benchmark-secret-key-at-least-32-bytes"
 
 
-async def _measure(url: str, requests: int, rounds: int) -> list[float]:
+async def _measure(url: str, requests: int, rounds: int) -> tuple[list[float], list[float]]:
     engine = create_async_engine(url)
     async with engine.begin() as connection:
         await upgrade_on(connection)

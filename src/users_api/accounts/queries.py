@@ -83,22 +83,31 @@ END_TOKENS = compile_statement(
     .where(MailToken.used_at.is_(None))
     .values(used_at=func.now())
 )
-FORGET_TOKENS = compile_statement(
-    delete(MailToken).where(
-        MailToken.user_id == _USER_ID,
-        MailToken.purpose == _PURPOSE,
-        MailToken.created_at <= func.now() - _WINDOW,
-        MailToken.expires_at <= func.now(),
-    )
-)
-INSERT_TOKEN = compile_statement(
-    insert(MailToken).values(
+# A new token of a purpose, in one round trip (it is on every sign-up's path): the
+# user's older ones that are past the window and expired are forgotten, the rest of their
+# live ones die (END_TOKENS; the two sets do not overlap, as a row changed twice in one
+# statement would keep only one of the changes), and the new one is inserted. The CTEs
+# see the table as it was, so the new token is neither forgotten nor ended.
+_FORGOTTEN = (MailToken.created_at <= func.now() - _WINDOW) & (MailToken.expires_at <= func.now())
+ISSUE_TOKEN = compile_statement(
+    insert(MailToken)
+    .values(
         id=bindparam("id", type_=Uuid),
         user_id=_USER_ID,
         purpose=_PURPOSE,
         token_hash=bindparam("token_hash", type_=Text),
         email=bindparam("email", type_=Text),
         expires_at=func.now() + bindparam("ttl", type_=Interval),
+    )
+    .add_cte(
+        delete(MailToken)
+        .where(MailToken.user_id == _USER_ID, MailToken.purpose == _PURPOSE, _FORGOTTEN)
+        .cte("forgotten"),
+        update(MailToken)
+        .where(MailToken.user_id == _USER_ID, MailToken.purpose == _PURPOSE)
+        .where(MailToken.used_at.is_(None), ~_FORGOTTEN)
+        .values(used_at=func.now())
+        .cte("ended"),
     )
 )
 

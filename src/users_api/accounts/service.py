@@ -57,10 +57,14 @@ async def issue(unit: Unit, user_id: uuid.UUID, email: str, purpose: str, ttl: t
     """A new token of `purpose` for the user, mailed to `email`; their older ones die."""
     token = new_token()
     of_user = {"user_id": user_id, "purpose": purpose}
-    await unit.execute(q.FORGET_TOKENS, **of_user, window=WINDOW)
-    await unit.execute(q.END_TOKENS, **of_user)
     await unit.execute(
-        q.INSERT_TOKEN, **of_user, id=uuid7(), token_hash=hash_token(token), email=email, ttl=ttl
+        q.ISSUE_TOKEN,
+        **of_user,
+        window=WINDOW,
+        id=uuid7(),
+        token_hash=hash_token(token),
+        email=email,
+        ttl=ttl,
     )
     return token
 

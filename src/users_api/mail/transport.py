@@ -74,9 +74,11 @@ class FileTransport:
 
     async def send(self, message: EmailMessage, *, link: str | None) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = message["Message-ID"].strip("<>").split("@")[0]
+        # The values as stored: `message[name]` parses a header again on every read.
+        headers = dict(message.raw_items())
+        name = str(headers["Message-ID"]).strip("<>").split("@")[0]
         path = self.folder / f"{name}.eml"
         temporary = path.with_suffix(".eml.part")
         temporary.write_bytes(bytes(message))
         os.replace(temporary, path)  # whole or not at all
-        log.info("mail to %s written to %s; its link: %s", message["To"], path, link)
+        log.info("mail to %s written to %s; its link: %s", headers["To"], path, link)
