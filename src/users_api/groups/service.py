@@ -266,19 +266,9 @@ class GroupService:
     ) -> GroupRow:
         """Idempotent: a user who is no member changes nothing. NotFound for no such group
         or no such user."""
-
-        async def change(unit: Unit) -> GroupRow:
-            await _require_admin(unit, caller)
-            await _locked(unit, group_id, if_match)
-            removed = await _remove(unit, group_id, [user_id])
-            if removed:
-                await unit.execute(gq.set_group(frozenset()), group_id=group_id)
-                await self._record_members(unit, group_id, caller, removed=removed)
-            elif await unit.value(gq.USER_EXISTS, user_id=user_id) is None:
-                raise NotFound(NO_USER)
-            return await _group(unit, group_id)
-
-        return await self.db.run(change)
+        return await self._remove_members(
+            group_id, [user_id], caller=caller, if_match=if_match, must_exist=user_id
+        )
 
     async def remove_members(
         self,
@@ -290,6 +280,21 @@ class GroupService:
     ) -> GroupRow:
         """Remove these users from the group; ids that are no member (or no user) are
         ignored, as a SCIM PATCH `remove` of a value that is not there."""
+        return await self._remove_members(
+            group_id, list(user_ids), caller=caller, if_match=if_match, must_exist=None
+        )
+
+    async def _remove_members(
+        self,
+        group_id: uuid.UUID,
+        user_ids: Sequence[uuid.UUID],
+        *,
+        caller: AccessClaims | None,
+        if_match: frozenset[int] | None,
+        must_exist: uuid.UUID | None,
+    ) -> GroupRow:
+        """The one removal (REST's single member, SCIM's list): NotFound when nothing was
+        removed and `must_exist` is no user."""
 
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
@@ -298,6 +303,11 @@ class GroupService:
             if removed:
                 await unit.execute(gq.set_group(frozenset()), group_id=group_id)
                 await self._record_members(unit, group_id, caller, removed=removed)
+            elif (
+                must_exist is not None
+                and await unit.value(gq.USER_EXISTS, user_id=must_exist) is None
+            ):
+                raise NotFound(NO_USER)
             return await _group(unit, group_id)
 
         return await self.db.run(change)
