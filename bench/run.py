@@ -43,14 +43,10 @@ ADMIN_EMAIL = "bench-admin@bench.example"
 ADMIN_PASSWORD = "Bench-Admin-Password-2026"
 SECRET_KEY = "bench-secret-key-" + "x" * 32
 
-SERVERS = (
-    "users-api",
-    "users-api-w2",
-    "users-api-pgbouncer",
-    "users-api-pgbouncer-prepared",
-    "raw",
-    "tutorial",
-)
+SERVERS = ("users-api", "raw", "tutorial")
+# Named with --servers (each holds a pool: all of them and `before` at once pass
+# PostgreSQL's default 100 connections).
+DEPLOYMENTS = ("users-api-w2", "users-api-pgbouncer", "users-api-pgbouncer-prepared")
 # Rows of users-api deployed otherwise, driven with the reads and the PATCH only: served
 # by `serve --workers 2` (unpinned: both cores); through PgBouncer in transaction mode,
 # Debian's 1.18 (DB_PGBOUNCER=true: unnamed statements) and 1.24 keeping prepared
@@ -103,7 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--users", type=int, default=10_000, help="seeded users (10000)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 2 s")
-    p.add_argument("--servers", default=",".join(SERVERS), help="subset of " + ",".join(SERVERS))
+    p.add_argument(
+        "--servers", default=",".join(SERVERS), help="of " + ",".join((*SERVERS, *DEPLOYMENTS))
+    )
     p.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="subset of " + ",".join(SCENARIOS)
     )
@@ -138,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.servers.insert(1, "before")
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     for name in args.servers:
-        if name not in (*SERVERS, "before"):
+        if name not in (*SERVERS, *DEPLOYMENTS, "before"):
             p.error(f"unknown server {name!r}")
     for name in args.scenarios:
         if name not in SCENARIOS:
