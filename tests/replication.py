@@ -67,7 +67,10 @@ class Replication:
 
 
 @contextmanager
-def primary_and_replica() -> Iterator[Replication]:
+def primary_and_replica(apply_delay_ms: int = 0) -> Iterator[Replication]:
+    """`apply_delay_ms`: the replica applies each commit that long after it was made
+    (`recovery_min_apply_delay`), a replica that lags for certain. On loopback an idle
+    replica often replays a commit before the next request reads it."""
     root = Path(tempfile.mkdtemp(prefix="users-api-replication-"))
     user = None
     if os.geteuid() == 0:
@@ -108,6 +111,9 @@ def primary_and_replica() -> Iterator[Replication]:
             "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
             "-D", str(replica.folder), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
         )  # fmt: skip
+        if apply_delay_ms:
+            with (replica.folder / "postgresql.conf").open("a") as conf:
+                conf.write(f"recovery_min_apply_delay = '{apply_delay_ms}ms'\n")
         replica.start()
         started.append(replica)
         yield Replication(primary, replica)
