@@ -98,8 +98,8 @@ class Sender:
             except Exception:
                 log.exception("outbox sender failed; trying again")
                 delivered = 0
-            if delivered:
-                continue  # there may be more
+            if delivered >= BATCH:
+                continue  # there may be more; a smaller batch was all that was due
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wake.wait()
