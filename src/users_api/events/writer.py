@@ -251,13 +251,20 @@ class EventWriter:
         subject_id: uuid.UUID | None,
         data: Mapping[str, Any] | None = None,
     ) -> Event:
-        """Write one event in `unit`'s transaction, and hand it to the subscribers."""
+        """Write one event in `unit`'s transaction, and hand it to the subscribers: as
+        parts of the event's own statement when each has a fragment (the webhook
+        fan-out), else called one after the other."""
         event = self.event(
             type, actor=actor, subject_type=subject_type, subject_id=subject_id, data=data
         )
-        await unit.execute(q.INSERT_EVENT, **event_values(event))
-        for subscriber in self._subscribers:
-            await subscriber(unit, event)
+        fragments = self.folded
+        if fragments:
+            statement = q.inserting(tuple(fragment.cte for fragment in fragments))
+            await unit.execute(statement, **self.folded_values(event, fragments))
+        else:
+            await unit.execute(q.INSERT_EVENT, **event_values(event))
+            for subscriber in self._subscribers:
+                await subscriber(unit, event)
         self.written(unit, event)
         return event
 
