@@ -133,11 +133,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.baseline is not None:
         if not (args.baseline / ".venv" / "bin" / "users-api").exists():
             p.error(f"{args.baseline}/.venv/bin/users-api not found: run `make install` there")
-        args.servers.insert(1, "before")
+        if "before" not in args.servers:  # named or not: one server, one row
+            args.servers.insert(1, "before")
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     for name in args.servers:
         if name not in (*SERVERS, *DEPLOYMENTS, "before"):
             p.error(f"unknown server {name!r}")
+    if "before" in args.servers and args.baseline is None:
+        p.error("server 'before' needs --baseline")
+    if len(set(args.servers)) != len(args.servers):
+        p.error("a server is named twice in --servers")
     for name in args.scenarios:
         if name not in SCENARIOS:
             p.error(f"unknown scenario {name!r}")
