@@ -72,7 +72,7 @@ format: install
 # Needs wrk (installed with apt-get when run as root) and PostgreSQL at 127.0.0.1:5432;
 # e.g. `make bench BENCH_ARGS=--quick`. See bench/README.md.
 bench: install
-	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .coverage
