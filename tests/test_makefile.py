@@ -65,7 +65,8 @@ def test_run_installs_without_the_dev_group_and_test_still_gets_it(project: Path
     assert test[1].startswith("pytest"), test
 
     # Each set is installed once; running either again installs nothing.
-    assert _make(project, "test") == [f"pytest -n {2 * os.sysconf('SC_NPROCESSORS_ONLN')}"]
+    workers = 2 * os.sysconf("SC_NPROCESSORS_ONLN")
+    assert _make(project, "test") == [f"pytest -n {workers} --dist worksteal"]
     assert _make(project, "run")[0].startswith("users-api serve")
 
     # A new lock file reinstalls both.
