@@ -37,6 +37,7 @@ from users_api.events import queries as q
 from users_api.http.client import current_address
 from users_api.http.request_id import current_request_id
 from users_api.metrics import count_event
+from users_api.timestamps import rfc3339
 
 ActorType = Literal["user", "scim", "system"]
 
@@ -129,7 +130,7 @@ class Event:
         return {
             "id": str(self.id),
             "type": self.type,
-            "occurred_at": self.occurred_at.isoformat(),
+            "occurred_at": rfc3339(self.occurred_at),
             "actor": {
                 "type": self.actor.type,
                 "id": None if self.actor.id is None else str(self.actor.id),

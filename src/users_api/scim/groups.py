@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,6 +34,7 @@ from users_api.scim.errors import ScimError, invalid_filter, invalid_value, muta
 from users_api.scim.filters import Operand, compare, parse
 from users_api.scim.patch import Shape, apply_patch
 from users_api.scim.users import Page, compiled
+from users_api.timestamps import rfc3339
 from users_api.users.models import User
 
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -65,10 +65,6 @@ _MEMBERS = compile_statement(
 )
 
 
-def _when(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def etag(version: int) -> str:
     return f'W/"{version}"'
 
@@ -89,8 +85,8 @@ def to_resource(row: dict[str, Any], base_url: str, *, members: bool = True) -> 
         ]
     resource["meta"] = {
         "resourceType": "Group",
-        "created": _when(row["created_at"]),
-        "lastModified": _when(row["updated_at"]),
+        "created": rfc3339(row["created_at"]),
+        "lastModified": rfc3339(row["updated_at"]),
         "location": f"{base_url}/Groups/{row['id']}",
         "version": etag(row["version"]),
     }

@@ -9,13 +9,13 @@ column and returned as sent. `password` is hashed by the service, never returned
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from users_api.scim.errors import ScimError, invalid_value, mutability
 from users_api.scim.patch import Shape
+from users_api.timestamps import rfc3339
 from users_api.users.schemas import ProvisionedUpdate, ProvisionedUser
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -183,10 +183,6 @@ def to_replacement(resource: Any, current: dict[str, Any]) -> ProvisionedUpdate:
     return changed
 
 
-def _when(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def to_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
     """A user row (public fields, `external_id`, `scim`) as a SCIM User."""
     kept: dict[str, Any] = dict(row.get("scim") or {})
@@ -225,8 +221,8 @@ def to_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
         ]
     resource["meta"] = {
         "resourceType": "User",
-        "created": _when(row["created_at"]),
-        "lastModified": _when(row["updated_at"]),
+        "created": rfc3339(row["created_at"]),
+        "lastModified": rfc3339(row["updated_at"]),
         "location": f"{base_url}/Users/{row['id']}",
         "version": etag(row["version"]),
     }
