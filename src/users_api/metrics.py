@@ -100,7 +100,7 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 WEBHOOK_DELIVERIES = Counter(
     "users_api_webhook_deliveries_total",
-    "Webhook delivery attempts, by outcome (e.g. `delivered`, `failed`, `disabled`).",
+    "Webhook delivery attempts, by outcome: delivered, failed, disabled or rejected.",
     ("outcome",),
 )
 EVENTS_WRITTEN = Counter(
@@ -194,7 +194,7 @@ def count_login(outcome: str) -> None:
 
 
 def count_webhook_delivery(outcome: str) -> None:
-    """One webhook attempt: `delivered`, `failed` (to be retried), `disabled` (the last)..."""
+    """One webhook attempt, once it is recorded (`webhooks.delivery.Outcome.label`)."""
     WEBHOOK_DELIVERIES.labels(outcome).inc()
 
 

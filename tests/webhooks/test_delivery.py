@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.operations.test_metrics import scrape, value
 from tests.webhooks.conftest import emit, eventually, register
 from tests.webhooks.receiver import Receiver
 from users_api.outbox.sender import Sender
@@ -53,6 +54,11 @@ async def test_an_event_arrives_signed_in_the_standard_shape(
     assert document["data"]["id"] == event_id
     assert document["data"]["data"] == {"fields": ["email"]}
     assert document["timestamp"] == document["data"]["occurred_at"]
+    # the contract's one spelling of a time, as the audit list writes the same event's
+    audit = await admin_client.get("/api/v1/audit-events")
+    [listed] = [item for item in audit.json()["items"] if item["id"] == event_id]
+    assert document["timestamp"] == listed["occurred_at"]
+    assert document["timestamp"].endswith("Z")
     await eventually(lambda: _has_deliveries(admin_client, endpoint_id, 1))
     [delivery] = await _deliveries(admin_client, endpoint_id)
     assert delivery["event_id"] == event_id
@@ -64,6 +70,24 @@ async def test_an_event_arrives_signed_in_the_standard_shape(
 
 async def _has_deliveries(client: httpx.AsyncClient, endpoint_id: str, count: int) -> bool:
     return len(await _deliveries(client, endpoint_id)) >= count
+
+
+OUTCOMES = ("delivered", "failed", "disabled", "rejected")
+
+
+async def _attempts_counted(client: httpx.AsyncClient) -> dict[str, float]:
+    """`users_api_webhook_deliveries_total` in `/metrics`, by outcome."""
+    text = await scrape(client)
+    name = "users_api_webhook_deliveries_total"
+    return {outcome: value(text, name, outcome=outcome) for outcome in OUTCOMES}
+
+
+async def _counted_since(
+    client: httpx.AsyncClient, before: dict[str, float], expected: dict[str, int]
+) -> bool:
+    after = await _attempts_counted(client)
+    moved = {outcome: after[outcome] - before[outcome] for outcome in OUTCOMES}
+    return moved == {outcome: expected.get(outcome, 0) for outcome in OUTCOMES}
 
 
 async def test_only_the_events_an_endpoint_asked_for_go_to_it(
@@ -82,6 +106,7 @@ async def test_failures_are_retried_with_the_same_webhook_id(
 ) -> None:
     endpoint_id = await register(admin_client, receiver)
     receiver.plan = [503, 500]
+    counted = await _attempts_counted(admin_client)
     event_id = await emit(app)
     await eventually(lambda: len(receiver.delivered()) == 1)
     attempts = receiver.all()
@@ -98,6 +123,8 @@ async def test_failures_are_retried_with_the_same_webhook_id(
     assert log[0]["error"] == "HTTP 503"
     assert log[0]["next_retry_at"] is not None
     assert log[2]["next_retry_at"] is None
+    expected = {"failed": 2, "delivered": 1}
+    await eventually(lambda: _counted_since(admin_client, counted, expected))
 
 
 async def test_a_4xx_is_final_and_the_endpoint_stays_enabled(
@@ -105,6 +132,7 @@ async def test_a_4xx_is_final_and_the_endpoint_stays_enabled(
 ) -> None:
     endpoint_id = await register(admin_client, receiver)
     receiver.plan = [400]
+    counted = await _attempts_counted(admin_client)
     first = await emit(app)
     second = await emit(app)
     await eventually(lambda: len(receiver.delivered()) == 1)
@@ -114,6 +142,8 @@ async def test_a_4xx_is_final_and_the_endpoint_stays_enabled(
     ]
     endpoint = (await admin_client.get(f"{WEBHOOKS}/{endpoint_id}")).json()
     assert endpoint["enabled"] is True
+    expected = {"rejected": 1, "delivered": 1}
+    await eventually(lambda: _counted_since(admin_client, counted, expected))
 
 
 async def test_every_event_arrives_after_the_receiver_was_down(
@@ -175,9 +205,11 @@ async def test_an_endpoint_is_disabled_after_its_last_attempt(
 ) -> None:
     endpoint_id = await register(admin_client, receiver)
     receiver.plan = [500] * 10
+    counted = await _attempts_counted(admin_client)
     await emit(app)
     later = await emit(app)
     await eventually(lambda: _disabled(admin_client, endpoint_id))
+    await eventually(lambda: _counted_since(admin_client, counted, {"failed": 2, "disabled": 1}))
     await asyncio.sleep(0.3)
     assert len(receiver.all()) == 3  # the later event is not sent to a disabled endpoint
     assert later not in {item.webhook_id for item in receiver.all()}

@@ -36,6 +36,7 @@ with leaving_out("pygments", "rich"):  # httpx's command-line client: not this s
 from users_api.db.database import Database, Record, Unit
 from users_api.events.writer import SYSTEM, EventWriter
 from users_api.ids import parse_uuid
+from users_api.metrics import count_webhook_delivery
 from users_api.outbox.sender import RetryAfter
 from users_api.security.mfa import SecretBox
 from users_api.webhooks import queries as q
@@ -75,6 +76,16 @@ class Outcome:
     def retryable(self) -> bool:
         code = self.status_code
         return code is None or code >= 500 or code in _RETRYABLE
+
+    def label(self, *, retried: bool, disabled: bool) -> str:
+        """The attempt in `users_api_webhook_deliveries_total`: `delivered`, `failed` (another
+        attempt is due), `disabled` (the last one, and the endpoint with it) or `rejected`
+        (an answer that no retry would change, such as 400: the event is dropped)."""
+        if self.delivered:
+            return "delivered"
+        if retried:
+            return "failed"
+        return "disabled" if disabled else "rejected"
 
 
 @dataclass(slots=True)
@@ -128,9 +139,9 @@ class WebhookSender:
         again = not outcome.delivered and outcome.retryable
         last = attempt >= self.max_attempts
         wait = wait_after(attempt, self.schedule) if again and not last else None
-        await self.db.run(
-            self._record(endpoint_id, event, attempt, outcome, wait, disable=again and last)
-        )
+        disable = again and last
+        await self.db.run(self._record(endpoint_id, event, attempt, outcome, wait, disable=disable))
+        count_webhook_delivery(outcome.label(retried=wait is not None, disabled=disable))
         if wait is not None:
             raise RetryAfter(outcome.error or "not delivered", wait)
         if not outcome.delivered:
