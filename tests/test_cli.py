@@ -124,7 +124,7 @@ def test_a_data_dir_that_is_no_folder_fails_with_one_line_naming_it(
     assert not (tmp_path / ".data").exists()
 
 
-def test_serve_needs_no_data_dir_with_a_database_url_and_a_secret_key(tmp_path: Path) -> None:
+def test_serve_needs_no_data_dir_with_a_database_a_secret_key_and_smtp(tmp_path: Path) -> None:
     """Nothing is kept in DATA_DIR then: it is not checked (the port is, and is taken)."""
     (tmp_path / "a-file").write_text("not a folder")
     with socket.socket() as taken:
@@ -135,12 +135,28 @@ def test_serve_needs_no_data_dir_with_a_database_url_and_a_secret_key(tmp_path: 
             DATA_DIR="a-file",
             DATABASE_URL="postgresql://postgres@127.0.0.1:1/x",
             SECRET_KEY="a-secret-key-that-is-at-least-32-bytes-long",
+            SMTP_URL="smtp://127.0.0.1:1",
         )
         line = _one_error_line(
             run_cli("serve", "--port", str(taken.getsockname()[1]), cwd=tmp_path, env=env)
         )
     assert "DATA_DIR" not in line
     assert "--port" in line
+
+
+def test_serve_without_smtp_keeps_its_mail_in_data_dir_so_checks_it(tmp_path: Path) -> None:
+    """Without SMTP_URL each mail is a file under DATA_DIR: a server that could not write
+    one would answer every sign-up and lose its mail."""
+    (tmp_path / "a-file").write_text("not a folder")
+    env = clean_environment(
+        tmp_path,
+        DATA_DIR="a-file",
+        DATABASE_URL="postgresql://postgres@127.0.0.1:1/x",
+        SECRET_KEY="a-secret-key-that-is-at-least-32-bytes-long",
+    )
+    line = _one_error_line(run_cli("serve", "--port", "0", cwd=tmp_path, env=env))
+    assert "DATA_DIR" in line
+    assert "a-file" in line
 
 
 @pytest.mark.parametrize(

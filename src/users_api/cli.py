@@ -306,7 +306,7 @@ def serve(
     settings = load_settings()
     # Whatever would fail once the database is up and the app starts fails now.
     preflight(lambda: checks.check_first_admin(settings))
-    preflight(lambda: checks.check_data_dir(settings, keeps_secret=True))
+    preflight(lambda: checks.check_data_dir(settings, serving=True))
     preflight(lambda: checks.check_can_listen(host, port))
     # With workers, their metric files go to a directory of this run (metrics.py).
     with stop_on_signals(), database(settings) as url, multiprocess_directory(workers):
@@ -355,7 +355,7 @@ def migrate(
     if settings.migrations_database_url is not None:
         apply_migrations(settings.migrations_database_url, revision)
         return
-    preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
+    preflight(lambda: checks.check_data_dir(settings, serving=False))
     with database(settings) as url:
         if _pooled(settings, url):
             fail(
@@ -411,7 +411,7 @@ def _on_users(settings: Settings, work: Callable[[UserService], Awaitable[T]]) -
     from users_api import preflight as checks
     from users_api.errors import DomainError, InvalidInput
 
-    preflight(lambda: checks.check_data_dir(settings, keeps_secret=False))
+    preflight(lambda: checks.check_data_dir(settings, serving=False))
     with database(settings) as url:
         prepare_schema(settings, url, apart=False)
         configured = settings.model_copy(update={"database_url": url})

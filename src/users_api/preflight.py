@@ -26,11 +26,14 @@ class Refused(Exception):
         self.exit_status = exit_status
 
 
-def check_data_dir(settings: Settings, *, keeps_secret: bool) -> None:
+def check_data_dir(settings: Settings, *, serving: bool) -> None:
     """DATA_DIR must be a folder files can be created in, if anything is to be kept there:
-    the embedded database (no DATABASE_URL) or, with `keeps_secret`, the generated secret
-    key (no SECRET_KEY)."""
-    if settings.database_url is not None and not (keeps_secret and settings.secret_key is None):
+    the embedded database (no DATABASE_URL) or, for a server (`serving`), the generated
+    secret key (no SECRET_KEY) and the mail it writes as files (no SMTP_URL)."""
+    keeps_files = settings.database_url is None or (
+        serving and (settings.secret_key is None or settings.smtp_url is None)
+    )
+    if not keeps_files:
         return
     path = settings.data_dir
     if path.exists() and not path.is_dir():
