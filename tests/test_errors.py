@@ -65,12 +65,12 @@ async def test_a_nul_user_id_is_404_or_422_problem(admin_client: httpx.AsyncClie
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("PUT", USERS, {"GET", "POST"}),
-        ("DELETE", USERS, {"GET", "POST"}),
-        ("PATCH", USERS, {"GET", "POST"}),
-        ("POST", f"{USERS}/{UNKNOWN_ID}", {"GET", "PATCH", "DELETE"}),
-        ("PUT", f"{USERS}/{UNKNOWN_ID}", {"GET", "PATCH", "DELETE"}),
-        ("POST", "/healthz", {"GET"}),
+        ("PUT", USERS, {"GET", "HEAD", "POST"}),
+        ("DELETE", USERS, {"GET", "HEAD", "POST"}),
+        ("PATCH", USERS, {"GET", "HEAD", "POST"}),
+        ("POST", f"{USERS}/{UNKNOWN_ID}", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("PUT", f"{USERS}/{UNKNOWN_ID}", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("POST", "/healthz", {"GET", "HEAD"}),
     ],
 )
 async def test_wrong_method_is_405_problem_with_allow(

@@ -182,12 +182,32 @@ async def test_a_204_has_no_content_type(client: httpx.AsyncClient) -> None:
         assert_standard_headers(response)
 
 
+async def test_head_answers_as_get_without_the_body(
+    client: httpx.AsyncClient, admin_client: httpx.AsyncClient
+) -> None:
+    """RFC 9110 §9.3.2: wherever GET is answered, HEAD is, with GET's status and headers."""
+    me = (await admin_client.get(f"{USERS}/me")).json()
+    for path in (f"{USERS}/me", user_url(me["id"]), f"{USERS}?limit=1", "/healthz", "/readyz"):
+        got = await admin_client.get(path)
+        head = await admin_client.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"", path
+        for name in ("content-type", "content-length", "etag", "cache-control", "link"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    # a HEAD with the ETag it holds is a 304, as a GET would be
+    etag = (await admin_client.get(f"{USERS}/me")).headers["etag"]
+    unchanged = await admin_client.head(f"{USERS}/me", headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304
+    # and who may not GET may not HEAD
+    assert (await client.head(f"{USERS}/me")).status_code == 401
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("PUT", USERS, "GET, POST"),
-        ("POST", f"{USERS}/{UNKNOWN_ID}", "DELETE, GET, PATCH"),
-        ("OPTIONS", "/healthz", "GET"),
+        ("PUT", USERS, "GET, HEAD, POST"),
+        ("POST", f"{USERS}/{UNKNOWN_ID}", "DELETE, GET, HEAD, PATCH"),
+        ("OPTIONS", "/healthz", "GET, HEAD"),
     ],
 )
 async def test_a_405_allows_every_method_of_the_path(

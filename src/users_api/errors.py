@@ -551,11 +551,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _allowed_methods(request: Request) -> str:
     """Every method some route of this path takes. Starlette names only the methods of
-    the first route whose path matched (just `POST` for `/users`, though `GET` is there)."""
+    the first route whose path matched (just `POST` for `/users`, though `GET` is there).
+    A path that takes `GET` takes `HEAD` too (`http.routing.Dispatch`)."""
     methods: set[str] = set()
     for route in request.app.router.routes:
         if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
             methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
     return ", ".join(sorted(methods))
 
 

@@ -30,7 +30,8 @@ async def test_the_secret_is_shown_once_and_stored_sealed(
     assert created["events"] == ["user.created", "group.*"]
     assert created["enabled"] is True
     assert created["version"] == 1
-    shown = await admin_client.get(f"{WEBHOOKS}/{created['id']}")
+    assert response.headers["location"] == f"{WEBHOOKS}/{created['id']}"
+    shown = await admin_client.get(response.headers["location"])
     assert shown.status_code == 200
     assert "secret" not in shown.json()
     assert shown.json() == {key: value for key, value in created.items() if key != "secret"}

@@ -12,7 +12,7 @@ from users_api.events.schemas import AuditEventPage, AuditEventQuery
 from users_api.events.service import AuditService, EventPage
 from users_api.http import parse
 from users_api.http.openapi import Query, Reply, doc
-from users_api.http.routing import api_router
+from users_api.http.routing import api_router, path_of
 from users_api.responses import json_response
 
 router = api_router("/api/v1/audit-events", "audit")
@@ -38,11 +38,7 @@ async def list_audit_events(request: Request) -> Response:
     caller = parse.caller(request)
     query = parse.query(request, AuditEventQuery, repeated=("type",))
     page = await _audit(request).list(query, caller=caller)
-    return _page_response(page, _list_path(request), query)
-
-
-def _list_path(request: Request) -> str:
-    return f"{request.scope.get('root_path', '').rstrip('/')}{router.prefix}"
+    return _page_response(page, path_of(request, router.prefix), query)
 
 
 def next_page_url(path: str, query: AuditEventQuery, cursor: str) -> str:

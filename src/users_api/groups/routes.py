@@ -20,7 +20,7 @@ from users_api.groups.schemas import (
 from users_api.groups.service import GroupService
 from users_api.http import parse
 from users_api.http.openapi import Body, Header, PathId, Query, Reply, doc
-from users_api.http.routing import api_router
+from users_api.http.routing import api_router, path_of
 from users_api.responses import json_response
 from users_api.users.routes import page_response
 from users_api.users.schemas import UserPage
@@ -43,8 +43,8 @@ def _groups(request: Request) -> GroupService:
 
 
 def _path(request: Request, suffix: str = "") -> str:
-    """This app's path of the groups, and `suffix` under it (behind a `root_path` too)."""
-    return f"{request.scope.get('root_path', '').rstrip('/')}{router.prefix}{suffix}"
+    """This app's path of the groups, and `suffix` under it."""
+    return path_of(request, f"{router.prefix}{suffix}")
 
 
 def group_response(row: GroupRow, if_none_match: str | None = None) -> Response:

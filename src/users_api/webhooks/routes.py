@@ -7,7 +7,7 @@ from fastapi import Request, Response, status
 from users_api.db.database import Record
 from users_api.http import parse
 from users_api.http.openapi import Body, PathId, Query, Reply, doc
-from users_api.http.routing import api_router
+from users_api.http.routing import api_router, path_of
 from users_api.responses import json_response
 from users_api.webhooks import examples
 from users_api.webhooks.schemas import (
@@ -49,7 +49,7 @@ def _endpoint(record: Record) -> dict[str, object]:
         WebhookCreated,
         (400, 401, 403),
         Body(WebhookCreate, examples.CREATE),
-        reply=Reply(201, "The new endpoint and its secret.", examples.CREATED),
+        reply=Reply(201, "The new endpoint and its secret.", examples.CREATED, ("Location",)),
     ),
 )
 async def create_webhook(request: Request) -> Response:
@@ -57,7 +57,8 @@ async def create_webhook(request: Request) -> Response:
     body = await parse.json_body(request, WebhookCreate)
     record, secret = await _webhooks(request).create(body, caller=caller)
     content = _endpoint(record) | {"secret": secret}
-    return json_response(content, status_code=status.HTTP_201_CREATED, headers=_NOT_STORED)
+    headers = {"Location": path_of(request, f"{router.prefix}/{record['id']}"), **_NOT_STORED}
+    return json_response(content, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
 @router.get(
