@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
+from fastapi import FastAPI
 
+from tests.auth.helpers import app_with
 from tests.scim.conftest import PATCH_SCHEMA, SCIM, new_user
+from users_api.config import Settings
 
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
@@ -83,6 +87,48 @@ async def test_patch_adds_and_removes_members_by_value_filter(scim: httpx.AsyncC
     )
     assert renamed.json()["displayName"] == "Operations"
     assert renamed.json()["meta"]["version"] == 'W/"4"'
+
+
+async def test_parallel_patches_without_if_match_all_land(
+    app: FastAPI, settings: Settings, scim: httpx.AsyncClient, scim_token: str
+) -> None:
+    """Entra adds a group's members one request each, in parallel, with no If-Match: each
+    lands (no 412 the client did not ask for), also across two workers (two apps)."""
+    users = [await _user(scim, f"member{index:02d}") for index in range(24)]
+    group = (
+        await scim.post(f"{SCIM}/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Crowd"})
+    ).json()
+    url = f"{SCIM}/Groups/{group['id']}"
+
+    def add(member: str) -> dict[str, object]:
+        operation = {"op": "Add", "path": "members", "value": [{"value": member}]}
+        return {"schemas": [PATCH_SCHEMA], "Operations": [operation]}
+
+    async with app_with(settings) as other:
+        other.headers["Authorization"] = f"Bearer {scim_token}"
+        clients = (scim, other)
+        answers = await asyncio.gather(
+            *(clients[index % 2].patch(url, json=add(user)) for index, user in enumerate(users))
+        )
+        assert [answer.status_code for answer in answers] == [200] * len(users)
+        renames = await asyncio.gather(
+            *(
+                clients[index % 2].patch(
+                    f"{SCIM}/Users/{user}",
+                    json={
+                        "schemas": [PATCH_SCHEMA],
+                        "Operations": [{"op": "replace", "path": "title", "value": f"T{index}"}],
+                    },
+                )
+                for index, user in enumerate([users[0]] * 8)
+            )
+        )
+        assert [answer.status_code for answer in renames] == [200] * 8
+    members = (await scim.get(url)).json()["members"]
+    assert sorted(member["value"] for member in members) == sorted(users)
+    # a client that names the version it read still gets its 412
+    stale = await scim.patch(url, json=add(users[0]), headers={"If-Match": 'W/"1"'})
+    assert stale.status_code == 412
 
 
 async def test_a_member_that_is_no_user_is_400_invalid_value_and_nothing_is_stored(

@@ -6,7 +6,7 @@ on the groups table), every change through `GroupService`, where the rules of gr
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,10 +26,11 @@ from sqlalchemy import ColumnElement, and_, bindparam, exists, func, not_, or_, 
 
 from users_api.db.database import Database, Record, Unit
 from users_api.db.statements import compile_statement
-from users_api.errors import PreconditionFailed, UnknownMembers
+from users_api.errors import UnknownMembers
 from users_api.groups.models import Group, GroupMember
 from users_api.groups.schemas import GroupCreate, GroupUpdate
 from users_api.groups.service import GroupService
+from users_api.scim import turns
 from users_api.scim.errors import ScimError, invalid_filter, invalid_value, mutability, not_found
 from users_api.scim.filters import Operand, compare, parse
 from users_api.scim.patch import Shape, apply_patch
@@ -214,6 +215,8 @@ def group_condition(text: str | None) -> ColumnElement[bool]:
 class ScimGroups:
     db: Database
     groups: GroupService
+    # this worker's PATCHes of each resource, in turn
+    turns: turns.Turns = field(default_factory=turns.Turns)
 
     async def _with_members(self, unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
         rows = [dict(zip(_FIELDS, record, strict=True)) for record in records]
@@ -294,8 +297,9 @@ class ScimGroups:
         self, group_id: uuid.UUID, body: Any, if_match: frozenset[int] | None
     ) -> dict[str, Any]:
         """The operations on the group as SCIM shows it, stored as a replacement under its
-        version (a concurrent change: tried once more on the new one)."""
-        for attempt in (1, 2):
+        version (`turns.patched`: a concurrent change, tried again)."""
+
+        async def store() -> dict[str, Any]:
             current = await self.get(group_id)
             if if_match is not None and current["version"] not in if_match:
                 raise ScimError(412, "The resource has changed since the given version (If-Match).")
@@ -312,12 +316,9 @@ class ScimGroups:
                 )
             except UnknownMembers as exc:
                 raise invalid_value(exc.detail) from None
-            except PreconditionFailed:
-                if attempt == 2 or if_match is not None:
-                    raise
-                continue
             return await self.get(group_id)
-        raise AssertionError("unreachable: the second attempt returns or raises")
+
+        return await self.turns.patched(group_id, if_match, store)
 
     async def delete(self, group_id: uuid.UUID, if_match: frozenset[int] | None) -> None:
         await self.groups.delete(group_id, caller=None, if_match=if_match)

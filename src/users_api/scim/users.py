@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, select
@@ -14,9 +14,8 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from users_api.db.database import Database, Record, Unit
 from users_api.db.statements import _DIALECT, Statement, compile_statement
-from users_api.errors import PreconditionFailed
 from users_api.groups.models import Group, GroupMember
-from users_api.scim import mapping
+from users_api.scim import mapping, turns
 from users_api.scim.errors import ScimError, not_found
 from users_api.scim.patch import apply_patch
 from users_api.users.models import User
@@ -71,6 +70,8 @@ class Page:
 class ScimUsers:
     db: Database
     users: UserService
+    # this worker's PATCHes of each resource, in turn
+    turns: turns.Turns = field(default_factory=turns.Turns)
 
     async def get(self, user_id: uuid.UUID) -> dict[str, Any]:
         async def read(unit: Unit) -> list[dict[str, Any]]:
@@ -128,28 +129,25 @@ class ScimUsers:
         self, user_id: uuid.UUID, body: Any, if_match: frozenset[int] | None
     ) -> dict[str, Any]:
         """Apply the operations to the user as SCIM shows it, then replace it with the
-        result under its version: a concurrent change is tried again on the new one."""
-        for attempt in (1, 2):
+        result under its version (`turns.patched`: a concurrent change, tried again)."""
+
+        async def store() -> dict[str, Any]:
             current = await self.get(user_id)
             if if_match is not None and current["version"] not in if_match:
                 raise ScimError(412, "The resource has changed since the given version (If-Match).")
             document = mapping.to_resource(current, "")
             patched = apply_patch(document, body, mapping.USER_SHAPE)
             change = mapping.to_replacement(patched, current)
-            try:
-                await self.users.update(
-                    user_id,
-                    change,
-                    caller=None,
-                    if_match=frozenset({current["version"]}),
-                    address="scim",
-                )
-            except PreconditionFailed:
-                if attempt == 2 or if_match is not None:
-                    raise
-                continue
+            await self.users.update(
+                user_id,
+                change,
+                caller=None,
+                if_match=frozenset({current["version"]}),
+                address="scim",
+            )
             return await self.get(user_id)
-        raise AssertionError("unreachable: the second attempt returns or raises")
+
+        return await self.turns.patched(user_id, if_match, store)
 
     async def delete(self, user_id: uuid.UUID, if_match: frozenset[int] | None) -> None:
         await self.users.delete(user_id, caller=None, if_match=if_match)
