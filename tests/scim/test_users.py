@@ -124,6 +124,42 @@ async def test_a_user_created_without_password_cannot_log_in_and_with_one_can(
     await login(client, "withpass", "a strong provisioned passphrase")
 
 
+async def test_the_providers_password_is_taken_as_its_policy_passed_it(
+    scim: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    """Okta's create request (its SCIM reference) and its password sync carry passwords
+    its own policy passed, shorter than ours asks of a sign-up: both are kept."""
+    okta = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "test.user@okta.local",
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": True, "value": "test.user@okta.local", "type": "work"}],
+        "displayName": "Test User",
+        "locale": "en-US",
+        "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [],
+        "password": "1mz050nq",
+        "active": True,
+    }
+    created = await scim.post(f"{SCIM}/Users", json=okta)
+    assert created.status_code == 201, created.text
+    await login(client, "test.user@okta.local", "1mz050nq")
+    synced = await scim.patch(
+        f"{SCIM}/Users/{created.json()['id']}",
+        json={
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "replace", "value": {"password": "t1meMa$h1ne"}}],
+        },
+    )
+    assert synced.status_code == 200, synced.text
+    await login(client, "test.user@okta.local", "t1meMa$h1ne")
+    # bounded as any password: hashed, so never longer than 128 characters
+    too_long = new_user("longpass", password="x" * 129)
+    refused = await scim.post(f"{SCIM}/Users", json=too_long)
+    assert refused.status_code == 400
+    assert refused.json()["scimType"] == "invalidValue"
+
+
 async def test_deactivation_ends_every_session_at_once(
     scim: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
@@ -20,6 +21,15 @@ from pydantic import (
 )
 
 from users_api.security.scripts import mixed_scripts
+
+# email-validator refuses the special-use domains (RFC 6761), `.local` among them. A
+# company's directory often is a `.local` domain (Active Directory's `corp.local`, whose
+# names Entra and Okta provision, and Okta's own SCIM test users): kept, as a mail relay
+# inside that company delivers there. `localhost`, `invalid`, `test`... stay refused. The
+# library documents this list as the place to allow one.
+email_validator.SPECIAL_USE_DOMAIN_NAMES[:] = [
+    name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES if name != "local"
+]
 
 
 def _normalize_email(value: str) -> str:
@@ -63,7 +73,8 @@ Email = Annotated[
     Field(
         json_schema_extra={"format": "email"},
         description="Checked for syntax, not delivery; special-use domains such as "
-        "`.test`, `.local` or `.invalid` are refused.",
+        "`.test`, `.localhost` or `.invalid` are refused (`.local`, a company directory's "
+        "domain, is not).",
     ),
 ]
 # v2: identity providers push login names such as `ada.lovelace@contoso.com`. A username
@@ -90,6 +101,14 @@ Password = Annotated[
         "zxcvbn's estimate (a score below 3, with the email and username as user inputs; "
         "its `score`, `warning` and `suggestions` are in the error's `ctx`).",
     ),
+]
+# A password an identity provider sets (SCIM): its own policy has passed it, and it is
+# the password the user types at the provider, so ours does not judge it (an 8-character
+# one from Okta's password sync is the user's). Bounded as any other: hashed, so kept short.
+ProvidedPassword = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, strip_whitespace=False),
+    Field(json_schema_extra={"format": "password"}),
 ]
 
 
@@ -120,7 +139,7 @@ class ProvisionedUser(_Input):
 
     email: Email
     username: Username
-    password: Password | None = None
+    password: ProvidedPassword | None = None
     full_name: FullName | None = None
     is_active: bool | None = None
     is_admin: bool | None = None
@@ -185,6 +204,7 @@ class ProvisionedUpdate(UserUpdate):
     """A change an identity provider makes (SCIM): a merge patch that may also set the
     provider's id and the kept SCIM attributes (null clears them)."""
 
+    password: ProvidedPassword | None = None
     external_id: ExternalId | None = None
     scim: dict[str, Any] | None = None
 

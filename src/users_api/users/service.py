@@ -36,6 +36,7 @@ from users_api.users import cursor, policy
 from users_api.users import queries as q
 from users_api.users.queries import UserRow, as_row, caller_values
 from users_api.users.schemas import (
+    ProvisionedUpdate,
     ProvisionedUser,
     UserCreate,
     UserListQuery,
@@ -193,7 +194,8 @@ class UserService:
         policy.refuse_taken(email=found["email_taken"], username=found["username_taken"])
         password_hash = None  # a provisioned user may come without one
         if data.password is not None:
-            await self._check_password(data.password, email=data.email, username=data.username)
+            if not isinstance(data, ProvisionedUser):  # a provider's passed its own policy
+                await self._check_password(data.password, email=data.email, username=data.username)
             password_hash = await self.passwords.hash(data.password)
         external_id, scim = None, None
         if isinstance(data, ProvisionedUser):
@@ -450,7 +452,12 @@ class UserService:
         if "password" in changes:
             assert answer is not None  # a password change holds a hashing turn
             refused = await self._new_password(
-                unit, target, changes, patch.current_password, answer
+                unit,
+                target,
+                changes,
+                patch.current_password,
+                answer,
+                provided=isinstance(patch, ProvisionedUpdate),
             )
             if refused is not None:
                 return refused
@@ -575,19 +582,23 @@ class UserService:
         changes: dict[str, Any],
         current_password: str | None,
         answer: _Answer,
+        *,
+        provided: bool = False,
     ) -> DomainError | None:
         """Hash the new password into `changes`; or the error to answer with (a wrong
-        `current_password`, already counted)."""
+        `current_password`, already counted). `provided`: an identity provider's, which
+        passed its own policy (`schemas.ProvidedPassword`), is not judged by ours."""
         password = changes.pop("password")
         if answer.account_key is not None:  # one's own password: answer for the account
             refused = await self._check_current_password(unit, current_password, target, answer)
             if refused is not None:
                 return refused
-        await self._check_password(
-            password,
-            email=changes.get("email", target["email"]),
-            username=changes.get("username", target["username"]),
-        )
+        if not provided:
+            await self._check_password(
+                password,
+                email=changes.get("email", target["email"]),
+                username=changes.get("username", target["username"]),
+            )
         changes["password_hash"] = await answer.hashing.hash(password)
         changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
         return None
