@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.scim.conftest import PATCH_SCHEMA, SCIM, new_user
+from users_api.scim.mapping import ENTERPRISE_SCHEMA as ENTERPRISE
 
 
 async def _create(scim: httpx.AsyncClient, name: str, **extra: Any) -> dict[str, object]:
@@ -112,6 +113,17 @@ async def test_discovery_describes_what_is_stored(scim: httpx.AsyncClient) -> No
     assert attributes["userName"]["required"] is True
     assert attributes["emails"]["required"] is True
     assert attributes["password"]["returned"] == "never"
+    # and `active`, which no user is without: one sent without it is active
+    required = [name for name, a in attributes.items() if a["required"]]
+    assert required == ["userName", "active", "emails"]
+    created = await scim.post(f"{SCIM}/Users", json=new_user("no-active-sent"))
+    assert created.json()["active"] is True
+    enterprise = (await scim.get(f"{SCIM}/Schemas/{ENTERPRISE}")).json()
+    [manager] = [a for a in enterprise["attributes"] if a["name"] == "manager"]
+    assert not any(sub["required"] for sub in manager["subAttributes"])
+    group = (await scim.get(f"{SCIM}/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group")).json()
+    [display_name] = [a for a in group["attributes"] if a["name"] == "displayName"]
+    assert display_name["uniqueness"] == "server"  # a taken one is 409 uniqueness
     missing = await scim.get(f"{SCIM}/Schemas/urn:nope")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/scim+json"

@@ -1,9 +1,12 @@
 """What `/ServiceProviderConfig`, `/ResourceTypes` and `/Schemas` say, built once.
 
 The schema documents come from scim2-models' RFC 7643 models (`to_schema`), then say
-what this service stores where it differs from the RFC's defaults: `emails` is required
-(every user has an email), `active` too (a user is active or not, never neither),
-`password` is never returned, and a member's `display` is not stored (members are users, by id).
+what this service stores where it differs from them: `emails` is required (every user
+has an email), `password` is never returned, a group's `displayName` is unique (409), a
+member's `display` is not stored (members are users, by id), a manager is kept as sent
+(neither of its sub-attributes is required), and `active` is required: a create may
+leave it out (the user is then active), but a user is never without it, so it cannot
+be removed (scim2-tester checks that a PATCH removes whatever is not required).
 """
 
 from __future__ import annotations
@@ -45,10 +48,17 @@ def _schemas(with_groups: bool) -> tuple[dict[str, Any], ...]:
             attribute["mutability"] = "writeOnly"
         if attribute["name"] == "active":
             attribute["required"] = True  # every user is active or not: never absent
-    documents = [user, _dump(EnterpriseUser.to_schema())]
+    enterprise = _dump(EnterpriseUser.to_schema())
+    for attribute in enterprise["attributes"]:
+        if attribute["name"] == "manager":
+            for sub in attribute.get("subAttributes", []):
+                sub["required"] = False
+    documents = [user, enterprise]
     if with_groups:
         group = _dump(Group.to_schema())
         for attribute in group["attributes"]:
+            if attribute["name"] == "displayName":
+                attribute["uniqueness"] = "server"  # a taken one is 409 uniqueness
             for sub in attribute.get("subAttributes", []):
                 if attribute["name"] == "members" and sub["name"] == "display":
                     sub["mutability"] = "readOnly"  # not stored: members are users, by id
