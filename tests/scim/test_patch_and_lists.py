@@ -73,6 +73,43 @@ async def test_patch_as_clients_send_it(scim: httpx.AsyncClient) -> None:
     assert "title" not in removed.json()
 
 
+def _patch(*operations: dict[str, Any]) -> dict[str, Any]:
+    return {"schemas": [PATCH_SCHEMA], "Operations": list(operations)}
+
+
+async def test_entra_forms_are_kept_in_the_schemas_shape(scim: httpx.AsyncClient) -> None:
+    """What Entra sends as strings or bare ids (booleans as "True", a manager as its id),
+    and a custom extension it maps, as found from outside with Entra's request shapes."""
+    boss: dict[str, Any] = await _create(scim, "boss")
+    emails = [
+        {"value": "ada@example.com", "type": "work", "primary": "True"},
+        {"value": "ada@home.example.org", "type": "home", "primary": "True"},
+    ]
+    roles = [{"value": "Engineer", "primary": "True", "type": "WindowsAzureActiveDirectoryRole"}]
+    ada: dict[str, Any] = await _create(scim, "ada", emails=emails, roles=roles)
+    assert [email["primary"] for email in ada["emails"]] == [True, False]
+    assert ada["roles"][0]["primary"] is True
+    url = f"{SCIM}/Users/{ada['id']}"
+    home = {"op": "replace", "path": 'emails[type eq "home"].primary', "value": True}
+    moved = (await scim.patch(url, json=_patch(home))).json()
+    assert [email["primary"] for email in moved["emails"]] == [False, True]
+    manager = {"op": "Add", "path": f"{ENTERPRISE}:manager", "value": boss["id"]}
+    custom = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User"
+    mapped = {"op": "Add", "path": f"{custom}:CustomAttribute", "value": "y"}
+    answer = await scim.patch(url, json=_patch(manager, mapped))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[ENTERPRISE]["manager"] == {"value": boss["id"]}
+    assert custom not in answer.json()  # kept nowhere, as in a create
+    found = await scim.get(
+        f"{SCIM}/Users", params={"filter": f'{ENTERPRISE}:manager.value eq "{boss["id"]}"'}
+    )
+    assert [user["id"] for user in found.json()["Resources"]] == [ada["id"]]
+    listed = [{"op": "replace", "path": f"{ENTERPRISE}:manager", "value": [{"value": "x"}]}]
+    assert (await scim.patch(url, json=_patch(*listed))).json()[ENTERPRISE]["manager"] == {
+        "value": "x"
+    }
+
+
 async def test_pages_sorting_and_attributes(scim: httpx.AsyncClient) -> None:
     for name in ("carol", "ada", "bob"):
         await _create(scim, name, title=name.upper())

@@ -119,6 +119,64 @@ def _full_name(name: Any) -> str | None:
     return joined or None
 
 
+# The kept attributes whose values are a list of objects, each maybe `primary`.
+MULTI_VALUED = (
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+)
+
+
+def _kept(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """The attributes kept as sent, with the forms clients send made the schema's: a
+    `primary` sent as `"True"` is a boolean, and true on the first such value only (RFC
+    7643 2.4); Entra's manager (`"value": "<id>"`, or a list of one) is `{"value": id}`."""
+    kept = {name: resource[name] for name in KEPT if resource.get(name) not in (None, {}, [])}
+    for name in MULTI_VALUED:
+        values = kept.get(name)
+        if isinstance(values, list):
+            kept[name] = _primaries(values)
+    enterprise = kept.get(ENTERPRISE_SCHEMA)
+    if isinstance(enterprise, dict):
+        kept[ENTERPRISE_SCHEMA] = _with_manager(enterprise)
+    return kept or None
+
+
+def _primaries(values: list[Any]) -> list[Any]:
+    seen = False
+    result = []
+    for value in values:
+        if isinstance(value, dict):
+            key = next((k for k in value if k.lower() == "primary"), None)
+            if key is not None:
+                flag = as_bool(value[key], "primary") and not seen
+                seen = seen or flag
+                value = {**value, key: flag}
+        result.append(value)
+    return result
+
+
+def _with_manager(enterprise: dict[str, Any]) -> dict[str, Any]:
+    key = next((k for k in enterprise if k.lower() == "manager"), None)
+    if key is None:
+        return enterprise
+    manager = enterprise[key]
+    if isinstance(manager, list):
+        manager = manager[0] if manager else None
+    if isinstance(manager, str):
+        manager = {"value": manager} if manager else None
+    if manager is None or (isinstance(manager, dict) and not manager.get("value")):
+        return {k: v for k, v in enterprise.items() if k != key}  # no manager
+    if not isinstance(manager, dict):
+        raise invalid_value("manager must be an object with a value.")
+    return {**enterprise, key: manager}
+
+
 def _fields(resource: dict[str, Any]) -> dict[str, Any]:
     """The service's fields of a normalized User body (what PUT and POST send)."""
     user_name = resource.get("userName")
@@ -135,8 +193,7 @@ def _fields(resource: dict[str, Any]) -> dict[str, Any]:
         "username": user_name,
         "full_name": _full_name(resource.get("name")),
         "external_id": external_id or None,
-        "scim": {name: resource[name] for name in KEPT if resource.get(name) not in (None, {}, [])}
-        or None,
+        "scim": _kept(resource),
     }
     if fields["scim"] is not None and isinstance(fields["scim"].get("emails"), list):
         # Every kept address, lower-cased: what the index of Entra's email filter holds.

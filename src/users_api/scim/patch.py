@@ -150,7 +150,20 @@ def _merge(old: Any, new: Any) -> Any:
     return new
 
 
+def _foreign(text: str, shape: Shape) -> bool:
+    """A path (or a path-less value's key) in a schema this resource does not have: an
+    extension the service keeps none of, as a create ignores it (Entra sends a custom
+    extension's attributes when an admin maps them)."""
+    lowered = text.lower()
+    if not lowered.startswith("urn:"):
+        return False
+    known = (shape.core_schema, *shape.extensions)
+    return not any(lowered.startswith(schema.lower()) for schema in known)
+
+
 def _apply(document: dict[str, Any], kind: str, text: str, value: Any, shape: Shape) -> None:
+    if _foreign(text, shape):
+        return
     extension = next((e for e in shape.extensions if e.lower() == text.lower()), None)
     if extension is not None:  # the extension's object as a whole
         if kind == "remove":
@@ -248,7 +261,7 @@ def _apply_filtered(
         else:
             raise invalid_value(f"{name}[...] takes an object value.")
         elements.append(element)
-        holder[name] = elements
+        holder[name] = _one_primary(elements, [element])
         return
     for element in matched:
         if sub is None:
@@ -258,7 +271,28 @@ def _apply_filtered(
         else:
             key = next((k for k in element if k.lower() == sub.lower()), sub)
             element[key] = value
-    holder[name] = elements
+    holder[name] = _one_primary(elements, matched)
+    return
+
+
+def _one_primary(elements: list[Any], changed: list[Any]) -> list[Any]:
+    """RFC 7643 2.4: `primary` is true on one value at most. When a change made one
+    primary, the others are not any more."""
+    made = [element for element in changed if _primary(element)]
+    if made:
+        for element in elements:
+            chosen = any(element is one for one in made)
+            if isinstance(element, dict) and not chosen and _primary(element):
+                key = next(k for k in element if k.lower() == "primary")
+                element[key] = False
+    return elements
+
+
+def _primary(element: Any) -> bool:
+    if not isinstance(element, dict):
+        return False
+    flag = next((v for k, v in element.items() if k.lower() == "primary"), False)
+    return flag is True or (isinstance(flag, str) and flag.lower() == "true")
 
 
 def _described(node: FilterNode) -> dict[str, Any]:
