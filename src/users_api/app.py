@@ -45,9 +45,10 @@ from users_api.mail.messages import Mailer
 from users_api.mfa.routes import admin_router as mfa_admin_router
 from users_api.mfa.routes import router as mfa_router
 from users_api.mfa.service import MfaService, SecondFactor
-from users_api.middleware import BodySizeLimit, Cors, Edge
+from users_api.middleware import BodyArea, BodySizeLimit, Cors, Edge
 from users_api.outbox import queries as outbox_q
 from users_api.outbox.sender import Sender
+from users_api.scim import errors as scim_errors
 from users_api.scim.mount import ScimMount
 from users_api.scim.tokens import ScimTokens
 from users_api.security import strength
@@ -207,7 +208,10 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     )
     app.state.events = events  # subscribers attach here (webhooks)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    scim_bodies = BodyArea(
+        "/scim/v2/", max(settings.max_body_bytes, scim_errors.MAX_BODY_BYTES), scim_errors.too_large
+    )
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, areas=[scim_bodies])
     if settings.trusted_proxies:
         # Outermost of ours: every layer sees the client and scheme the proxy saw.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=_hosts(settings.trusted_proxies))

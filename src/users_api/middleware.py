@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from time import perf_counter
 
+from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -164,28 +166,49 @@ class BodyTooLarge(HTTPException):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BodyArea:
+    """Paths under `prefix` take bodies up to `limit` bytes, and `refuse(limit)` answers
+    a larger one in their own protocol's form (SCIM's error, not problem+json)."""
+
+    prefix: str
+    limit: int
+    refuse: Callable[[int], Response]
+
+
 class BodySizeLimit:
     """Refuse bodies over `limit` bytes with 413 before anything parses them.
 
     A declared `Content-Length` over the limit is answered at once; a chunked body is
     counted as it streams in and cut off at the limit (the handler then sees a 413). A
     request whose length is known in advance (declared, or none at all: RFC 9112 §6.3)
-    passes straight through, so reads pay nothing for the limit.
+    passes straight through, so reads pay nothing for the limit. `areas` set another
+    limit, and another form of the 413, under their paths.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, areas: Sequence[BodyArea] = ()) -> None:
         self.app = app
         self.limit = limit
+        self.areas = tuple(areas)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared, chunked = _framing(scope)
-        if declared is not None and declared > self.limit:
-            await self._refuse(scope, receive, send)
+        if declared is None and not (chunked or _frames_bodies(scope)):
+            await self.app(scope, receive, send)  # no body: a read pays nothing more
             return
-        if declared is not None or not (chunked or _frames_bodies(scope)):
+        limit: int = self.limit
+        refuse: Callable[[int], Response] = _too_large
+        for area in self.areas:
+            if get_route_path(scope).startswith(area.prefix):
+                limit, refuse = area.limit, area.refuse
+                break
+        if declared is not None and declared > limit:
+            await refuse(limit)(scope, receive, send)
+            return
+        if declared is not None:  # within the limit, as announced
             await self.app(scope, receive, send)
             return
         received = 0
@@ -196,8 +219,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -211,16 +234,16 @@ class BodySizeLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await self._refuse(scope, receive, send)
+            await refuse(limit)(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            detail=f"The request body is over {self.limit} bytes.",
-            code="too-large",
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+
+def _too_large(limit: int) -> Response:
+    return problem(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        detail=f"The request body is over {limit} bytes.",
+        code="too-large",
+        headers={"Connection": "close"},
+    )
 
 
 def _framing(scope: Scope) -> tuple[int | None, bool]:

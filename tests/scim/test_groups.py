@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
@@ -129,6 +130,43 @@ async def test_parallel_patches_without_if_match_all_land(
     # a client that names the version it read still gets its 412
     stale = await scim.patch(url, json=add(users[0]), headers={"If-Match": 'W/"1"'})
     assert stale.status_code == 412
+
+
+async def test_a_big_group_fits_and_a_bigger_body_is_a_scim_413(scim: httpx.AsyncClient) -> None:
+    """Okta PUTs a group with all its members: past the API's 64 KiB, within SCIM's 1 MiB.
+    Over that, the refusal is SCIM's error, in SCIM's media type, streamed or declared."""
+    users = [await _user(scim, f"big{index:03d}") for index in range(40)]
+    group = (
+        await scim.post(f"{SCIM}/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Big"})
+    ).json()
+    url = f"{SCIM}/Groups/{group['id']}"
+    # the 40 members, padded with the display names Okta sends, to 100 KB
+    padding = "x" * 2500
+    members = [{"value": user, "display": padding} for user in users]
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Big", "members": members}
+    put = await scim.put(url, json=body)
+    assert len(put.request.content) > 65_536
+    assert put.status_code == 200, put.text
+    assert len(put.json()["members"]) == 40
+    huge = {**body, "displayName": "x" * (1_048_576 + 1)}
+    for request in (
+        scim.build_request("PUT", url, json=huge),
+        scim.build_request("PUT", url, content=_chunked(httpx.Request("PUT", url, json=huge))),
+    ):
+        refused = await scim.send(request)
+        assert refused.status_code == 413
+        assert refused.headers["content-type"] == "application/scim+json"
+        assert refused.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert (await scim.get(url)).json()["displayName"] == "Big"
+    wrong = await scim.request("PATCH", f"{SCIM}/ServiceProviderConfig")
+    assert wrong.status_code == 405
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+async def _chunked(request: httpx.Request) -> AsyncIterator[bytes]:
+    body = request.read()
+    for start in range(0, len(body), 65_536):
+        yield body[start : start + 65_536]
 
 
 async def test_a_member_that_is_no_user_is_400_invalid_value_and_nothing_is_stored(

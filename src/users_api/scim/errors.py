@@ -111,3 +111,14 @@ def error_response(exc: ScimError) -> Response:
     if exc.status == HTTPStatus.UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="scim"')
     return scim_response(body, status_code=exc.status, headers=headers)
+
+
+# A PUT of a group names every member: ~45 bytes each, so 1 MiB holds ~20,000 of them
+# (the API's own bodies are held to MAX_BODY_BYTES, 64 KiB by default).
+MAX_BODY_BYTES = 1_048_576
+
+
+def too_large(limit: int) -> Response:
+    """The 413 of a SCIM path, in SCIM's form (`middleware.BodySizeLimit`)."""
+    detail = f"The request body is over {limit} bytes."
+    return error_response(ScimError(413, detail, headers={"Connection": "close"}))

@@ -499,9 +499,12 @@ def build(state: Any) -> Starlette:
         return Route(path, guarded(handler), methods=list(methods))
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        detail = "No such endpoint." if status == 404 else "Method not allowed."
-        return error_response(ScimError(status, detail))
+        """Starlette's refusals in SCIM's form: no route (404), a wrong method (405, with
+        its `Allow`), a body that streamed past the limit (413, `middleware.BodySizeLimit`)."""
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        detail = {404: "No such endpoint.", 405: "Method not allowed."}.get(status, exc.detail)
+        return error_response(ScimError(status, detail, headers=exc.headers))
 
     return Starlette(
         routes=[
@@ -526,5 +529,5 @@ def build(state: Any) -> Starlette:
             route("/Groups/{id}", patch_group, "PATCH"),
             route("/Groups/{id}", delete_group, "DELETE"),
         ],
-        exception_handlers={404: http_error, 405: http_error},
+        exception_handlers={HTTPException: http_error},
     )
