@@ -167,3 +167,25 @@ async def test_discovery_describes_what_is_stored(scim: httpx.AsyncClient) -> No
     unknown = await scim.get(f"{SCIM}/Nope")
     assert unknown.status_code == 404
     assert unknown.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+async def test_a_search_at_the_root_lists_users_then_groups(scim: httpx.AsyncClient) -> None:
+    """POST /.search (RFC 7644 3.4.3): both types under one filter; a filter on an
+    attribute only users have lists users; one neither type takes is 400 invalidFilter."""
+    ada = await _create(scim, "ada", externalId="ext-ada")
+    group_body = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Ops",
+        "externalId": "ext-ops",
+    }
+    group = (await scim.post(f"{SCIM}/Groups", json=group_body)).json()
+    both = await scim.post(f"{SCIM}/.search", json={"filter": 'externalId sw "ext-"'})
+    assert both.status_code == 200, both.text
+    assert [r["id"] for r in both.json()["Resources"]] == [ada["id"], group["id"]]
+    assert both.json()["totalResults"] == 2
+    users = await scim.post(f"{SCIM}/.search", json={"filter": 'userName eq "ada"'})
+    assert [r["id"] for r in users.json()["Resources"]] == [ada["id"]]
+    for bad in ("userName eq", 'bogus eq "x"', "(((("):
+        refused = await scim.post(f"{SCIM}/.search", json={"filter": bad})
+        assert refused.status_code == 400, bad
+        assert refused.json()["scimType"] == "invalidFilter"

@@ -361,7 +361,9 @@ async def search_groups(request: Request, state: Any) -> Response:
 
 async def search_all(request: Request, state: Any) -> Response:
     """POST /.search: Users, then Groups, as one list (RFC 7644 3.4.3). A filter on an
-    attribute one of them lacks matches none of that type."""
+    attribute one of them lacks matches none of that type; one that neither type takes
+    (bad syntax, or no such attribute anywhere) is a 400 `invalidFilter`, as it is at
+    /Users/.search."""
     body = await _json(request)
     if not isinstance(body, dict):
         raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
@@ -370,6 +372,7 @@ async def search_all(request: Request, state: Any) -> Response:
     count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
     resources: list[dict[str, Any]] = []
     total = 0
+    refused: list[ScimError] = []
     for lister, store in ((_list_users, state.scim_users), (_list_groups, state.scim_groups)):
         query = {**body, "startIndex": max(start - total, 1), "count": count - len(resources)}
         query.pop("sortBy", None)
@@ -378,9 +381,12 @@ async def search_all(request: Request, state: Any) -> Response:
         except ScimError as exc:
             if exc.scim_type != "invalidFilter":
                 raise
+            refused.append(exc)
             continue
         resources.extend(answer["Resources"])
         total += answer["totalResults"]
+    if len(refused) == 2:  # neither type takes this filter
+        raise refused[0]
     return scim_response(
         {
             "schemas": [LIST_SCHEMA],
