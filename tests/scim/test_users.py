@@ -188,3 +188,14 @@ async def test_the_last_admin_cannot_be_deactivated_or_deleted(
     response = await scim.patch(f"{SCIM}/Users/{admin.id}", json=patch)
     assert response.status_code == 409
     assert (await scim.delete(f"{SCIM}/Users/{admin.id}")).status_code == 409
+
+
+async def test_refusals_name_the_scim_attribute(scim: httpx.AsyncClient) -> None:
+    """The detail speaks SCIM: `userName`, `password`, not the table's or pydantic's names."""
+    assert (await scim.post(f"{SCIM}/Users", json=new_user("ada"))).status_code == 201
+    taken = await scim.post(f"{SCIM}/Users", json=new_user("ada", "other@example.com"))
+    assert taken.json()["detail"] == "This userName is already taken."
+    same_email = await scim.post(f"{SCIM}/Users", json=new_user("bob", "ada@example.com"))
+    assert same_email.json()["detail"] == "This email address is already taken."
+    long = await scim.post(f"{SCIM}/Users", json=new_user("carl", password="p" * 200))
+    assert long.json()["detail"].startswith("password: ")

@@ -65,8 +65,13 @@ def not_found() -> ScimError:
     return ScimError(404, "No resource with this id.")
 
 
-# The SCIM names of the users table's fields, for `uniqueness` errors.
-_FIELD_NAMES = {"email": "emails", "username": "userName", "external_id": "externalId"}
+# The SCIM names of the users and groups tables' fields, for `uniqueness` errors.
+_FIELD_NAMES = {
+    "email": "email address",
+    "username": "userName",
+    "external_id": "externalId",
+    "display_name": "displayName",
+}
 
 
 def from_domain(exc: DomainError) -> ScimError:

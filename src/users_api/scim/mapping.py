@@ -217,7 +217,8 @@ def _validated(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = {"username": "userName", "email": "emails", "full_name": "name.formatted"}
-        name = where.get(str(first["loc"][0]) if first["loc"] else "", str(first["loc"]))
+        field = str(first["loc"][0]) if first["loc"] else "the user"
+        name = where.get(field, field)
         raise invalid_value(f"{name}: {first['msg']}") from None
 
 
