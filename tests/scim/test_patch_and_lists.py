@@ -189,3 +189,11 @@ async def test_a_search_at_the_root_lists_users_then_groups(scim: httpx.AsyncCli
         refused = await scim.post(f"{SCIM}/.search", json={"filter": bad})
         assert refused.status_code == 400, bad
         assert refused.json()["scimType"] == "invalidFilter"
+
+
+async def test_bulk_and_me_are_501_not_404(scim: httpx.AsyncClient) -> None:
+    """RFC 7644 3.7 and 3.11: what the service does not offer is 501, in SCIM's form."""
+    for method, path in (("POST", "/Bulk"), ("GET", "/Me")):
+        answer = await scim.request(method, f"{SCIM}{path}", json={})
+        assert answer.status_code == 501, path
+        assert answer.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]

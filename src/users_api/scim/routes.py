@@ -427,6 +427,12 @@ async def delete_group(request: Request, state: Any) -> Response:
     return Response(status_code=204)
 
 
+async def not_implemented(request: Request, state: Any) -> Response:
+    """`/Bulk` and `/Me`, which ServiceProviderConfig does not offer: 501, as RFC 7644
+    3.7 and 3.11 ask, not a 404 that reads as a wrong base URL."""
+    raise ScimError(501, f"{request.url.path.rsplit('/', 1)[-1]} is not supported here.")
+
+
 async def service_provider_config(request: Request, state: Any) -> Response:
     return scim_response(discovery.service_provider_config(_base_url(request)))
 
@@ -514,6 +520,8 @@ def build(state: Any) -> Starlette:
 
     return Starlette(
         routes=[
+            route("/Bulk", not_implemented, "POST"),
+            route("/Me", not_implemented, "GET", "POST", "PUT", "PATCH", "DELETE"),
             route("/ServiceProviderConfig", service_provider_config, "GET"),
             route("/ResourceTypes", resource_types, "GET"),
             route("/ResourceTypes/{id}", resource_types, "GET"),
