@@ -49,22 +49,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from users_api.groups.models import GroupMember
 from users_api.scim.errors import invalid_filter
-from users_api.scim.mapping import EMAIL_VALUES, ENTERPRISE_SCHEMA, USER_SCHEMA
+from users_api.scim.mapping import EMAIL_VALUES, ENTERPRISE_SCHEMA, MULTI_VALUED, USER_SCHEMA
 from users_api.users.models import User
 
 _ORDERED = {CompareOperator.gt, CompareOperator.ge, CompareOperator.lt, CompareOperator.le}
 _TEXT_ONLY = {CompareOperator.co, CompareOperator.sw, CompareOperator.ew}
-# Multi-valued core attributes kept as sent (`mapping.KEPT`), filtered element by element.
-MULTI_VALUED = (
-    "emails",
-    "phoneNumbers",
-    "ims",
-    "photos",
-    "addresses",
-    "entitlements",
-    "roles",
-    "x509Certificates",
-)
+# Multi-valued kept attributes (`mapping.MULTI_VALUED`) are filtered element by element.
 _MULTI = {name.lower(): name for name in MULTI_VALUED}
 # Single-valued string attributes kept as sent.
 _KEPT_STRINGS = {

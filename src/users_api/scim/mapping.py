@@ -21,6 +21,17 @@ from users_api.users.schemas import ProvisionedUpdate, ProvisionedUser
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
+# Multi-valued core attributes kept as sent: lists of objects, each maybe `primary`.
+MULTI_VALUED = (
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+)
 # Core attributes kept as sent (their canonical spelling; SCIM names are case-insensitive).
 KEPT = (
     "name",
@@ -32,14 +43,7 @@ KEPT = (
     "preferredLanguage",
     "locale",
     "timezone",
-    "emails",
-    "phoneNumbers",
-    "ims",
-    "photos",
-    "addresses",
-    "entitlements",
-    "roles",
-    "x509Certificates",
+    *MULTI_VALUED,
     ENTERPRISE_SCHEMA,
 )
 # In `users.scim` beside the kept attributes (no SCIM name starts with `$` but `$ref`):
@@ -117,19 +121,6 @@ def _full_name(name: Any) -> str | None:
     parts = [name.get("givenName"), name.get("familyName")]
     joined = " ".join(part for part in parts if isinstance(part, str) and part)
     return joined or None
-
-
-# The kept attributes whose values are a list of objects, each maybe `primary`.
-MULTI_VALUED = (
-    "emails",
-    "phoneNumbers",
-    "ims",
-    "photos",
-    "addresses",
-    "entitlements",
-    "roles",
-    "x509Certificates",
-)
 
 
 def _kept(resource: dict[str, Any]) -> dict[str, Any] | None:
