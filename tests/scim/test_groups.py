@@ -204,3 +204,36 @@ async def test_a_taken_display_name_is_409_uniqueness(scim: httpx.AsyncClient) -
     assert taken.status_code == 409
     assert taken.json()["scimType"] == "uniqueness"
     assert (await scim.delete(f"{SCIM}/Groups/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_a_users_version_moves_with_its_groups(scim: httpx.AsyncClient) -> None:
+    """`groups` is part of the User: a join, a leave or a group's new name is a new version,
+    so a cached User is never revalidated (304) with stale groups."""
+    ada = await _user(scim, "ada")
+    url = f"{SCIM}/Users/{ada}"
+    alone = await scim.get(url)
+    group_body = {"schemas": [GROUP_SCHEMA], "displayName": "Ops", "members": [{"value": ada}]}
+    group = (await scim.post(f"{SCIM}/Groups", json=group_body)).json()
+    joined = await scim.get(url, headers={"If-None-Match": alone.headers["etag"]})
+    assert joined.status_code == 200
+    assert joined.json()["meta"]["version"] == joined.headers["etag"] != alone.headers["etag"]
+    rename = {"op": "replace", "path": "displayName", "value": "Operations"}
+    await scim.patch(
+        f"{SCIM}/Groups/{group['id']}", json={"schemas": [PATCH_SCHEMA], "Operations": [rename]}
+    )
+    renamed = await scim.get(url, headers={"If-None-Match": joined.headers["etag"]})
+    assert renamed.status_code == 200
+    assert renamed.json()["groups"][0]["display"] == "Operations"
+    unchanged = await scim.get(url, headers={"If-None-Match": renamed.headers["etag"]})
+    assert unchanged.status_code == 304
+    title = {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "add", "path": "title", "value": "X"}],
+    }
+    stale = await scim.patch(url, json=title, headers={"If-Match": joined.headers["etag"]})
+    assert stale.status_code == 412
+    fresh = await scim.patch(url, json=title, headers={"If-Match": renamed.headers["etag"]})
+    assert fresh.status_code == 200, fresh.text
+    gone = await scim.delete(url, headers={"If-Match": renamed.headers["etag"]})
+    assert gone.status_code == 412
+    assert (await scim.delete(url, headers={"If-Match": fresh.headers["etag"]})).status_code == 204

@@ -273,7 +273,7 @@ def to_resource(row: dict[str, Any], base_url: str) -> dict[str, Any]:
         "created": rfc3339(row["created_at"]),
         "lastModified": rfc3339(row["updated_at"]),
         "location": f"{base_url}/Users/{row['id']}",
-        "version": etag(row["version"]),
+        "version": etag(row["tag"]),  # the user's with its groups (`scim.users.tag`)
     }
     return resource
 

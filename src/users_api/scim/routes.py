@@ -275,7 +275,7 @@ def _user_response(request: Request, row: dict[str, Any], *, status_code: int = 
         request.query_params.get("attributes"),
         request.query_params.get("excludedAttributes"),
     )
-    headers = {"ETag": mapping.etag(row["version"])}
+    headers = {"ETag": mapping.etag(row["tag"])}
     if status_code == 201:
         headers["Location"] = resource["meta"]["location"]
     return scim_response(resource, status_code=status_code, headers=headers)
@@ -303,8 +303,8 @@ async def create_user(request: Request, state: Any) -> Response:
 async def get_user(request: Request, state: Any) -> Response:
     users: ScimUsers = state.scim_users
     row = await users.get(_user_id(request))
-    if if_none_match_hits(request.headers.get("if-none-match"), row["version"]):
-        return Response(status_code=304, headers={"ETag": mapping.etag(row["version"])})
+    if if_none_match_hits(request.headers.get("if-none-match"), row["tag"]):
+        return Response(status_code=304, headers={"ETag": mapping.etag(row["tag"])})
     return _user_response(request, row)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,29 @@ async def _with_groups(unit: Unit, records: list[Record]) -> list[dict[str, Any]
         by_id[record["user_id"]].append((record["id"], record["display_name"]))
     for row in rows:
         row["groups"] = by_id[row["id"]]
+        row["tag"] = tag(row["version"], row["groups"])
     return rows
+
+
+def tag(version: int, groups: list[tuple[uuid.UUID, str]]) -> int:
+    """The SCIM User's version (`meta.version`, `ETag`): the user's, and its read-only
+    `groups` with it, which change apart from the user (a join, a leave, a group's new
+    name). Without groups it is the user's version; with them the groups' checksum is
+    added below it, so a cached User with stale groups is never answered 304."""
+    if not groups:
+        return version
+    listed = "\n".join(f"{group_id} {name}" for group_id, name in sorted(groups))
+    return (version << 32) | zlib.crc32(listed.encode())
+
+
+def _guard(current: dict[str, Any], if_match: frozenset[int] | None) -> frozenset[int] | None:
+    """412 unless `If-Match` names the User as it is now; then the user's own version,
+    for the service to hold the change to (None: no If-Match, no condition)."""
+    if if_match is None:
+        return None
+    if current["tag"] not in if_match:
+        raise ScimError(412, "The resource has changed since the given version (If-Match).")
+    return frozenset({current["version"]})
 
 
 def as_row(record: Record) -> dict[str, Any]:
@@ -119,10 +142,9 @@ class ScimUsers:
         self, user_id: uuid.UUID, resource: Any, if_match: frozenset[int] | None
     ) -> dict[str, Any]:
         current = await self.get(user_id)
-        if if_match is not None and current["version"] not in if_match:
-            raise ScimError(412, "The resource has changed since the given version (If-Match).")
+        guard = _guard(current, if_match)
         patch = mapping.to_replacement(resource, current)
-        await self.users.update(user_id, patch, caller=None, if_match=if_match, address="scim")
+        await self.users.update(user_id, patch, caller=None, if_match=guard, address="scim")
         return await self.get(user_id)
 
     async def patch(
@@ -133,8 +155,7 @@ class ScimUsers:
 
         async def store() -> dict[str, Any]:
             current = await self.get(user_id)
-            if if_match is not None and current["version"] not in if_match:
-                raise ScimError(412, "The resource has changed since the given version (If-Match).")
+            _guard(current, if_match)
             document = mapping.to_resource(current, "")
             patched = apply_patch(document, body, mapping.USER_SHAPE)
             change = mapping.to_replacement(patched, current)
@@ -150,4 +171,5 @@ class ScimUsers:
         return await self.turns.patched(user_id, if_match, store)
 
     async def delete(self, user_id: uuid.UUID, if_match: frozenset[int] | None) -> None:
-        await self.users.delete(user_id, caller=None, if_match=if_match)
+        guard = None if if_match is None else _guard(await self.get(user_id), if_match)
+        await self.users.delete(user_id, caller=None, if_match=guard)
