@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import stat
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 from tests.auth.helpers import app_with
 from tests.conftest import login
 from users_api.config import Settings
-from users_api.security.secret import SecretKeyError, resolve_secret_key
+from users_api.security.secret import SecretKeyError, _stored_key, resolve_secret_key
 
 FIRST = {
     "first_admin_email": "boss@example.com",
@@ -45,6 +48,25 @@ def test_secret_key_is_generated_once_with_mode_0600(tmp_path: Path, settings: S
     path = tmp_path / "data" / "secret_key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert resolve_secret_key(local) == first
+
+
+def _key_of(data_dir: str, start: Any) -> bytes:
+    start.wait()
+    return _stored_key(Path(data_dir) / "secret_key")
+
+
+def test_workers_starting_at_once_agree_on_one_whole_key(tmp_path: Path) -> None:
+    """`serve --workers N` on a fresh DATA_DIR: every worker creates or reads the key at
+    once; none may read it half written (it failed 1 start in 6, seen from outside)."""
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager, ProcessPoolExecutor(8, mp_context=context) as pool:
+        for attempt in range(20):
+            data_dir = tmp_path / str(attempt)
+            start = manager.Barrier(8)
+            keys = list(pool.map(_key_of, [str(data_dir)] * 8, [start] * 8))
+            assert len(set(keys)) == 1
+            assert len(keys[0]) >= 32
+            assert [p.name for p in data_dir.iterdir()] == ["secret_key"]  # no draft left
 
 
 def test_short_stored_secret_is_refused(tmp_path: Path, settings: Settings) -> None:

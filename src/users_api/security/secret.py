@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -25,16 +26,21 @@ def resolve_secret_key(settings: Settings) -> bytes:
 def _stored_key(path: Path) -> bytes:
     """Read the key, creating it first (mode 0600) if no process has yet.
 
-    O_EXCL makes creation atomic, so several workers starting at once agree on one key.
+    The key is written whole to a file of this process's own, which is then linked to
+    `path`: a link fails if `path` exists, so several workers starting at once agree on
+    one key, and none ever reads a file another has created but not yet written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_urlsafe(48))
+    if not path.exists():
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # another process's came first
+                os.link(draft, path)
+        finally:
+            draft.unlink(missing_ok=True)
     try:
         key = path.read_bytes().strip()
     except OSError as exc:
