@@ -96,6 +96,10 @@ def test_defaults_follow_the_contract() -> None:
         ("DB_POOL_SIZE", "0", "Input should be greater than or equal to 1"),
         ("SECRET_KEY", "short", "must be at least 32 bytes long"),
         ("ALLOW_REGISTRATION", "perhaps", "Input should be a valid boolean"),
+        # a bad sender failed every mail in the outbox, after a start-up that said nothing
+        ("MAIL_FROM", "not an address", "must be one address"),
+        ("MAIL_FROM", "a@example.com, b@example.com", "must be one address"),
+        ("MAIL_FROM", "x@", "must be one address"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import email.policy
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -346,6 +347,30 @@ class Settings(BaseSettings):
                     "must be smtp://[user:pass@]host:port or smtps://[user:pass@]host:port"
                 )
             parts.port  # noqa: B018  # raises ValueError on a bad port
+        return value
+
+    @field_validator("mail_from", mode="after")
+    @classmethod
+    def _validate_mail_from(cls, value: str) -> str:
+        """One mailbox, as the From header and the SMTP envelope both need it: a bad one
+        would fail every mail in the outbox, long after start-up said nothing. (The email
+        package is loaded here, when MAIL_FROM is set, not by every command's import.)"""
+
+        try:
+            header = email.policy.default.header_factory("From", value)
+            addresses = header.addresses
+        except Exception:  # the parser fails in several ways on bad input
+            addresses, header = (), None
+        valid = (
+            header is not None
+            and not header.defects
+            and len(addresses) == 1
+            and addresses[0].username
+            and addresses[0].domain
+            and addresses[0].addr_spec.isascii()
+        )
+        if not valid:
+            raise ValueError("must be one address, such as `Name <no-reply@example.com>`")
         return value
 
     @field_validator("public_url", mode="after")
