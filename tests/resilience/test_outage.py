@@ -212,6 +212,25 @@ async def test_connect_timeout_bounds_a_database_that_accepts_but_never_answers(
         await assert_every_connection_returned(app)
 
 
+async def test_readyz_answers_in_time_when_the_open_connections_stop_answering(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    """The contract's "503 when the database does not answer within one second", also
+    when the pooled connection itself hangs (it waited for as long as the host did)."""
+    async with running_app(resilience_settings, db_pool_size=1, db_max_overflow=0) as (
+        app,
+        client,
+    ):
+        assert (await client.get("/readyz")).status_code == 200
+        with postgres.host_frozen():
+            for _ in range(2):
+                ready, took = await timed(client, "GET", "/readyz")
+                assert ready.status_code == 503
+                assert took < 3.0
+        await wait_until_ready(client)
+        await assert_every_connection_returned(app)
+
+
 async def test_a_database_that_is_shutting_down_gets_503(
     postgres: Postgres, resilience_settings: Settings
 ) -> None:

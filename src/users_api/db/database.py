@@ -312,6 +312,13 @@ class Database:
 
     async def _give_back(self, connection: DriverConnection) -> None:
         del self._lent[connection]
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Given up on (a timeout such as /readyz's): its statement may still be under
+            # way on a server that does not answer, and the reset a release does would
+            # wait for that server. Closed instead; the pool opens another in its place.
+            with contextlib.suppress(asyncpg.InterfaceError):  # see _closed
+                connection.terminate()
         await self._pool.release(connection)
 
     async def _watch(self) -> None:
