@@ -100,6 +100,15 @@ def test_defaults_follow_the_contract() -> None:
         ("MAIL_FROM", "not an address", "must be one address"),
         ("MAIL_FROM", "a@example.com, b@example.com", "must be one address"),
         ("MAIL_FROM", "x@", "must be one address"),
+        # each was accepted, then failed at the first connection, link or preflight
+        ("DATABASE_URL", "postgresql://db:99999/app", "port 99999 is not between 1 and 65535"),
+        ("DATABASE_URL", "postgresql://db:0/app", "port 0 is not between 1 and 65535"),
+        ("DATABASE_URL", "postgresql://db:abc/app", "is not a valid database URL"),
+        ("DATABASE_REPLICA_URLS", "postgresql://r:70000/app", "port 70000 is not between"),
+        ("CORS_ORIGINS", "https://app.example.com:99999", "'https://app.example.com:99999' is"),
+        ("PUBLIC_URL", "https://users.example.com/?next=1", "must have no query or fragment"),
+        ("PUBLIC_URL", "https://users.example.com/#top", "must have no query or fragment"),
+        ("PUBLIC_URL", "https://users.example.com:99999", "Port out of range"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(

@@ -32,6 +32,10 @@ def normalize_database_url(raw: str) -> str:
         url = make_url(raw)
     except ArgumentError as exc:
         raise ValueError("is not a valid database URL") from exc
+    except ValueError as exc:  # a port that is not a number
+        raise ValueError(f"is not a valid database URL: {exc}") from exc
+    if url.port is not None and not 0 < url.port < 65_536:
+        raise ValueError(f"port {url.port} is not between 1 and 65535")
     if url.drivername not in _ACCEPTED_SCHEMES:
         raise ValueError(f"must be a postgresql+asyncpg:// URL, not {url.drivername}://")
     if not url.database:
@@ -67,7 +71,10 @@ _ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
 def _origin(raw: str) -> str:
     """`raw` as browsers spell it in `Origin` (lower case, no trailing slash), or `*`."""
     origin = raw.strip().lower().removesuffix("/")
-    if origin != "*" and not _ORIGIN.fullmatch(origin):
+    if origin == "*":
+        return origin
+    match = _ORIGIN.fullmatch(origin)
+    if match is None or (match[2] is not None and not 0 < int(match[2][1:]) < 65_536):
         raise ValueError(f"{raw!r} is not an origin such as https://app.example.com")
     return origin
 
@@ -376,9 +383,14 @@ class Settings(BaseSettings):
     @field_validator("public_url", mode="after")
     @classmethod
     def _validate_public_url(cls, value: str) -> str:
+        """Links in mail and `Location` are built on it: a query or fragment would end up
+        in the middle of every one of them."""
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("must have no query or fragment (https://users.example.com/base)")
+        parts.port  # noqa: B018  # raises ValueError on a bad port
         return value.rstrip("/")
 
     def require_database_url(self) -> str:
