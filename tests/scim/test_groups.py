@@ -237,3 +237,21 @@ async def test_a_users_version_moves_with_its_groups(scim: httpx.AsyncClient) ->
     gone = await scim.delete(url, headers={"If-Match": renamed.headers["etag"]})
     assert gone.status_code == 412
     assert (await scim.delete(url, headers={"If-Match": fresh.headers["etag"]})).status_code == 204
+
+
+async def test_a_group_body_may_nest_its_core_attributes_under_the_schema(
+    scim: httpx.AsyncClient,
+) -> None:
+    group_schema = "urn:ietf:params:scim:schemas:core:2.0:Group"
+    created = await scim.post(
+        f"{SCIM}/Groups",
+        json={"schemas": [group_schema], group_schema: {"displayName": "Nested Group"}},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["displayName"] == "Nested Group"
+    replaced = await scim.put(
+        f"{SCIM}/Groups/{created.json()['id']}",
+        json={"schemas": [group_schema], f"{group_schema}:displayName": "Qualified Group"},
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["displayName"] == "Qualified Group"

@@ -199,3 +199,46 @@ async def test_refusals_name_the_scim_attribute(scim: httpx.AsyncClient) -> None
     assert same_email.json()["detail"] == "This email address is already taken."
     long = await scim.post(f"{SCIM}/Users", json=new_user("carl", password="p" * 200))
     assert long.json()["detail"].startswith("password: ")
+
+
+async def test_core_attributes_may_be_qualified_by_their_schema(scim: httpx.AsyncClient) -> None:
+    """RFC 7644 3.10: `urn:...:User:userName` names `userName`; a tester (SCIM Verify)
+    also sends the core attributes as one object under the core schema's URN. Both were
+    dropped as an unknown extension: 400 "userName is required"."""
+    user_schema = "urn:ietf:params:scim:schemas:core:2.0:User"
+    nested = await scim.post(
+        f"{SCIM}/Users",
+        json={
+            "schemas": [user_schema],
+            user_schema: {"userName": "nested.jensen", "emails": [{"value": "n@example.com"}]},
+        },
+    )
+    assert nested.status_code == 201, nested.text
+    assert nested.json()["userName"] == "nested.jensen"
+    assert nested.json()["emails"][0]["value"] == "n@example.com"
+
+    qualified = await scim.post(
+        f"{SCIM}/Users",
+        json={
+            "schemas": [user_schema],
+            f"{user_schema}:userName": "qualified.jensen",
+            f"{user_schema}:displayName": "Qualified Jensen",
+            "emails": [{"value": "q@example.com"}],
+        },
+    )
+    assert qualified.status_code == 201, qualified.text
+    assert qualified.json()["userName"] == "qualified.jensen"
+    assert qualified.json()["displayName"] == "Qualified Jensen"
+
+    # The top level wins over a nested copy of the same attribute.
+    both = await scim.post(
+        f"{SCIM}/Users",
+        json={
+            "schemas": [user_schema],
+            "userName": "top.level",
+            user_schema: {"userName": "nested.copy"},
+            "emails": [{"value": "t@example.com"}],
+        },
+    )
+    assert both.status_code == 201, both.text
+    assert both.json()["userName"] == "top.level"

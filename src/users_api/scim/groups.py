@@ -31,6 +31,8 @@ from users_api.groups.models import Group, GroupMember
 from users_api.groups.schemas import GroupCreate, GroupUpdate
 from users_api.groups.service import GroupService
 from users_api.scim import turns
+from users_api.scim.bodies import lifted
+from users_api.scim.discovery import GROUP_SCHEMA
 from users_api.scim.errors import ScimError, invalid_filter, invalid_value, mutability, not_found
 from users_api.scim.filters import Operand, compare, parse
 from users_api.scim.patch import Shape, apply_patch
@@ -38,7 +40,6 @@ from users_api.scim.users import Page, compiled
 from users_api.timestamps import rfc3339
 from users_api.users.models import User
 
-GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 _CANONICAL = {
     name.lower(): name for name in ("id", "externalId", "displayName", "members", "meta", "schemas")
 }
@@ -98,7 +99,10 @@ def _fields(resource: Any) -> tuple[GroupUpdate, list[uuid.UUID] | None]:
     """A Group body as the service's fields and member ids (None: none sent)."""
     if not isinstance(resource, dict):
         raise ScimError(400, "The body must be a JSON object.", "invalidSyntax")
-    normalized = {_CANONICAL.get(key.lower(), key): value for key, value in resource.items()}
+    normalized = {
+        _CANONICAL.get(key.lower(), key): value
+        for key, value in lifted(resource, GROUP_SCHEMA).items()
+    }
     display_name = normalized.get("displayName")
     if not isinstance(display_name, str) or not display_name:
         raise invalid_value("displayName is required.")

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from users_api.scim.bodies import lifted
 from users_api.scim.errors import ScimError, invalid_value, mutability
 from users_api.scim.patch import Shape
 from users_api.timestamps import rfc3339
@@ -82,7 +83,7 @@ def normalize(resource: Any) -> dict[str, Any]:
     if not isinstance(resource, dict):
         raise ScimError(400, "The body must be a JSON object.", "invalidSyntax")
     result: dict[str, Any] = {}
-    for key, value in resource.items():
+    for key, value in lifted(resource, USER_SCHEMA).items():
         name = canonical(key)
         if name is None:
             if key.lower().startswith("urn:"):  # an extension schema the service keeps none of
