@@ -92,3 +92,25 @@ async def test_tokens_from_another_key_are_refused(settings: Settings) -> None:
         )
         assert response.status_code == 401
     assert isinstance(client, httpx.AsyncClient)
+
+
+async def test_a_first_admin_who_changed_their_email_does_not_stop_the_next_start(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen from outside: once the first admin had a new address, every restart tried to
+    create them again, met the taken username and exited (the service stayed down)."""
+    async with app_with(settings, **FIRST) as client:
+        tokens = await login(client, "boss", "the boss password is long")
+        auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+        me = (await client.get("/api/v1/users/me", headers=auth)).json()
+        moved = await client.patch(
+            f"/api/v1/users/{me['id']}", json={"email": "new-boss@example.com"}, headers=auth
+        )
+        assert moved.status_code == 200, moved.text
+    async with app_with(settings, **FIRST) as client:
+        tokens = await login(client, "boss", "the boss password is long")
+        listed = await client.get(
+            "/api/v1/users", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert [user["email"] for user in listed.json()["items"]] == ["new-boss@example.com"]
+    assert "FIRST_ADMIN_USERNAME boss belongs to a user with another email" in caplog.text

@@ -7,6 +7,7 @@ before it returns. Every front (REST, CLI, start-up) calls these methods.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
@@ -42,6 +43,8 @@ from users_api.users.schemas import (
     UserListQuery,
     UserUpdate,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +282,9 @@ class UserService:
         """Create this admin unless a user already has the email; None when nothing was done.
 
         Idempotent, and safe when several workers start at once: the loser of the race
-        sees the unique index refuse the email and does nothing.
+        sees the unique index refuse the email and does nothing. A user who holds the
+        username under another email (the first admin changed their address) is left
+        alone too, with a warning: a start-up that failed there could never start again.
         """
         data = UserCreate(email=email, username=username, password=password, is_admin=True)
         if await self.db.run(_user_id_by_email(data.email), transaction=False) is not None:
@@ -287,6 +292,13 @@ class UserService:
         try:
             return await self.create(data, caller=None, system=True)
         except Conflict as exc:
+            if exc.field == "username":
+                log.warning(
+                    "FIRST_ADMIN_USERNAME %s belongs to a user with another email: "
+                    "no first admin created",
+                    username,
+                )
+                return None
             if exc.field == "email":
                 return None
             raise
