@@ -11,7 +11,7 @@ from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +22,9 @@ from users_api.metrics import RequestMetrics
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _NO_STORE = (b"cache-control", b"no-store")
+# What a request that its client left before the answer counts as (nginx's 499): no
+# answer can be sent, and no server error happened.
+CLIENT_CLOSED_REQUEST = 499
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -39,7 +42,8 @@ class Edge:
       500, sent if nothing was sent yet, and the error goes on to the server, which
       logs it, as Starlette's ServerErrorMiddleware does.
     - The request's log line (`request_log.py`): one for every request at info, else
-      for a 5xx or no answer at all; and its metrics (`metrics.RequestMetrics`).
+      for a 5xx or no answer at all; and its metrics (`metrics.RequestMetrics`). A
+      client that went away while its body was read is a 499, not an error.
 
     One layer and one wrapper of `send` for all of it: each layer in front of every
     request costs a coroutine and a closure (bench/README.md).
@@ -95,6 +99,9 @@ class Edge:
         token = REQUEST_ID.set(request_text)
         try:
             await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:  # gone while its body was read: nothing to answer
+            if status == 0:
+                status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             if self.on_error is not None:
                 response = await self.on_error(Request(scope), exc)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pydantic import SecretStr
 from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Message
 
 from tests.conftest import ADMIN_PASSWORD, Admin, asgi_client
 from tests.users.helpers import PROBLEM, USERS
@@ -161,3 +164,50 @@ async def test_metrics_is_documented_like_healthz(client: httpx.AsyncClient) -> 
     operation = document["paths"]["/metrics"]["get"]
     assert operation["operationId"] == "getMetrics"
     assert "401" in operation["responses"]
+
+
+async def test_a_client_gone_mid_body_is_a_499_not_a_server_error(
+    app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen from outside: an upload aborted by its client was logged as an unhandled
+    error with a traceback and counted as a 500."""
+    before = await scrape(client)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": USERS,
+        "raw_path": USERS.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    arriving: list[Message] = [
+        {"type": "http.request", "body": b'{"email":', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return arriving.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # raises nothing: the server logs no traceback
+    assert sent == []
+    assert "unhandled error" not in caplog.text
+    after = await scrape(client)
+    labels = {"route": USERS, "method": "POST"}
+    assert (
+        value(after, "http_requests_total", **labels, status="499")
+        - value(before, "http_requests_total", **labels, status="499")
+        == 1
+    )
+    assert value(after, "http_requests_total", **labels, status="500") == value(
+        before, "http_requests_total", **labels, status="500"
+    )
