@@ -235,7 +235,8 @@ async def render(db: Database | None, requests: RequestMetrics) -> bytes:
             backlog, age = await db.run(_outbox_state, transaction=False)
             OUTBOX_BACKLOG.set(backlog)
             OUTBOX_OLDEST_AGE.set(age)
-    if os.environ.get(MULTIPROC_ENV):
+    if folder := os.environ.get(MULTIPROC_ENV):
+        forget_dead_workers(Path(folder))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
@@ -248,6 +249,25 @@ def authorized(header: str | None, token: str | None) -> bool:
         return True
     scheme, _, presented = (header or "").partition(" ")
     return scheme.lower() == "bearer" and compare_digest(presented.strip(), token)
+
+
+def forget_dead_workers(folder: Path) -> None:
+    """The live gauges of workers that died without a shutdown (killed, crashed; the
+    server starts another) leave the sums: they kept adding their last values."""
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(folder))  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def worker_stopped() -> None:

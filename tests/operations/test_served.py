@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -182,7 +183,12 @@ async def test_two_workers_one_scrape_shows_both(tmp_path: Path, fresh_database_
                 await asyncio.sleep(1.2)  # each worker adds its counts every second
             assert len(_pids_that_served(metrics_dir)) == 2, "both workers served"
             await asyncio.sleep(1.5)
+            # A worker killed with SIGKILL leaves its live gauges behind: they must not
+            # be added to the live workers' (its last pool and hash queue stayed summed).
+            killed = next(metrics_dir.glob("gauge_livesum_*.db"))
+            shutil.copy(killed, metrics_dir / "gauge_livesum_999999.db")
             text = (await client.get("/metrics")).text
+            assert not (metrics_dir / "gauge_livesum_999999.db").exists()
         served.terminate()
         assert served.wait(within=GRACE_SECONDS) == 0, served.output
     assert value(text, "http_requests_total", route="/healthz", status="200") == sent
