@@ -317,9 +317,13 @@ def serve(
         log.info("starting the HTTP server", url=base, docs=f"{base}/docs", workers=workers)
         import uvicorn
 
+        from users_api.http.protocol import ServiceHttpProtocol
+
         uvicorn.run(
             "users_api.serving:app_factory",
             factory=True,
+            # httptools, with its refusals as problems and a bound on request headers.
+            http=ServiceHttpProtocol,
             host=host,
             port=port,
             workers=workers,

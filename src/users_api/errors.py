@@ -481,6 +481,7 @@ _HTTP_CODES = {
     HTTPStatus.NOT_FOUND: "not-found",
     HTTPStatus.METHOD_NOT_ALLOWED: "method-not-allowed",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "too-large",
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers-too-large",
     HTTPStatus.UNPROCESSABLE_ENTITY: "validation",
     HTTPStatus.INTERNAL_SERVER_ERROR: "internal",
 }
@@ -496,6 +497,21 @@ def problem(
 ) -> Response:
     """An `application/problem+json` response, with its `code` (by default the status's,
     `_HTTP_CODES`) and the request's id."""
+    return Response(
+        content=problem_body(
+            status, detail=detail, code=code, request_id=current_request_id(), **extra
+        ),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def problem_body(
+    status: int, *, detail: str | None, code: str | None, request_id: str | None, **extra: Any
+) -> bytes:
+    """The JSON of a problem: also written by the HTTP protocol itself (`http.protocol`),
+    for what it refuses before there is a request."""
     http_status = HTTPStatus(status)
     code = code or _HTTP_CODES.get(http_status, "error")
     body: dict[str, Any] = {
@@ -504,15 +520,10 @@ def problem(
         "status": status,
         "detail": detail or http_status.description or http_status.phrase,
         "code": code,
-        "request_id": current_request_id(),
+        "request_id": request_id,
         **extra,
     }
-    return Response(
-        content=orjson.dumps(body),
-        status_code=status,
-        media_type=PROBLEM_MEDIA_TYPE,
-        headers=dict(headers or {}),
-    )
+    return orjson.dumps(body)
 
 
 def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
