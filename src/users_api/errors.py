@@ -482,6 +482,7 @@ _HTTP_CODES = {
     HTTPStatus.METHOD_NOT_ALLOWED: "method-not-allowed",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "too-large",
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers-too-large",
+    HTTPStatus.REQUEST_TIMEOUT: "request-timeout",
     HTTPStatus.UNPROCESSABLE_ENTITY: "validation",
     HTTPStatus.INTERNAL_SERVER_ERROR: "internal",
 }

@@ -7,6 +7,10 @@
   connection is closed. httptools keeps a header in memory until its last byte has
   come, and uvicorn sets no bound of its own: four concurrent 150 MB headers took a
   worker from 124 to 564 MiB (seen from outside), and were answered 200.
+- A request's line and headers must arrive within `HEADER_TIMEOUT_SECONDS` of its first
+  byte (or of the connection, for its first request): else 408 and the connection is
+  closed. uvicorn times out idle keep-alive connections only, so 400 connections that
+  sent half a request were held open for as long as their clients liked.
 
 The bound counts only the data that arrives while a request's headers are being read,
 in reads that began and ended inside them: the read that starts a request is not
@@ -16,6 +20,7 @@ when its headers alone passed the bound, and at most one read later than that.
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
 from typing import Any
 
@@ -28,16 +33,30 @@ from users_api.http.request_id import new_request_id
 # for large headers are 4 x 8 KiB, Node's limit 16 KiB; what a browser or an identity
 # provider sends fits many times over.
 MAX_HEADER_BYTES = 64 * 1024
+# nginx's client_header_timeout is 60 s; a client on any network sends a request's
+# headers within a few round trips.
+HEADER_TIMEOUT_SECONDS = 30.0
 
 
 class ServiceHttpProtocol(HttpToolsProtocol):
     """`uvicorn.run(http=ServiceHttpProtocol)`; `serve` passes it."""
+
+    header_timeout: float = HEADER_TIMEOUT_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reading_headers = True
         self._began = False
         self._header_bytes = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         counting = self._reading_headers
@@ -57,15 +76,31 @@ class ServiceHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._began = True
         self._header_bytes = 0
+        if self._header_timer is None:  # a later request on the connection
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
+        self._stop_header_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._reading_headers = True
         super().on_message_complete()
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._reading_headers and not self.transport.is_closing():
+            self._refuse(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"The request line and headers did not arrive within {self.header_timeout:g} s.",
+            )
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what its parser refuses, as a problem."""
