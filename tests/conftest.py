@@ -102,6 +102,27 @@ async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def http_scope(
+    method: str, path: str, *, query: bytes = b"", headers: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
+    """The ASGI scope of one request, for tests that drive the app byte for byte (a raw
+    query, a client that leaves mid-body), which httpx would not send."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 4711),
+        "server": ("testserver", 80),
+    }
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with asgi_client(app) as client:

@@ -14,7 +14,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message
 
-from tests.conftest import ADMIN_PASSWORD, Admin, asgi_client
+from tests.conftest import ADMIN_PASSWORD, Admin, asgi_client, http_scope
 from tests.users.helpers import PROBLEM, USERS
 from users_api.app import create_app
 from users_api.config import Settings
@@ -172,20 +172,11 @@ async def test_a_client_gone_mid_body_is_a_499_not_a_server_error(
     """Seen from outside: an upload aborted by its client was logged as an unhandled
     error with a traceback and counted as a 500."""
     before = await scrape(client)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": USERS,
-        "raw_path": USERS.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope(
+        "POST",
+        USERS,
+        headers=[(b"content-type", b"application/json"), (b"content-length", b"100")],
+    )
     arriving: list[Message] = [
         {"type": "http.request", "body": b'{"email":', "more_body": True},
         {"type": "http.disconnect"},

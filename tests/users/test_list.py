@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message
 
-from tests.conftest import ADMIN_USERNAME
+from tests.conftest import ADMIN_USERNAME, http_scope
 from tests.users.helpers import (
     BASE_TIME,
     SORTS,
@@ -235,20 +235,7 @@ async def _raw_get(
 ) -> tuple[int, dict[str, str]]:
     """GET with a query string exactly as given: httpx would percent-encode `<`, `>` and
     `"`, which a server (uvicorn's httptools) passes on as they came."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 4711),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope("GET", path, query=query, headers=headers)
     sent: list[Message] = []
 
     async def receive() -> Message:
