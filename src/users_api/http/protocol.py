@@ -45,24 +45,30 @@ class ServiceHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reading_headers = True
+        # When the headers being waited for began (the connection's opening for its
+        # first request); None while none are: a request is being read or answered, or
+        # the connection is idle between requests (uvicorn's keep-alive timeout's turn).
+        self._headers_since: float | None = None
         self._began = False
         self._header_bytes = 0
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+        self._headers_since = self.loop.time()
+        self._watch = self.loop.call_later(self.header_timeout, self._watch_headers)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        counting = self._reading_headers
+        counting = self._headers_since is not None
         self._began = False
         super().data_received(data)
-        if not counting or not self._reading_headers or self._began:
+        if not counting or self._began or self._headers_since is None:
             return
         if self.transport.is_closing():
             return
@@ -76,31 +82,29 @@ class ServiceHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._began = True
         self._header_bytes = 0
-        if self._header_timer is None:  # a later request on the connection
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+        self._headers_since = self.loop.time()
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        self._reading_headers = False
-        self._stop_header_timer()
+        self._headers_since = None
         super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
-        self._reading_headers = True
-        super().on_message_complete()
-
-    def _stop_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        if self._reading_headers and not self.transport.is_closing():
+    def _watch_headers(self) -> None:
+        """One timer per connection, not one armed and cancelled per request (that
+        measured 0.127 ms of server CPU a read against 0.122 before, this 0.124 against
+        0.121, in `make bench`): it looks again when the headers waited for would be late."""
+        self._watch = None
+        if self.transport.is_closing():
+            return
+        since, now = self._headers_since, self.loop.time()
+        if since is not None and now - since >= self.header_timeout:
             self._refuse(
                 HTTPStatus.REQUEST_TIMEOUT,
                 f"The request line and headers did not arrive within {self.header_timeout:g} s.",
             )
+            return
+        delay = self.header_timeout if since is None else since + self.header_timeout - now
+        self._watch = self.loop.call_later(delay, self._watch_headers)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what its parser refuses, as a problem."""
