@@ -80,6 +80,10 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         secret_key="test-secret-key-that-is-at-least-32-bytes-long",
         data_dir=tmp_path_factory.mktemp("data"),
         outbox_poll_seconds=3600,
+        # Every app of the tests opens its pool whole at start-up: at the default 20, four
+        # test workers' apps passed a server's max_connections of 100 (`TEST_DATABASE_URL`
+        # without a pooler). Tests of the pool itself set their own size.
+        db_pool_size=6,
         # The tests seed old events on purpose; the pruner's own tests start their own.
         audit_retention_days=0,
         delivery_retention_days=0,

@@ -81,7 +81,9 @@ def serve(workdir: Path, *options: str, **env: str) -> Iterator[Served]:
     `options` (`--workers 2`, say); it logs JSON lines unless `env` says otherwise."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    environment |= {"LOG_FORMAT": "json", **env}
+    # A small pool, as the in-process apps' (tests/conftest.py): many servers share one
+    # PostgreSQL when the tests run on a server.
+    environment |= {"LOG_FORMAT": "json", "DB_POOL_SIZE": "6", **env}
     executable = Path(sys.executable).with_name("users-api")
     process = subprocess.Popen(
         [str(executable), "serve", "--port", str(port), *options],
