@@ -189,15 +189,24 @@ async def test_two_workers_one_scrape_shows_both(tmp_path: Path, fresh_database_
             shutil.copy(killed, metrics_dir / "gauge_livesum_999999.db")
             text = (await client.get("/metrics")).text
             assert not (metrics_dir / "gauge_livesum_999999.db").exists()
+            # Each worker samples its pool every second: wait for both to have done so
+            # with every connection back (once in CI a sample read 5 of 6).
+            for _ in range(10):
+                if _pooled(text) == 6:
+                    break
+                await asyncio.sleep(0.5)
+                text = (await client.get("/metrics")).text
         served.terminate()
         assert served.wait(within=GRACE_SECONDS) == 0, served.output
     assert value(text, "http_requests_total", route="/healthz", status="200") == sent
     assert value(text, "http_request_duration_seconds_count", route="/healthz") == sent
     # Each worker's pool of 3, summed over both.
-    assert (
-        value(text, "users_api_db_pool_connections", state="idle")
-        + value(text, "users_api_db_pool_connections", state="in_use")
-        == 6
+    assert _pooled(text) == 6
+
+
+def _pooled(text: str) -> float:
+    return value(text, "users_api_db_pool_connections", state="idle") + value(
+        text, "users_api_db_pool_connections", state="in_use"
     )
 
 
