@@ -12,6 +12,7 @@ named, and gets its 412.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 import weakref
@@ -23,8 +24,12 @@ from users_api.errors import PreconditionFailed
 
 T = TypeVar("T")
 
-# Tries of one PATCH against other workers' changes of the same resource.
-ATTEMPTS = 8
+# How long one PATCH keeps trying while other workers keep changing its resource: a
+# worker with a queue of PATCHes of one group (Entra's member adds) may win many rounds
+# in a row, so a count of tries is not enough; the pauses grow, and the queue drains.
+PATIENCE_SECONDS = 10.0
+# the longest pause between two tries (each pause is a random part of it)
+LONGEST_PAUSE_SECONDS = 0.05
 
 
 class Turns:
@@ -51,13 +56,17 @@ class Turns:
         store: Callable[[], Awaitable[T]],
     ) -> T:
         """`store()` (read, apply, store under the version read) until it lands."""
+        clock = asyncio.get_running_loop().time
+        give_up = clock() + PATIENCE_SECONDS
         async with self._turn(resource_id):
-            for attempt in range(1, ATTEMPTS + 1):
+            for attempt in itertools.count(1):
                 try:
                     return await store()
                 except PreconditionFailed:
-                    if if_match is not None or attempt == ATTEMPTS:
+                    if if_match is not None or clock() >= give_up:
                         raise
-                # another worker stored first: again, on its version, a moment apart
-                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311  # jitter
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                # another worker stored first: again, on its version, after a pause that
+                # grows with each loss (full jitter, so two losers do not meet again)
+                longest = min(LONGEST_PAUSE_SECONDS, 0.001 * 2**attempt)
+                await asyncio.sleep(random.uniform(0, longest))  # noqa: S311  # jitter
+        raise AssertionError("unreachable: the loop returns or raises")
