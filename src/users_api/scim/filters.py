@@ -184,7 +184,32 @@ def json_array(document: Any) -> Any:
     )
 
 
-class _ElementFilter(FilterVisitor[ColumnElement[bool]]):
+class ConditionFilter(FilterVisitor[ColumnElement[bool]]):
+    """A filter as an SQL condition. `and`, `or` and `not` mean the same on every resource
+    and attribute, so they are written once here; a subclass says what its comparisons and
+    presence tests are."""
+
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
+        join = and_ if node.op == LogicalOperator.and_ else or_
+        return join(*(self.visit(term) for term in node.terms))
+
+    def visit_not(self, node: Not) -> ColumnElement[bool]:
+        return not_(self.visit(node.expr))
+
+
+class MembershipFilter(ConditionFilter):
+    """A filter on the `value` of a membership (a user's `groups`, a group's `members`): a
+    membership always has its value, and a value path does not nest in one. A subclass
+    says which id `value` is and how it compares."""
+
+    def visit_present(self, node: Present) -> ColumnElement[bool]:
+        return true()
+
+    def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        raise invalid_filter("Value paths do not nest.")
+
+
+class _ElementFilter(ConditionFilter):
     """A filter on one element of a multi-valued attribute (`emails[type eq "work"]`)."""
 
     def __init__(self, element: Any) -> None:
@@ -209,13 +234,6 @@ class _ElementFilter(FilterVisitor[ColumnElement[bool]]):
     def visit_present(self, node: Present) -> ColumnElement[bool]:
         return _present(self._operand(node.attr_path))
 
-    def visit_not(self, node: Not) -> ColumnElement[bool]:
-        return not_(self.visit(node.expr))
-
-    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
-        join = and_ if node.op == LogicalOperator.and_ else or_
-        return join(*(self.visit(term) for term in node.terms))
-
     def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
         raise invalid_filter("Value paths do not nest.")
 
@@ -226,7 +244,7 @@ def _any_element(array: Any, test: Callable[[Any], ColumnElement[bool]]) -> Colu
     return exists(select(literal(1)).select_from(elements).where(test(elements.c.value)))
 
 
-class UserFilter(FilterVisitor[ColumnElement[bool]]):
+class UserFilter(ConditionFilter):
     """A filter on SCIM Users as a condition on the users table. `resolve` finds the value paths of
     attributes of other packages (a user's `groups`)."""
 
@@ -235,13 +253,6 @@ class UserFilter(FilterVisitor[ColumnElement[bool]]):
         resolve: Callable[[AttrPath, FilterNode], ColumnElement[bool] | None] | None = None,
     ) -> None:
         self.resolve = resolve
-
-    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
-        join = and_ if node.op == LogicalOperator.and_ else or_
-        return join(*(self.visit(term) for term in node.terms))
-
-    def visit_not(self, node: Not) -> ColumnElement[bool]:
-        return not_(self.visit(node.expr))
 
     def visit_present(self, node: Present) -> ColumnElement[bool]:
         path = node.attr_path
@@ -330,24 +341,11 @@ def _in_group(node: FilterNode) -> ColumnElement[bool]:
     return exists().where(GroupMember.user_id == User.id, _GroupValue().visit(node))
 
 
-class _GroupValue(FilterVisitor[ColumnElement[bool]]):
-    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
-        join = and_ if node.op == LogicalOperator.and_ else or_
-        return join(*(self.visit(term) for term in node.terms))
-
-    def visit_not(self, node: Not) -> ColumnElement[bool]:
-        return not_(self.visit(node.expr))
-
-    def visit_present(self, node: Present) -> ColumnElement[bool]:
-        return true()
-
+class _GroupValue(MembershipFilter):
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
         if node.attr_path.attr.lower() != "value":
             raise invalid_filter("A user's groups are filtered by value.")
         return compare(Operand(GroupMember.group_id, "uuid"), node.op, node.value)
-
-    def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
-        raise invalid_filter("Value paths do not nest.")
 
 
 def _value_eq(node: FilterNode) -> str | None:

@@ -15,14 +15,10 @@ from scim2_models.path import (
     CompareOperator,
     Comparison,
     FilterNode,
-    FilterVisitor,
-    LogicalExpr,
-    LogicalOperator,
-    Not,
     Present,
     ValuePath,
 )
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, bindparam, exists, func, select, true
 
 from users_api.db.database import Database, Record, Unit
 from users_api.db.statements import compile_statement
@@ -34,7 +30,7 @@ from users_api.scim import turns
 from users_api.scim.bodies import lifted
 from users_api.scim.discovery import GROUP_SCHEMA
 from users_api.scim.errors import ScimError, invalid_filter, invalid_value, mutability, not_found
-from users_api.scim.filters import Operand, compare, parse
+from users_api.scim.filters import ConditionFilter, MembershipFilter, Operand, compare, parse
 from users_api.scim.patch import Shape, apply_patch
 from users_api.scim.users import Page, compiled
 from users_api.timestamps import rfc3339
@@ -131,15 +127,8 @@ def _member_id(member: Any) -> uuid.UUID:
         raise invalid_value(f"No user with this id: {value}.") from None
 
 
-class GroupFilter(FilterVisitor[ColumnElement[bool]]):
+class GroupFilter(ConditionFilter):
     """A filter on SCIM Groups as a condition on the groups table."""
-
-    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
-        join = and_ if node.op == LogicalOperator.and_ else or_
-        return join(*(self.visit(term) for term in node.terms))
-
-    def visit_not(self, node: Not) -> ColumnElement[bool]:
-        return not_(self.visit(node.expr))
 
     def visit_present(self, node: Present) -> ColumnElement[bool]:
         path = node.attr_path
@@ -168,17 +157,7 @@ def member_condition(node: FilterNode, group: Any = Group.id) -> ColumnElement[b
     return exists().where(GroupMember.group_id == group, _MemberFilter().visit(node))
 
 
-class _MemberFilter(FilterVisitor[ColumnElement[bool]]):
-    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
-        join = and_ if node.op == LogicalOperator.and_ else or_
-        return join(*(self.visit(term) for term in node.terms))
-
-    def visit_not(self, node: Not) -> ColumnElement[bool]:
-        return not_(self.visit(node.expr))
-
-    def visit_present(self, node: Present) -> ColumnElement[bool]:
-        return true()
-
+class _MemberFilter(MembershipFilter):
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
         if node.attr_path.attr.lower() != "value" or node.op not in (
             CompareOperator.eq,
@@ -186,9 +165,6 @@ class _MemberFilter(FilterVisitor[ColumnElement[bool]]):
         ):
             raise invalid_filter("A member is filtered by `value eq` or `value ne`.")
         return compare(Operand(GroupMember.user_id, "uuid"), node.op, node.value)
-
-    def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
-        raise invalid_filter("Value paths do not nest.")
 
 
 def _operand(path: AttrPath) -> Operand:
