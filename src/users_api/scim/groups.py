@@ -29,10 +29,10 @@ from users_api.groups.service import GroupService
 from users_api.scim import turns
 from users_api.scim.bodies import lifted
 from users_api.scim.discovery import GROUP_SCHEMA
-from users_api.scim.errors import ScimError, invalid_filter, invalid_value, mutability, not_found
+from users_api.scim.errors import ScimError, invalid_filter, invalid_value, mutability
 from users_api.scim.filters import ConditionFilter, MembershipFilter, Operand, compare, parse
 from users_api.scim.patch import Shape, apply_patch
-from users_api.scim.users import Page, compiled
+from users_api.scim.users import Page, read_one, read_page
 from users_api.timestamps import rfc3339
 from users_api.users.models import User
 
@@ -191,6 +191,10 @@ def group_condition(text: str | None) -> ColumnElement[bool]:
     return GroupFilter().visit(parse(text)) if text else true()
 
 
+async def _without_members(unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
+    return [dict(zip(_FIELDS, record, strict=True)) for record in records]
+
+
 @dataclass(frozen=True, slots=True)
 class ScimGroups:
     db: Database
@@ -214,10 +218,7 @@ class ScimGroups:
             record = await unit.one(_BY_ID, group_id=group_id)
             return await self._with_members(unit, [record] if record is not None else [])
 
-        rows = await self.db.run(read)  # one snapshot: the group and its members
-        if not rows:
-            raise not_found()
-        return rows[0]
+        return await read_one(self.db, read)  # the group and its members
 
     async def list(
         self,
@@ -228,25 +229,14 @@ class ScimGroups:
         count: int,
         members: bool,
     ) -> Page:
-        total_statement, total_values = compiled(
-            select(func.count()).select_from(Group).where(condition)
+        return await read_page(
+            self.db,
+            select(func.count()).select_from(Group).where(condition),
+            select(*_COLUMNS).where(condition).order_by(*order, Group.id),
+            start=start,
+            count=count,
+            rows=self._with_members if members else _without_members,
         )
-        page = select(*_COLUMNS).where(condition).order_by(*order, Group.id)
-        page_statement, page_values = compiled(page.offset(start - 1).limit(count))
-
-        async def read(unit: Unit) -> tuple[int, list[dict[str, Any]]]:
-            total: int = await unit.value(total_statement, **total_values)
-            if count == 0 or total < start:
-                return total, []
-            records = await unit.all(page_statement, **page_values)
-            if not members:
-                return total, [dict(zip(_FIELDS, record, strict=True)) for record in records]
-            return total, await self._with_members(unit, records)
-
-        # One snapshot of the count and the page, maybe a moment old: access was decided
-        # on the primary (the token, `scim.routes`).
-        total, rows = await self.db.read(read, transaction=True)
-        return Page(total=total, rows=rows)
 
     async def create(self, resource: Any) -> dict[str, Any]:
         update, members = _fields(resource)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -89,6 +90,46 @@ class Page:
     rows: list[dict[str, Any]]
 
 
+# What turns records into resources' rows, reading what comes with them in the same unit.
+Rows = Callable[[Unit, list[Record]], Awaitable[list[dict[str, Any]]]]
+
+
+async def read_one(
+    db: Database, read: Callable[[Unit], Awaitable[list[dict[str, Any]]]]
+) -> dict[str, Any]:
+    """The one resource `read` finds, read with what comes with it (a user's groups, a
+    group's members) in one snapshot; 404 when there is none. Users and Groups alike."""
+    rows = await db.run(read)
+    if not rows:
+        raise not_found()
+    return rows[0]
+
+
+async def read_page(
+    db: Database,
+    counted: ClauseElement,
+    page: Select[*tuple[Any, ...]],
+    *,
+    start: int,
+    count: int,
+    rows: Rows,
+) -> Page:
+    """`count` rows of `page` (ordered) from the `start`-th (1-based), and how many there
+    are (`counted`): two statements on one connection, one snapshot, for Users and Groups
+    alike. Maybe a moment old: access was decided on the primary (the token, `scim.routes`)."""
+    total_statement, total_values = compiled(counted)
+    page_statement, page_values = compiled(page.offset(start - 1).limit(count))
+
+    async def read(unit: Unit) -> tuple[int, list[dict[str, Any]]]:
+        total: int = await unit.value(total_statement, **total_values)
+        if count == 0 or total < start:
+            return total, []
+        return total, await rows(unit, await unit.all(page_statement, **page_values))
+
+    total, found = await db.read(read, transaction=True)
+    return Page(total=total, rows=found)
+
+
 @dataclass(frozen=True, slots=True)
 class ScimUsers:
     db: Database
@@ -101,10 +142,7 @@ class ScimUsers:
             record = await unit.one(_BY_ID, user_id=user_id)
             return await _with_groups(unit, [record] if record is not None else [])
 
-        rows = await self.db.run(read)  # one snapshot: the user and their groups
-        if not rows:
-            raise not_found()
-        return rows[0]
+        return await read_one(self.db, read)  # the user and their groups
 
     async def list(
         self,
@@ -116,22 +154,14 @@ class ScimUsers:
     ) -> Page:
         """`count` users from the `start`-th (1-based) that meet `condition`, and how many
         do: two statements on one connection."""
-        total_statement, total_values = compiled(
-            select(func.count()).select_from(User).where(condition)
+        return await read_page(
+            self.db,
+            select(func.count()).select_from(User).where(condition),
+            select(*COLUMNS).where(condition).order_by(*order, User.id),
+            start=start,
+            count=count,
+            rows=_with_groups,
         )
-        page = select(*COLUMNS).where(condition).order_by(*order, User.id)
-        page_statement, page_values = compiled(page.offset(start - 1).limit(count))
-
-        async def read(unit: Unit) -> tuple[int, list[dict[str, Any]]]:
-            total: int = await unit.value(total_statement, **total_values)
-            if count == 0 or total < start:
-                return total, []
-            return total, await _with_groups(unit, await unit.all(page_statement, **page_values))
-
-        # One snapshot of the count and the page, maybe a moment old: access was decided
-        # on the primary (the token, `scim.routes`).
-        total, rows = await self.db.read(read, transaction=True)
-        return Page(total=total, rows=rows)
 
     async def create(self, resource: Any) -> dict[str, Any]:
         data = mapping.to_new_user(resource)
