@@ -246,12 +246,9 @@ class GroupService:
 
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
-            found = await _users(unit, user_ids)
-            await _locked(unit, group_id, if_match)
-            added = await _add(unit, group_id, _all_users(user_ids, found))
-            if added:
-                await unit.execute(gq.set_group(frozenset()), group_id=group_id)
-                await self._record_members(unit, group_id, caller, added=added)
+            users = await _lock_members(unit, group_id, user_ids, if_match)
+            added = await _add(unit, group_id, users)
+            await self._members_changed(unit, group_id, caller, added=added)
             return await _group(unit, group_id)
 
         return await self.db.run(change)
@@ -300,11 +297,10 @@ class GroupService:
             await _require_admin(unit, caller)
             await _locked(unit, group_id, if_match)
             removed = await _remove(unit, group_id, list(user_ids))
-            if removed:
-                await unit.execute(gq.set_group(frozenset()), group_id=group_id)
-                await self._record_members(unit, group_id, caller, removed=removed)
-            elif (
-                must_exist is not None
+            await self._members_changed(unit, group_id, caller, removed=removed)
+            if (
+                not removed
+                and must_exist is not None
                 and await unit.value(gq.USER_EXISTS, user_id=must_exist) is None
             ):
                 raise NotFound(NO_USER)
@@ -325,15 +321,27 @@ class GroupService:
 
         async def change(unit: Unit) -> GroupRow:
             await _require_admin(unit, caller)
-            found = await _users(unit, user_ids)
-            await _locked(unit, group_id, if_match)
-            added, removed = await _replace(unit, group_id, _all_users(user_ids, found))
-            if added or removed:
-                await unit.execute(gq.set_group(frozenset()), group_id=group_id)
-                await self._record_members(unit, group_id, caller, added=added, removed=removed)
+            users = await _lock_members(unit, group_id, user_ids, if_match)
+            added, removed = await _replace(unit, group_id, users)
+            await self._members_changed(unit, group_id, caller, added=added, removed=removed)
             return await _group(unit, group_id)
 
         return await self.db.run(change)
+
+    async def _members_changed(
+        self,
+        unit: Unit,
+        group_id: uuid.UUID,
+        caller: AccessClaims | None,
+        *,
+        added: Sequence[uuid.UUID] = (),
+        removed: Sequence[uuid.UUID] = (),
+    ) -> None:
+        """After a change of members alone: a new version (the group's ETag covers its
+        members) and the events, when someone really joined or left; else nothing."""
+        if added or removed:
+            await unit.execute(gq.set_group(frozenset()), group_id=group_id)
+            await self._record_members(unit, group_id, caller, added=added, removed=removed)
 
     # --- events --------------------------------------------------------------------
 
@@ -406,6 +414,20 @@ async def _users(unit: Unit, user_ids: Collection[uuid.UUID]) -> list[uuid.UUID]
         return []
     records = await unit.all(gq.LOCK_USERS, user_ids=list(dict.fromkeys(user_ids)))
     return [record["id"] for record in records]
+
+
+async def _lock_members(
+    unit: Unit,
+    group_id: uuid.UUID,
+    user_ids: Collection[uuid.UUID],
+    if_match: frozenset[int] | None,
+) -> list[uuid.UUID]:
+    """The users to be members, locked (`_users`), then the group, row-locked with If-Match
+    checked (`_locked`), in that order; UnknownMembers when one is no user (after the
+    NotFound of a missing group)."""
+    found = await _users(unit, user_ids)
+    await _locked(unit, group_id, if_match)
+    return _all_users(user_ids, found)
 
 
 def _all_users(wanted: Collection[uuid.UUID], found: list[uuid.UUID]) -> list[uuid.UUID]:
