@@ -447,8 +447,9 @@ def _listed(documents: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def resource_types(request: Request, state: Any) -> Response:
-    documents = discovery.resource_types(_base_url(request), with_groups=True)
+def _one_or_all(request: Request, documents: list[dict[str, Any]]) -> Response:
+    """A discovery endpoint (`/ResourceTypes`, `/Schemas`): every document as a list, or
+    with an `{id}` the one document of that id (404 when there is none)."""
     wanted = request.path_params.get("id")
     if wanted is None:
         return scim_response(_listed(documents))
@@ -456,17 +457,14 @@ async def resource_types(request: Request, state: Any) -> Response:
     if found is None:
         raise not_found()
     return scim_response(found)
+
+
+async def resource_types(request: Request, state: Any) -> Response:
+    return _one_or_all(request, discovery.resource_types(_base_url(request), with_groups=True))
 
 
 async def schemas(request: Request, state: Any) -> Response:
-    documents = discovery.schemas(_base_url(request), with_groups=True)
-    wanted = request.path_params.get("id")
-    if wanted is None:
-        return scim_response(_listed(documents))
-    found = next((d for d in documents if d["id"] == wanted), None)
-    if found is None:
-        raise not_found()
-    return scim_response(found)
+    return _one_or_all(request, discovery.schemas(_base_url(request), with_groups=True))
 
 
 @contextmanager
