@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from users_api.groups.models import DISPLAY_NAME_MAX_LENGTH, EXTERNAL_ID_MAX_LENGTH
+from users_api.merge_patch import document_absent_not_null, refuse_null
 from users_api.users.schemas import SearchText
 
 
@@ -54,30 +55,17 @@ class GroupCreate(_Input):
     external_id: ExternalId | None = None
 
 
-def _document_display_name_not_null(schema: dict[str, Any]) -> None:
-    """`display_name` may be left out but never sent as null: the document says so."""
-    field = schema["properties"]["display_name"]
-    field.pop("default", None)
-    alternatives = [alt for alt in field.pop("anyOf", []) if alt.get("type") != "null"]
-    if len(alternatives) == 1:
-        field.update(alternatives[0])
-
-
 class GroupUpdate(_Input):
     """A JSON merge patch: absent fields stay, `"external_id": null` clears it."""
 
-    model_config = ConfigDict(json_schema_extra=_document_display_name_not_null)
+    # `display_name` may be left out but never sent as null.
+    model_config = ConfigDict(json_schema_extra=document_absent_not_null("display_name"))
 
     # None only stands for "absent": a null sent is refused.
     display_name: DisplayName | None = None
     external_id: ExternalId | None = None
 
-    @field_validator("display_name", mode="before")
-    @classmethod
-    def _reject_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _reject_null = field_validator("display_name", mode="before")(refuse_null)
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, and only those."""

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from users_api.merge_patch import document_absent_not_null, refuse_null
 from users_api.security.scripts import mixed_scripts
 
 # email-validator refuses the special-use domains (RFC 6761), `.local` among them. A
@@ -147,6 +148,7 @@ class ProvisionedUser(_Input):
     scim: dict[str, Any] | None = None
 
 
+# Only `full_name` takes null; the others may be left out but never sent as null.
 _NOT_NULLABLE = (
     "email",
     "username",
@@ -158,27 +160,13 @@ _NOT_NULLABLE = (
 )
 
 
-def _document_absent_not_null(schema: dict[str, Any]) -> None:
-    """Only `full_name` takes null; the others may be left out but never sent as null.
-
-    In Python their type is `X | None` (None standing for "absent"), which keeps
-    validation errors on the field itself; the document drops the null alternative.
-    """
-    for name in _NOT_NULLABLE:
-        field = schema["properties"][name]
-        field.pop("default", None)
-        alternatives = [alt for alt in field.pop("anyOf", []) if alt.get("type") != "null"]
-        if len(alternatives) == 1:
-            field.update(alternatives[0])
-
-
 class UserUpdate(_Input):
     """A JSON merge patch: absent fields stay, `"full_name": null` clears the name."""
 
-    model_config = ConfigDict(json_schema_extra=_document_absent_not_null)
+    model_config = ConfigDict(json_schema_extra=document_absent_not_null(*_NOT_NULLABLE))
 
     # None only stands for "absent": a null sent is refused below, and the OpenAPI
-    # document does not offer it (see `_document_absent_not_null`).
+    # document does not offer it (`merge_patch`).
     email: Email | None = None
     username: Username | None = None
     full_name: FullName | None = None
@@ -188,12 +176,7 @@ class UserUpdate(_Input):
     is_admin: bool | None = None
     email_verified: bool | None = None
 
-    @field_validator(*_NOT_NULLABLE, mode="before")
-    @classmethod
-    def _reject_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _reject_null = field_validator(*_NOT_NULLABLE, mode="before")(refuse_null)
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, and only those."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from users_api.events.writer import EVENT_TYPES
+from users_api.merge_patch import document_absent_not_null, refuse_null
 
 # Where the document says what a schema can: an http(s) URL (public addresses only is the
 # service's rule, `targets.py`), and the event patterns there are.
@@ -24,18 +25,8 @@ EventPattern = Annotated[
 ]
 Events = Annotated[list[EventPattern], Field(min_length=1, max_length=64)]
 Description = Annotated[str, StringConstraints(max_length=500)]
+# Only `description` takes null; the others may be left out, never sent as null.
 _NOT_NULLABLE = ("url", "events", "enabled")
-
-
-def _document_absent_not_null(schema: dict[str, Any]) -> None:
-    """Only `description` takes null; the others may be left out, never sent as null (in
-    Python their None stands for "absent"): the document drops the null alternative."""
-    for name in _NOT_NULLABLE:
-        field = schema["properties"][name]
-        field.pop("default", None)
-        alternatives = [alt for alt in field.pop("anyOf", []) if alt.get("type") != "null"]
-        if len(alternatives) == 1:
-            field.update(alternatives[0])
 
 
 class WebhookCreate(BaseModel):
@@ -49,19 +40,16 @@ class WebhookCreate(BaseModel):
 class WebhookUpdate(BaseModel):
     """A merge patch: only the fields sent change; `"description": null` clears it."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_absent_not_null)
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=document_absent_not_null(*_NOT_NULLABLE)
+    )
 
     url: Url | None = None
     events: Events | None = None
     description: Description | None = None
     enabled: bool | None = None
 
-    @field_validator(*_NOT_NULLABLE, mode="before")
-    @classmethod
-    def _reject_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _reject_null = field_validator(*_NOT_NULLABLE, mode="before")(refuse_null)
 
 
 class WebhookOut(BaseModel):
