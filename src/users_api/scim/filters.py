@@ -49,7 +49,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from users_api.groups.models import GroupMember
 from users_api.scim.errors import invalid_filter
-from users_api.scim.mapping import EMAIL_VALUES, ENTERPRISE_SCHEMA, MULTI_VALUED, USER_SCHEMA
+from users_api.scim.mapping import (
+    EMAIL_VALUES,
+    ENTERPRISE_SCHEMA,
+    KEPT_STRINGS,
+    MULTI_VALUED,
+    NAME_PARTS,
+    USER_SCHEMA,
+)
 from users_api.users.models import User
 
 _ORDERED = {CompareOperator.gt, CompareOperator.ge, CompareOperator.lt, CompareOperator.le}
@@ -57,23 +64,9 @@ _TEXT_ONLY = {CompareOperator.co, CompareOperator.sw, CompareOperator.ew}
 # Multi-valued kept attributes (`mapping.MULTI_VALUED`) are filtered element by element.
 _MULTI = {name.lower(): name for name in MULTI_VALUED}
 # Single-valued string attributes kept as sent.
-_KEPT_STRINGS = {
-    name.lower(): name
-    for name in (
-        "displayName",
-        "nickName",
-        "profileUrl",
-        "title",
-        "userType",
-        "preferredLanguage",
-        "locale",
-        "timezone",
-    )
-}
-_NAME_PARTS = {
-    name.lower(): name
-    for name in ("familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix")
-}
+_KEPT_STRINGS = {name.lower(): name for name in KEPT_STRINGS}
+# The parts of `name` kept as sent (`formatted` is `full_name`, a column).
+_NAME_PARTS = {name.lower(): name for name in NAME_PARTS if name != "formatted"}
 
 
 @dataclass(frozen=True, slots=True)

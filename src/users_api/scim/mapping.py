@@ -33,9 +33,8 @@ MULTI_VALUED = (
     "roles",
     "x509Certificates",
 )
-# Core attributes kept as sent (their canonical spelling; SCIM names are case-insensitive).
-KEPT = (
-    "name",
+# Single-valued string core attributes kept as sent (filters compare them as text).
+KEPT_STRINGS = (
     "displayName",
     "nickName",
     "profileUrl",
@@ -44,6 +43,11 @@ KEPT = (
     "preferredLanguage",
     "locale",
     "timezone",
+)
+# Core attributes kept as sent (their canonical spelling; SCIM names are case-insensitive).
+KEPT = (
+    "name",
+    *KEPT_STRINGS,
     *MULTI_VALUED,
     ENTERPRISE_SCHEMA,
 )
