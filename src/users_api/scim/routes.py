@@ -151,6 +151,37 @@ def _integer(value: Any, name: str) -> int | None:
         raise invalid_value(f"{name} must be an integer.") from None
 
 
+def _window(query: dict[str, Any]) -> tuple[int, int]:
+    """A list request's `startIndex` (1-based, at least 1) and `count` (DEFAULT_COUNT when
+    absent, else 0 to MAX_RESULTS): the same for Users, Groups and the root `.search`."""
+    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
+    count = _integer(query.get("count"), "count")
+    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    return start, count
+
+
+def _filter_text(query: dict[str, Any]) -> str | None:
+    """A list request's `filter`, which must be a string when sent."""
+    text = query.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise invalid_value("filter must be a string.")
+    return text
+
+
+def _list_response(resources: list[dict[str, Any]], *, total: int, start: int) -> Response:
+    """A ListResponse (RFC 7644 3.4.2): `resources`, the page from the `start`-th of the
+    `total` there are. Every list answers with it (Users, Groups, `.search`, discovery)."""
+    return scim_response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
 def _order(sort_by: str | None, sort_order: str | None) -> list[Any]:
     if sort_order is not None and sort_order.lower() not in ("ascending", "descending"):
         raise invalid_value("sortOrder is ascending or descending.")
@@ -171,12 +202,8 @@ def _order(sort_by: str | None, sort_order: str | None) -> list[Any]:
 
 
 async def _list_users(request: Request, users: ScimUsers, query: dict[str, Any]) -> Response:
-    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
-    count = _integer(query.get("count"), "count")
-    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
-    text = query.get("filter")
-    if text is not None and not isinstance(text, str):
-        raise invalid_value("filter must be a string.")
+    start, count = _window(query)
+    text = _filter_text(query)
     condition = UserFilter().visit(parse(text)) if text else None
     order = _order(query.get("sortBy"), query.get("sortOrder"))
     page = await users.list(
@@ -188,24 +215,12 @@ async def _list_users(request: Request, users: ScimUsers, query: dict[str, Any])
         _joined(query.get("excludedAttributes")),
     )
     resources = [project(mapping.to_resource(row, base), attributes, excluded) for row in page.rows]
-    return scim_response(
-        {
-            "schemas": [LIST_SCHEMA],
-            "totalResults": page.total,
-            "startIndex": start,
-            "itemsPerPage": len(resources),
-            "Resources": resources,
-        }
-    )
+    return _list_response(resources, total=page.total, start=start)
 
 
 async def _list_groups(request: Request, groups: ScimGroups, query: dict[str, Any]) -> Response:
-    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
-    count = _integer(query.get("count"), "count")
-    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
-    text = query.get("filter")
-    if text is not None and not isinstance(text, str):
-        raise invalid_value("filter must be a string.")
+    start, count = _window(query)
+    text = _filter_text(query)
     sort_by, sort_order = query.get("sortBy"), query.get("sortOrder")
     if sort_order is not None and str(sort_order).lower() not in ("ascending", "descending"):
         raise invalid_value("sortOrder is ascending or descending.")
@@ -236,15 +251,7 @@ async def _list_groups(request: Request, groups: ScimGroups, query: dict[str, An
         project(scim_groups.to_resource(row, base, members=members), attributes, excluded)
         for row in page.rows
     ]
-    return scim_response(
-        {
-            "schemas": [LIST_SCHEMA],
-            "totalResults": page.total,
-            "startIndex": start,
-            "itemsPerPage": len(resources),
-            "Resources": resources,
-        }
-    )
+    return _list_response(resources, total=page.total, start=start)
 
 
 def _wants_members(attributes: str | None, excluded: str | None) -> bool:
@@ -367,9 +374,7 @@ async def search_all(request: Request, state: Any) -> Response:
     body = await _json(request)
     if not isinstance(body, dict):
         raise ScimError(400, "The body must be a SearchRequest.", "invalidSyntax")
-    start = max(_integer(body.get("startIndex"), "startIndex") or 1, 1)
-    count = _integer(body.get("count"), "count")
-    count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
+    start, count = _window(body)
     resources: list[dict[str, Any]] = []
     total = 0
     refused: list[ScimError] = []
@@ -387,15 +392,7 @@ async def search_all(request: Request, state: Any) -> Response:
         total += answer["totalResults"]
     if len(refused) == 2:  # neither type takes this filter
         raise refused[0]
-    return scim_response(
-        {
-            "schemas": [LIST_SCHEMA],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": len(resources),
-            "Resources": resources,
-        }
-    )
+    return _list_response(resources, total=total, start=start)
 
 
 async def create_group(request: Request, state: Any) -> Response:
@@ -437,22 +434,12 @@ async def service_provider_config(request: Request, state: Any) -> Response:
     return scim_response(discovery.service_provider_config(_base_url(request)))
 
 
-def _listed(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "schemas": [LIST_SCHEMA],
-        "totalResults": len(documents),
-        "startIndex": 1,
-        "itemsPerPage": len(documents),
-        "Resources": documents,
-    }
-
-
 def _one_or_all(request: Request, documents: list[dict[str, Any]]) -> Response:
     """A discovery endpoint (`/ResourceTypes`, `/Schemas`): every document as a list, or
     with an `{id}` the one document of that id (404 when there is none)."""
     wanted = request.path_params.get("id")
     if wanted is None:
-        return scim_response(_listed(documents))
+        return _list_response(documents, total=len(documents), start=1)
     found = next((d for d in documents if d["id"] == wanted), None)
     if found is None:
         raise not_found()
