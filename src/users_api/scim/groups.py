@@ -32,7 +32,7 @@ from users_api.scim.discovery import GROUP_SCHEMA
 from users_api.scim.errors import ScimError, invalid_filter, invalid_value, mutability
 from users_api.scim.filters import ConditionFilter, MembershipFilter, Operand, compare, parse
 from users_api.scim.patch import Shape, apply_patch
-from users_api.scim.users import Page, read_one, read_page
+from users_api.scim.users import Page, read_one, read_page, with_memberships
 from users_api.timestamps import rfc3339
 from users_api.users.models import User
 
@@ -54,11 +54,12 @@ _COLUMNS = (
 )
 _FIELDS = ("id", "display_name", "external_id", "created_at", "updated_at", "version")
 _BY_ID = compile_statement(select(*_COLUMNS).where(Group.id == bindparam("group_id")))
-# Each member's id and username (SCIM's `display`), for a page of groups at once.
+# Each member's id and username (SCIM's `display`), for a page of groups at once:
+# `with_memberships`.
 _MEMBERS = compile_statement(
     select(GroupMember.group_id, GroupMember.user_id, User.username)
     .join(User, User.id == GroupMember.user_id)
-    .where(GroupMember.group_id == func.any(bindparam("group_ids")))
+    .where(GroupMember.group_id == func.any(bindparam("ids")))
     .order_by(GroupMember.group_id, GroupMember.user_id)
 )
 
@@ -204,14 +205,7 @@ class ScimGroups:
 
     async def _with_members(self, unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
         rows = [dict(zip(_FIELDS, record, strict=True)) for record in records]
-        if not rows:
-            return rows
-        by_id: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {row["id"]: [] for row in rows}
-        for record in await unit.all(_MEMBERS, group_ids=list(by_id)):
-            by_id[record["group_id"]].append((record["user_id"], record["username"]))
-        for row in rows:
-            row["members"] = by_id[row["id"]]
-        return rows
+        return await with_memberships(unit, rows, _MEMBERS, "members")
 
     async def get(self, group_id: uuid.UUID) -> dict[str, Any]:
         async def read(unit: Unit) -> list[dict[str, Any]]:

@@ -27,24 +27,34 @@ from users_api.users.service import UserService
 COLUMNS = (*public_columns(User), User.external_id, User.scim)
 FIELDS = (*PUBLIC_FIELDS, "external_id", "scim")
 _BY_ID = compile_statement(select(*COLUMNS).where(User.id == bindparam("user_id")))
-# The groups of a page of users at once (SCIM's read-only `groups`).
+# The groups of a page of users at once (SCIM's read-only `groups`): `with_memberships`.
 _GROUPS = compile_statement(
     select(GroupMember.user_id, Group.id, Group.display_name)
     .join(Group, Group.id == GroupMember.group_id)
-    .where(GroupMember.user_id == func.any(bindparam("user_ids")))
+    .where(GroupMember.user_id == func.any(bindparam("ids")))
     .order_by(GroupMember.user_id, Group.id)
 )
 
 
-async def _with_groups(unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
-    rows = [as_row(record) for record in records]
+async def with_memberships(
+    unit: Unit, rows: list[dict[str, Any]], statement: Statement, key: str
+) -> list[dict[str, Any]]:
+    """`rows` with each one's memberships under `key`, as (id, name) pairs: a user's
+    groups, a group's members, read for a whole page in one statement. `statement` takes
+    the rows' `ids` and gives records of (row id, the other's id, the other's name)."""
     if not rows:
         return rows
     by_id: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {row["id"]: [] for row in rows}
-    for record in await unit.all(_GROUPS, user_ids=list(by_id)):
-        by_id[record["user_id"]].append((record["id"], record["display_name"]))
+    for record in await unit.all(statement, ids=list(by_id)):
+        by_id[record[0]].append((record[1], record[2]))
     for row in rows:
-        row["groups"] = by_id[row["id"]]
+        row[key] = by_id[row["id"]]
+    return rows
+
+
+async def _with_groups(unit: Unit, records: list[Record]) -> list[dict[str, Any]]:
+    rows = await with_memberships(unit, [as_row(record) for record in records], _GROUPS, "groups")
+    for row in rows:
         row["tag"] = tag(row["version"], row["groups"])
     return rows
 
