@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from datetime import timedelta
 
@@ -67,6 +68,25 @@ async def issue(unit: Unit, user_id: uuid.UUID, email: str, purpose: str, ttl: t
         ttl=ttl,
     )
     return token
+
+
+def spend(token: str, purpose: str) -> Callable[[Unit], Awaitable[uuid.UUID]]:
+    """The step that uses up a mailed `token` of `purpose` in the change's own transaction
+    (the users service runs it): its holder's id, once every token of that purpose the
+    holder has died with it; InvalidToken when it is unknown, used up or expired. A reset
+    and a verification spend their tokens alike."""
+    token_hash = hash_token(token)
+
+    async def use(unit: Unit) -> uuid.UUID:
+        user_id: uuid.UUID | None = await unit.value(
+            q.USE_TOKEN, token_hash=token_hash, purpose=purpose
+        )
+        if user_id is None:
+            raise InvalidToken
+        await unit.execute(q.END_TOKENS, user_id=user_id, purpose=purpose)
+        return user_id
+
+    return use
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,34 +148,12 @@ class AccountService:
     async def confirm_reset(self, token: str, new_password: str) -> None:
         """Set the password of the token's holder; 400 `invalid-token` when it is unknown,
         used up or expired; every session of the user ends, every reset token dies."""
-        token_hash = hash_token(token)
-
-        async def use(unit: Unit) -> uuid.UUID:
-            user_id: uuid.UUID | None = await unit.value(
-                q.USE_TOKEN, token_hash=token_hash, purpose=PASSWORD_RESET
-            )
-            if user_id is None:
-                raise InvalidToken
-            await unit.execute(q.END_TOKENS, user_id=user_id, purpose=PASSWORD_RESET)
-            return user_id
-
-        await self.users.set_password(use, new_password)
+        await self.users.set_password(spend(token, PASSWORD_RESET), new_password)
 
     async def verify_email(self, token: str) -> None:
         """`email_verified` becomes true; 400 `invalid-token` when the token is unknown,
         used up, expired, or was mailed to an address the user no longer has."""
-        token_hash = hash_token(token)
-
-        async def use(unit: Unit) -> uuid.UUID:
-            user_id: uuid.UUID | None = await unit.value(
-                q.USE_TOKEN, token_hash=token_hash, purpose=VERIFY_EMAIL
-            )
-            if user_id is None:
-                raise InvalidToken
-            await unit.execute(q.END_TOKENS, user_id=user_id, purpose=VERIFY_EMAIL)
-            return user_id
-
-        await self.users.mark_verified(use)
+        await self.users.mark_verified(spend(token, VERIFY_EMAIL))
 
     async def resend_verification(self, caller: AccessClaims) -> None:
         """A new verification mail to the caller (the older tokens die); 409 when already
