@@ -194,12 +194,7 @@ async def list_group_members(request: Request) -> Response:
     ),
 )
 async def add_group_member(request: Request) -> Response:
-    caller = parse.caller(request)
-    group_id = parse.path_id(request, "group_id")
-    user_id = parse.path_id(request, "user_id")
-    if_match = parse_if_match(parse.header(request, "if-match"))
-    row = await _groups(request).add_member(group_id, user_id, caller=caller, if_match=if_match)
-    return _no_content(row)
+    return await _change_member(request, add=True)
 
 
 @router.delete(
@@ -216,16 +211,20 @@ async def add_group_member(request: Request) -> Response:
     ),
 )
 async def remove_group_member(request: Request) -> Response:
+    return await _change_member(request, add=False)
+
+
+async def _change_member(request: Request, *, add: bool) -> Response:
+    """PUT (add) or DELETE (remove) of `/{group_id}/members/{user_id}`: the same request
+    and the same answer, 204 with the group's new ETag (a client can go on with
+    `If-Match`)."""
     caller = parse.caller(request)
     group_id = parse.path_id(request, "group_id")
     user_id = parse.path_id(request, "user_id")
     if_match = parse_if_match(parse.header(request, "if-match"))
-    row = await _groups(request).remove_member(group_id, user_id, caller=caller, if_match=if_match)
-    return _no_content(row)
-
-
-def _no_content(row: GroupRow) -> Response:
-    """204, with the group's new ETag: a client can go on with `If-Match`."""
+    groups = _groups(request)
+    change = groups.add_member if add else groups.remove_member
+    row = await change(group_id, user_id, caller=caller, if_match=if_match)
     return Response(
         status_code=status.HTTP_204_NO_CONTENT, headers={"ETag": format_etag(row["version"])}
     )
