@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -15,9 +17,10 @@ from tests.mail.conftest import mail_settings
 from tests.mail.smtp import SmtpServer
 from users_api.app import create_app
 from users_api.config import Settings
-from users_api.db.database import Unit
+from users_api.db.database import Database, Unit
 from users_api.mail.messages import Mailer
-from users_api.outbox.sender import Sender, back_off
+from users_api.outbox.sender import Sender, back_off, enqueue
+from users_api.users.models import UNIQUE_FIELDS
 
 
 async def _mail(app: FastAPI, count: int = 1, *, to: str = "ada@example.com") -> None:
@@ -156,3 +159,38 @@ def test_back_off_doubles_up_to_an_hour() -> None:
     waits = [back_off(attempt, base=5).total_seconds() for attempt in (1, 2, 3, 4)]
     assert waits == [5, 10, 20, 40]
     assert back_off(30, base=5).total_seconds() == 3600
+
+
+async def test_a_stopping_sender_hands_back_the_messages_it_holds(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """A sender stopped in the middle of a batch (a restart, a deploy) leaves its rows due
+    at once, not held for the lease's 5 minutes; the ones it never began lose the attempt
+    their claim counted, the interrupted one keeps it (it may have been sent)."""
+    db = await Database.open(settings, unique_fields=UNIQUE_FIELDS)
+    started = asyncio.Event()
+
+    async def stuck(payload: Mapping[str, Any], attempt: int) -> None:
+        started.set()
+        await asyncio.Event().wait()  # a mail server that never answers
+
+    async def write(unit: Unit) -> None:
+        for number in range(3):
+            await enqueue(unit, "test", {"number": number})
+
+    try:
+        await db.run(write)
+        sender = Sender(db, {"test": stuck}, poll_seconds=3600)
+        sender.start()
+        await asyncio.wait_for(started.wait(), 10)
+        await sender.stop()
+    finally:
+        await db.close()
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text("SELECT attempts, next_attempt_at <= now() AS due FROM outbox")
+            )
+        ).all()
+    assert sorted(row.attempts for row in rows) == [0, 0, 1]
+    assert all(row.due for row in rows)

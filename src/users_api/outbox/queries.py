@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     ColumnElement,
     Integer,
     Interval,
     Text,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -26,6 +29,7 @@ from users_api.db.statements import compile_statement
 from users_api.outbox.models import OutboxMessage
 
 _ONE = literal_column("1", Integer)
+_NONE = literal_column("0", Integer)
 # The payload keys that hold what only the recipient may read (a mail's text and link,
 # with its token): dropped once the message is delivered.
 _SECRET_KEYS: ColumnElement[Any] = literal_column("'{text,link}'::text[]")
@@ -88,6 +92,22 @@ FAILED = compile_statement(
     .values(
         next_attempt_at=func.now() + bindparam("delay", type_=Interval),
         last_error=bindparam("error", type_=Text),
+    )
+)
+
+# Claimed rows handed back by a sender that stops (`Sender.stop`): due again at once, not
+# when their lease runs out; those it never began to deliver lose the attempt their claim
+# counted. Delivered rows are left alone.
+RELEASE = compile_statement(
+    sql_update(OutboxMessage)
+    .where(
+        OutboxMessage.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))),
+        OutboxMessage.delivered_at.is_(None),
+    )
+    .values(
+        next_attempt_at=func.now(),
+        attempts=OutboxMessage.attempts
+        - case((OutboxMessage.id == bindparam("delivering", type_=BigInteger), _NONE), else_=_ONE),
     )
 )
 

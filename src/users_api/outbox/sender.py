@@ -47,6 +47,8 @@ BATCH = 20
 # taken by a second sender while the first is still delivering it.
 LEASE = timedelta(minutes=5)
 MAX_DELAY_SECONDS = 3600.0
+# How long a stopping sender tries to hand its claimed rows back.
+RELEASE_SECONDS = 5.0
 
 
 def back_off(attempts: int, *, base: float) -> timedelta:
@@ -66,6 +68,9 @@ class Sender:
     lease: Lease | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+    # Rows this sender has claimed and not yet recorded, and the one being delivered.
+    _held: set[int] = field(default_factory=set)
+    _delivering: int | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox sender")
@@ -75,8 +80,10 @@ class Sender:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop between deliveries or during one (its row's lease then runs out, and it is
-        delivered again: an interrupted delivery may not have happened)."""
+        """Stop between deliveries or during one, then hand back the rows of the batch it
+        held: due again at once (a restart or a deploy does not hold a password-reset
+        mail for the lease's 5 minutes). An interrupted delivery may not have happened:
+        it is sent again."""
         if self._task is None:
             return
         task, self._task = self._task, None
@@ -87,6 +94,27 @@ class Sender:
             await asyncio.wait({task}, timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await self._release()
+
+    async def _release(self) -> None:
+        if not self._held:
+            return
+        ids, delivering = sorted(self._held), self._delivering
+        self._held.clear()
+        self._delivering = None
+        try:
+            async with asyncio.timeout(RELEASE_SECONDS):
+                await self.db.run(
+                    _record(q.RELEASE, ids=ids, delivering=delivering), transaction=False
+                )
+        except Exception as exc:  # the database is down or slow: the leases run out instead
+            log.warning(
+                "outbox: %d claimed messages not handed back (%s: %s); due again when their"
+                " lease ends",
+                len(ids),
+                type(exc).__name__,
+                exc,
+            )
 
     async def _run(self) -> None:
         while True:
@@ -108,8 +136,13 @@ class Sender:
     async def deliver_due(self) -> int:
         """Claim and deliver one batch of due rows; how many were claimed."""
         claimed = await self.db.run(_claim, transaction=False)
+        # a batch left by an error waits out its lease; this one is handed back at a stop
+        self._held = {row["id"] for row in claimed}
         for row in claimed:
+            self._delivering = row["id"]
             await self._deliver(row)
+            self._held.discard(row["id"])
+        self._delivering = None
         return len(claimed)
 
     async def _deliver(self, row: Record) -> None:
