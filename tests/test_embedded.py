@@ -376,3 +376,12 @@ async def test_commands_beside_a_server_and_an_outage_leave_nothing_running(
         _assert_stopped(pgdata, second)
     finally:
         _stop_any_server(cwd / ".data")
+
+
+def test_a_standalone_backends_pid_file_names_no_server(tmp_path: Path) -> None:
+    """initdb's bootstrap backend writes its pid negated into `postmaster.pid`; one that
+    died there (once in CI) left such a file, which is no running server."""
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    (pgdata / "postmaster.pid").write_text(f"-{os.getpid()}\n{pgdata}\n")
+    assert server_pid(pgdata) is None

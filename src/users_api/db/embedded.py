@@ -282,9 +282,11 @@ class EmbeddedPostgres:
 
 
 def server_pid(pgdata: Path) -> int | None:
-    """The postmaster's pid from `postmaster.pid`, if a live server owns the folder."""
+    """The postmaster's pid from `postmaster.pid`, if a live server owns the folder. A
+    standalone backend (initdb's bootstrap, single-user mode) writes its pid negated: no
+    server that takes connections."""
     try:
         pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _is_postmaster(pid) else None
+    return pid if pid > 0 and _is_postmaster(pid) else None
