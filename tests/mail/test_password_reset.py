@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -165,6 +166,58 @@ async def test_an_inactive_user_gets_no_mail(
     assert late.status_code == 400
     await asyncio.sleep(0.2)
     assert len(to(smtp.messages(), ADA, SUBJECT)) == 1
+
+
+@pytest.mark.parametrize("by", ["self", "admin"])
+async def test_a_password_change_kills_the_open_reset_token(
+    by: str, mail_client: httpx.AsyncClient, admin_client: httpx.AsyncClient, smtp: SmtpServer
+) -> None:
+    """A reset mailed before the password changed (say, to a thief who then lost the
+    account) sets nothing after it."""
+    user, tokens = await register_and_login(mail_client, "ada")
+    token = await _reset_token(mail_client, smtp)
+    chosen = "the password ada chose herself"
+    url = f"/api/v1/users/{user['id']}"
+    if by == "self":
+        changed = await mail_client.patch(
+            url,
+            json={"password": chosen, "current_password": PASSWORD},
+            headers=bearer(tokens["access_token"]),
+        )
+    else:
+        changed = await admin_client.patch(url, json={"password": chosen})
+    assert changed.status_code == 200, changed.text
+    late = await mail_client.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})
+    assert late.status_code == 400
+    assert late.json()["code"] == "invalid-token"
+    await login(mail_client, "ada", chosen)
+    # A reset mailed after the change works as ever.
+    fresh = await _reset_token(mail_client, smtp)
+    done = await mail_client.post(CONFIRM, json={"token": fresh, "new_password": NEW_PASSWORD})
+    assert done.status_code == 204
+
+
+async def test_a_deactivation_kills_the_mailed_tokens_for_good(
+    mail_client: httpx.AsyncClient, admin_client: httpx.AsyncClient, smtp: SmtpServer
+) -> None:
+    """Reset and verification tokens mailed before a deactivation stay dead after the
+    user is active again."""
+    user, _ = await register_and_login(mail_client, "ada")
+    [verification] = await arrived(smtp, ADA, "Confirm your email address")
+    reset = await _reset_token(mail_client, smtp)
+    url = f"/api/v1/users/{user['id']}"
+    for active in (False, True):
+        response = await admin_client.patch(url, json={"is_active": active})
+        assert response.status_code == 200, response.text
+    late = await mail_client.post(CONFIRM, json={"token": reset, "new_password": NEW_PASSWORD})
+    assert late.status_code == 400
+    assert late.json()["code"] == "invalid-token"
+    unverified = await mail_client.post(
+        "/api/v1/auth/verify-email", json={"token": token_in(verification, "verify-email")}
+    )
+    assert unverified.status_code == 400
+    assert unverified.json()["code"] == "invalid-token"
+    await login(mail_client, "ada", PASSWORD)
 
 
 async def test_an_account_gets_at_most_five_reset_mails_an_hour(

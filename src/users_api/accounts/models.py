@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
@@ -16,7 +26,9 @@ class MailToken(Base):
     """A single-use token mailed to a user: a password reset or an email verification.
 
     Only its SHA-256 is kept (the token is 256 random bits). It is good while unused,
-    unexpired, and (for a verification) while the user's email is still `email`. Used-up
+    unexpired, its user active and still at `email`, and while the user's `auth_version`
+    is still the one it was mailed under: it dies with every other token of the user (a
+    password change, a deactivation, a sign-out everywhere). Used-up
     and superseded tokens stay until their user's next request an hour later: they are
     how the per-account limit counts mails.
     """
@@ -29,6 +41,8 @@ class MailToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The address the token was mailed to.
     email: Mapped[str] = mapped_column(String(320))
+    # The user's `auth_version` when it was mailed.
+    auth_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Used, or superseded by a newer token of the same purpose.

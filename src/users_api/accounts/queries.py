@@ -97,6 +97,7 @@ ISSUE_TOKEN = compile_statement(
         purpose=_PURPOSE,
         token_hash=bindparam("token_hash", type_=Text),
         email=bindparam("email", type_=Text),
+        auth_version=select(User.auth_version).where(User.id == _USER_ID).scalar_subquery(),
         expires_at=func.now() + bindparam("ttl", type_=Interval),
     )
     .add_cte(
@@ -111,8 +112,9 @@ ISSUE_TOKEN = compile_statement(
     )
 )
 
-# Use a good token: unused, unexpired, of `purpose`, its user active and still at the
-# address it was mailed to. Its user's id, or nothing.
+# Use a good token: unused, unexpired, of `purpose`, its user active, still at the
+# address it was mailed to and at the `auth_version` it was mailed under (every token of
+# the user dies together). Its user's id, or nothing.
 USE_TOKEN = compile_statement(
     update(MailToken)
     .where(
@@ -123,6 +125,7 @@ USE_TOKEN = compile_statement(
         MailToken.user_id == User.id,
         User.is_active.is_(True),
         func.lower(User.email) == func.lower(MailToken.email),
+        MailToken.auth_version == User.auth_version,
     )
     .values(used_at=func.now())
     .returning(MailToken.user_id)

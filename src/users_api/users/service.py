@@ -493,7 +493,8 @@ class UserService:
         reset: bool = False,
     ) -> Record:
         """Write what changes of the locked `target`; what follows from it in the same
-        transaction: a new `auth_version` ends every session, a new password is noticed
+        transaction: a new `auth_version` ends every session (and every mailed token,
+        `accounts.models.MailToken`), a new password is noticed
         to the address, the events say what changed (`reset`: the password by a reset
         token)."""
         changed = {name for name, value in changes.items() if _stored(target, name) != value}
