@@ -87,6 +87,37 @@ async def test_a_change_of_email_unverifies_mails_both_and_kills_the_old_token(
     assert (await _me(mail_client, tokens["access_token"]))["email_verified"] is True
 
 
+async def test_a_new_spelling_of_the_same_address_keeps_it_verified_and_mails_nothing(
+    mail_client: httpx.AsyncClient, smtp: SmtpServer
+) -> None:
+    """Emails are one address whatever their case (the unique index says so): `Ada@` for
+    `ada@` moves the user to no new mailbox, so nothing is to be proved or told."""
+    user, tokens = await register_and_login(mail_client, "ada")
+    [first] = await arrived(smtp, ADA, SUBJECT)
+    verified = await mail_client.post(VERIFY, json={"token": token_in(first, "verify-email")})
+    assert verified.status_code == 204
+    changed = await mail_client.patch(
+        f"/api/v1/users/{user['id']}",
+        json={"email": "Ada@example.com"},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["email"] == "Ada@example.com"
+    assert changed.json()["email_verified"] is True
+    # A real change after it is mailed: every mail so far has come when its notice has.
+    moved = await mail_client.patch(
+        f"/api/v1/users/{user['id']}",
+        json={"email": "augusta@example.com"},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert moved.status_code == 200, moved.text
+    await arrived(smtp, "augusta@example.com", SUBJECT)
+    await arrived(smtp, "Ada@example.com", "Your email address was changed")
+    subjects = [(m["To"].lower(), m["Subject"]) for m in smtp.messages()]
+    assert subjects.count((ADA, SUBJECT)) == 1
+    assert subjects.count((ADA, "Your email address was changed")) == 1
+
+
 async def test_a_token_for_an_address_the_user_left_is_refused(
     mail_client: httpx.AsyncClient, smtp: SmtpServer, engine: AsyncEngine
 ) -> None:

@@ -477,7 +477,7 @@ class UserService:
         await self._guard_last_admin(unit, target, removing=removing)
         if changes.get("is_active") is False and target["is_active"]:
             changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
-        new_address = changes.get("email", target["email"]).lower() != target["email"].lower()
+        new_address = _new_address(target["email"], changes.get("email", target["email"]))
         if new_address and "email_verified" not in changes:  # an admin may say otherwise
             changes["email_verified"] = False
         return await self._write(unit, target, changes, values, actor)
@@ -510,7 +510,8 @@ class UserService:
             await unit.execute(q.END_USER_SESSIONS, user_id=target["id"])
         if "password_hash" in changed and self.mailer is not None:
             await self.mailer.enqueue(unit, to=target["email"], **letters.password_changed())
-        if "email" in changed and self.mailer is not None:
+        moved = "email" in changed and _new_address(target["email"], changes["email"])
+        if moved and self.mailer is not None:  # a new spelling of the address tells nobody
             await self.mailer.enqueue(unit, to=target["email"], **letters.email_changed())
             if self.verification is not None and not record["email_verified"]:
                 await self.verification(unit, target["id"], changes["email"])
@@ -775,6 +776,13 @@ def _insert(values: dict[str, Any], *, claimed: bool = False) -> Work[Record]:
         return record
 
     return insert
+
+
+def _new_address(old: str, new: str) -> bool:
+    """Whether an email change moves the user to another mailbox: emails are compared
+    lower-cased, as the unique index compares them, so a new spelling of the same address
+    (`Ann@x.org` to `ann@x.org`) is not. It keeps `email_verified`, and mails nothing."""
+    return old.lower() != new.lower()
 
 
 def _stored(target: Record, name: str) -> Any:
