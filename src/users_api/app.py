@@ -30,14 +30,14 @@ from users_api.db.database import Database, Unit
 from users_api.db.metadata import UNIQUE_FIELDS
 from users_api.db.replicas import ConsistencyTokens, written_position
 from users_api.docs import add_docs_routes
-from users_api.errors import install_error_handlers, problem
+from users_api.errors import DomainError, Unauthorized, install_error_handlers, problem
 from users_api.events.routes import router as audit_router
 from users_api.events.service import AuditService, audit_retention
 from users_api.events.writer import build_writer
 from users_api.groups.routes import router as groups_router
 from users_api.groups.routes import user_groups_router
 from users_api.groups.service import GroupService
-from users_api.http import openapi
+from users_api.http import openapi, parse
 from users_api.http.openapi import Auth, doc
 from users_api.http.routing import Dispatch, RequestRoute, add_routes
 from users_api.mail.messages import KIND as MAIL
@@ -207,7 +207,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         settings.metrics_token.get_secret_value() if settings.metrics_token else None
     )
     app.state.events = events  # subscribers attach here (webhooks)
-    install_error_handlers(app)
+    install_error_handlers(app, caller_check=_refused_caller)
     scim_bodies = BodyArea(
         "/scim/v2/", max(settings.max_body_bytes, scim_errors.MAX_BODY_BYTES), scim_errors.too_large
     )
@@ -240,6 +240,22 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
     openapi.install(app)
     add_docs_routes(app)  # /docs with its assets served from here: no CDN
     return app
+
+
+async def _refused_caller(request: Request) -> DomainError | None:
+    """401 for a request whose verified token is no longer honoured (signed out,
+    deactivated, deleted), asked before it is told its parts are bad (`CallerCheck`)."""
+    claims = parse.sent_caller(request)
+    if claims is None:
+        return None
+    users: UserService = request.app.state.users
+    try:
+        await users.require_honoured(claims)
+    except Unauthorized as refused:
+        return refused
+    except DomainError:  # the database cannot tell now: the request's own fault stands
+        return None
+    return None
 
 
 class _App(FastAPI):

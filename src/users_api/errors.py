@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -574,8 +574,7 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+def _validation_error(exc: RequestValidationError) -> Response:
     return problem(
         HTTPStatus.UNPROCESSABLE_ENTITY,
         detail="The request is not valid.",
@@ -591,8 +590,30 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+# Whether the token a request sent is still honoured: the refusal (401), or None. Asked
+# before the request hears that its parts are bad (400, 422), so a caller whose token was
+# revoked hears 401 first, whatever they sent, as from every route that reads its body.
+CallerCheck = Callable[[Request], Awaitable[DomainError | None]]
+
+
+def install_error_handlers(app: FastAPI, *, caller_check: CallerCheck | None = None) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == HTTPStatus.BAD_REQUEST and caller_check is not None:
+            refused = await caller_check(request)
+            if refused is not None:
+                return to_response(refused)
+        return await _http_error(request, exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if caller_check is not None:
+            refused = await caller_check(request)
+            if refused is not None:
+                return to_response(refused)
+        return _validation_error(exc)
+
     app.add_exception_handler(DomainError, _domain_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -163,10 +163,44 @@ async def test_every_token_dies(
         _assert_unauthorized(await client.patch(url, headers=dead, json={"full_name": "Ghost"}))
         body = {"email": "ghost@example.com", "username": "ghost", "password": PASSWORD}
         _assert_unauthorized(await client.post("/api/v1/users", headers=dead, json=body))
+        # 401 before anything is said of the request's parts (a 400 or 422 would tell a
+        # signed-out caller how the route reads them).
+        _assert_unauthorized(await client.patch(url, headers=dead, json={"email": 5}))
+        _assert_unauthorized(await client.post("/api/v1/users", headers=dead, json={"x": 1}))
+        _assert_unauthorized(await client.get("/api/v1/users/not-a-uuid", headers=dead))
+        _assert_unauthorized(await client.get("/api/v1/users?limit=0", headers=dead))
+        _assert_unauthorized(await client.post("/api/v1/auth/mfa/totp", headers=dead, json={}))
+        _assert_unauthorized(
+            await client.post(
+                "/api/v1/auth/mfa/totp/confirm", headers=dead, json={"code": ["not", "a code"]}
+            )
+        )
+        _assert_unauthorized(
+            await client.request("DELETE", "/api/v1/auth/mfa", headers=dead, json=[])
+        )
+        unreadable = {**dead, "content-type": "application/json"}
+        _assert_unauthorized(await client.patch(url, headers=unreadable, content=b"\xff{"))
         refreshed = await client.post(
             "/api/v1/auth/refresh", json={"refresh_token": login_tokens["refresh_token"]}
         )
         assert refreshed.status_code == 401, refreshed.text
+
+
+async def test_a_live_token_with_a_bad_body_hears_what_is_wrong(
+    client: httpx.AsyncClient,
+) -> None:
+    """The 401-first check lets a live caller through to the 422 and 400 they earned."""
+    user, tokens = await register_and_login(client, "ada")
+    live = bearer(tokens["access_token"])
+    invalid = await client.patch(f"/api/v1/users/{user['id']}", headers=live, json={"email": 5})
+    assert invalid.status_code == 422, invalid.text
+    assert invalid.json()["errors"][0]["loc"] == ["body", "email"]
+    unreadable = await client.patch(
+        f"/api/v1/users/{user['id']}",
+        headers={**live, "content-type": "application/json"},
+        content=b"\xff{",
+    )
+    assert unreadable.status_code == 400, unreadable.text
 
 
 async def test_new_login_works_after_password_change(client: httpx.AsyncClient) -> None:

@@ -28,6 +28,8 @@ from users_api.request_log import USER_ID
 from users_api.security.tokens import AccessClaims, AccessTokens, InvalidToken
 
 M = TypeVar("M", bound=BaseModel)
+# The scope key a verified token's claims are left under (`sent_caller`).
+CALLER = "users_api.caller"
 
 
 def invalid(errors: Sequence[dict[str, Any]]) -> RequestValidationError:
@@ -200,4 +202,14 @@ def optional_caller(request: Request) -> AccessClaims | None:
     except InvalidToken:
         raise Unauthorized from None
     request.scope[USER_ID] = claims.user_id  # for the request's log line
+    request.scope[CALLER] = claims
     return claims
+
+
+def sent_caller(request: Request) -> AccessClaims | None:
+    """The claims of the token the route has verified (`optional_caller`), if it read one:
+    whether they are still honoured is asked when the request is refused before its
+    statement ran (`errors.CallerCheck`)."""
+    claims: AccessClaims | None = request.scope.get(CALLER)
+    return claims
+

@@ -105,6 +105,13 @@ class UserService:
 
         return as_row(await self.db.run(read, transaction=False))
 
+    async def require_honoured(self, caller: AccessClaims) -> None:
+        """Unauthorized unless the caller's token is still honoured (`caller_honoured`): for
+        a request refused before any statement of its own asked."""
+        policy.signed_in(
+            await self.db.run(_caller_is_admin(caller_values(caller)), transaction=False)
+        )
+
     async def list(self, query: UserListQuery, *, caller: AccessClaims) -> RowPage:
         values: dict[str, Any] = caller_values(caller)
         try:
