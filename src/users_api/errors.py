@@ -48,7 +48,8 @@ class DomainError(Exception):
         cls.code = code or cls.code
 
     def __init__(self, detail: str | None = None) -> None:
-        self.detail = detail or (type(self).__doc__ or "").strip()
+        # A docstring's lines, indented as code, read as one line of prose.
+        self.detail = detail or " ".join((type(self).__doc__ or "").split())
         super().__init__(self.detail)
 
     def extra(self) -> dict[str, Any]:

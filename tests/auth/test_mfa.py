@@ -77,6 +77,10 @@ async def _mfa_token(client: httpx.AsyncClient, name: str = "ada") -> str:
     assert response.status_code == 401, response.text
     body = response.json()
     assert body["code"] == "mfa-required"
+    assert body["detail"] == (
+        "The password is right; the second factor is next: send `mfa_token` and a code "
+        "to POST /api/v1/auth/mfa/verify."
+    )
     assert "access_token" not in body
     assert "refresh_token" not in body
     assert response.headers["content-type"] == "application/problem+json"
@@ -276,6 +280,10 @@ async def test_an_admin_resets_a_users_mfa(
     url = f"/api/v1/users/{ada['id']}/mfa"
     assert (await client.delete(url)).status_code == 401
     assert (await client.delete(url, headers=bearer(bob["access_token"]))).status_code == 403
+    # Ada herself is pointed to her own road, which asks for her password and a code.
+    own = await client.delete(url, headers=bearer(tokens["access_token"]))
+    assert own.status_code == 403
+    assert "DELETE /api/v1/auth/mfa" in own.json()["detail"]
     missing = await admin_client.delete("/api/v1/users/0190f0c8-7a3e-7b6c-9d2e-4f5a6b7c8d9e/mfa")
     assert missing.status_code == 404
 

@@ -164,7 +164,10 @@ class MfaService:
             if enabled is None:  # no such user, not an admin, or not signed in
                 is_admin = policy.signed_in(await unit.value(users_q.CALLER_IS_ADMIN, **values))
                 if not is_admin:
-                    raise Forbidden("Only an admin may turn off another user's MFA.")
+                    raise Forbidden(
+                        "Only an admin may turn off a user's MFA here; turn off your own "
+                        "with DELETE /api/v1/auth/mfa, your password and a code."
+                    )
                 raise policy.missing_user(is_admin)
             await self._turn_off(unit, user_id, enabled=enabled, by=caller.user_id)
             await unit.execute(users_q.END_USER_SESSIONS, user_id=user_id)
