@@ -147,6 +147,8 @@ async def test_a_password_the_policy_refuses_does_not_use_the_token_up(
     token = await _reset_token(mail_client, smtp)
     weak = await mail_client.post(CONFIRM, json={"token": token, "new_password": "password1234"})
     assert weak.status_code == 422
+    [error] = weak.json()["errors"]
+    assert error["loc"] == ["body", "new_password"]  # the field the client sent
     short = await mail_client.post(CONFIRM, json={"token": token, "new_password": "short"})
     assert short.status_code == 422
     good = await mail_client.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})

@@ -86,15 +86,22 @@ def refuse_taken(*, email: bool, username: bool) -> None:
 
 
 async def check_password(
-    passwords: Passwords, password: str, *, email: str, username: str, min_length: int
+    passwords: Passwords,
+    password: str,
+    *,
+    email: str,
+    username: str,
+    min_length: int,
+    field: str = "password",
 ) -> None:
-    """422 on `password` when the policy refuses it, with zxcvbn's feedback in `ctx`."""
+    """422 on the body's `field` when the policy refuses the password, with zxcvbn's
+    feedback in `ctx`."""
     violation = await passwords.violation(
         password, email=email, username=username, min_length=min_length
     )
     if violation is not None:
         raise InvalidInput(
-            loc=("body", "password"),
+            loc=("body", field),
             msg=f"Password {str(violation).rstrip('.')}.",
             ctx=violation.feedback(),
         )

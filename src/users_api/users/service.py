@@ -68,6 +68,8 @@ class _Answer:
     hashing: HashingTurn
     account_key: str | None
     address: str
+    # The body field the new password came in, for a 422's `loc`.
+    field: str = "password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,13 +332,16 @@ class UserService:
 
         return count
 
-    async def _check_password(self, password: str, *, email: str, username: str) -> None:
+    async def _check_password(
+        self, password: str, *, email: str, username: str, field: str = "password"
+    ) -> None:
         await policy.check_password(
             self.passwords,
             password,
             email=email,
             username=username,
             min_length=self.password_min_length,
+            field=field,
         )
 
     # --- changing ------------------------------------------------------------------
@@ -555,9 +560,9 @@ class UserService:
         self, find: Callable[[Unit], Awaitable[uuid.UUID]], password: str
     ) -> None:
         """Set the password of the user `find` names in the same transaction (the holder of
-        a reset token), as every password change is set: the policy (a 422 rolls the
-        whole transaction back, `find`'s part too), the hash, a new `auth_version` (every
-        token and session dies), the notice."""
+        a reset token; the password came as `new_password`), as every password change is
+        set: the policy (a 422 rolls the whole transaction back, `find`'s part too), the
+        hash, a new `auth_version` (every token and session dies), the notice."""
         async with self.passwords.turn() as hashing:
 
             async def change(unit: Unit) -> None:
@@ -565,7 +570,7 @@ class UserService:
                 target = await unit.one(q.USER_FOR_UPDATE, user_id=user_id)
                 assert target is not None  # `find` found it
                 changes: dict[str, Any] = {"password": password}
-                answer = _Answer(hashing, None, "")
+                answer = _Answer(hashing, None, "", field="new_password")
                 refused = await self._new_password(unit, target, changes, None, answer)
                 assert refused is None  # no current password asked: nothing to refuse
                 actor = user_actor(user_id)
@@ -619,6 +624,7 @@ class UserService:
                 password,
                 email=changes.get("email", target["email"]),
                 username=changes.get("username", target["username"]),
+                field=answer.field,
             )
         changes["password_hash"] = await answer.hashing.hash(password)
         changes["auth_version"] = target["auth_version"] + 1  # kills every token at once
