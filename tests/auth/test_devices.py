@@ -23,11 +23,11 @@ def _sid(tokens: dict[str, Any]) -> str:
     return str(claims["sid"])
 
 
-async def _login(client: httpx.AsyncClient, agent: str) -> dict[str, Any]:
+async def _login(client: httpx.AsyncClient, agent: str | bytes) -> dict[str, Any]:
     response = await client.post(
         "/api/v1/auth/token",
         data={"username": "ada", "password": PASSWORD},
-        headers={"User-Agent": agent},
+        headers=[(b"User-Agent", agent if isinstance(agent, bytes) else agent.encode())],
     )
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
@@ -70,6 +70,21 @@ async def test_the_caller_sees_their_live_sessions_newest_first(
     assert items[0]["created_at"].endswith("Z")
     bobs = (await client.get(SESSIONS, headers=bearer(bob["access_token"]))).json()["items"]
     assert [item["id"] for item in bobs] == [_sid(bob)]
+
+
+async def test_a_user_agent_is_kept_as_the_text_the_client_sent(
+    client: httpx.AsyncClient,
+) -> None:
+    """UTF-8 beyond ASCII reads as itself (not as Latin-1 mojibake); bytes that are no
+    UTF-8 are kept as Latin-1, as they came."""
+    await register_and_login(client, "ada")
+    utf8 = await _login(client, "Brücke/1.0 (Zürich; 東京)".encode())
+    latin1 = await _login(client, "Br\xfccke/2.0".encode("latin-1"))
+    response = await client.get(SESSIONS, headers=bearer(utf8["access_token"]))
+    assert response.status_code == 200, response.text
+    agents = {item["id"]: item["user_agent"] for item in response.json()["items"]}
+    assert agents[_sid(utf8)] == "Brücke/1.0 (Zürich; 東京)"
+    assert agents[_sid(latin1)] == "Brücke/2.0"
 
 
 async def test_a_refresh_uses_the_session_and_extends_it(

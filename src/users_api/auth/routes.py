@@ -81,7 +81,7 @@ async def login(request: Request) -> Response:
 def _client(request: Request) -> Client:
     return Client(
         address=parse.client_address(request),
-        user_agent=parse.header(request, "user-agent"),
+        user_agent=parse.text_header(request, "user-agent"),
     )
 
 

@@ -213,3 +213,14 @@ def sent_caller(request: Request) -> AccessClaims | None:
     claims: AccessClaims | None = request.scope.get(CALLER)
     return claims
 
+
+def text_header(request: Request, name: str) -> str | None:
+    """A header as the text the client meant: its bytes read as UTF-8 when they are
+    (what clients send beyond ASCII), else as Latin-1, as Starlette reads every header."""
+    value = header(request, name)
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
