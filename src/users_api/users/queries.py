@@ -224,14 +224,6 @@ END_USER_SESSIONS = compile_statement(
     end_sessions(UserSession.user_id == bindparam("user_id", type_=UserSession.user_id.type))
 )
 
-# Revoking tokens changes no field a client sees, so `version` stays.
-BUMP_AUTH_VERSION = compile_statement(
-    update(User)
-    .where(User.id == bindparam("user_id"))
-    .values(auth_version=User.auth_version + literal_column("1", Integer))
-    .returning(User.auth_version)
-)
-
 # Advisory locks, taken before any row lock: one order everywhere, so no deadlock.
 LOCK_ADMIN_SET = compile_statement(
     select(func.pg_advisory_xact_lock(literal_column(f"{ADMIN_SET_LOCK_CLASS}, 0")))
