@@ -88,6 +88,27 @@ async def test_a_lone_statement_runs_outside_any_transaction(
         assert await db.run(work, transaction=False)
 
 
+async def test_db_echo_logs_each_statement_but_none_of_its_values(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "a value that may be a password"
+
+    async def work(unit: Unit) -> Any:
+        return await unit.connection.fetchval("SELECT length($1::text)", secret)
+
+    caplog.set_level(logging.INFO, logger="users_api.sql")
+    async with open_database(settings, db_pool_size=1, db_echo=True) as database:
+        assert await database.run(work) == len(secret)
+    lines = [r.getMessage() for r in caplog.records if r.name == "users_api.sql"]
+    assert any(line.startswith("SELECT length($1::text) (") for line in lines), lines
+    assert not any(secret in line for line in lines)
+
+    caplog.clear()  # off by default
+    async with open_database(settings, db_pool_size=1) as database:
+        await database.run(work)
+    assert [r for r in caplog.records if r.name == "users_api.sql"] == []
+
+
 async def test_work_runs_in_one_transaction_and_rolls_back_on_error(
     service_db: Database, engine: AsyncEngine
 ) -> None:

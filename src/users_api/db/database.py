@@ -150,6 +150,7 @@ class Database:
             max_size=settings.db_pool_size + settings.db_max_overflow,
             max_inactive_connection_lifetime=_idle_lifetime(settings),
             reset=_keep_session,
+            init=_echo_statements if settings.db_echo else None,
             **connect_arguments(settings, pooled=pooled),
         )
         database = cls(
@@ -494,6 +495,20 @@ async def _answers(connection: DriverConnection) -> bool:
     except _DRIVER_ERRORS:
         return False
     return True
+
+
+async def _echo_statements(connection: DriverConnection) -> None:
+    """DB_ECHO: every statement of the connection logged (`users_api.sql`, info) with its
+    time; its SQL only, never the values bound to it, which may be secrets."""
+    connection.add_query_logger(_log_statement)
+
+
+def _log_statement(record: asyncpg.connection.LoggedQuery) -> None:
+    failed = f" failed: {type(record.exception).__name__}" if record.exception else ""
+    _sql_log.info("%s (%.2f ms)%s", record.query, record.elapsed * 1000, failed)
+
+
+_sql_log = logging.getLogger("users_api.sql")
 
 
 async def _keep_session(_connection: DriverConnection) -> None:
