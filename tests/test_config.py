@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from users_api.config import Settings, describe_error, normalize_database_url
+from users_api.config import DotEnvError, Settings, describe_error, normalize_database_url
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +47,11 @@ def _error_line(**environment: str) -> str:
             "postgres://postgres@/users_api?host=/tmp/sock",
             "postgresql+asyncpg://postgres@/users_api?host=%2Ftmp%2Fsock",
         ),
+        # libpq's sslmode, as hosted databases hand URLs out, is asyncpg's ssl.
+        (
+            "postgres://ada:pw@db.example/app?sslmode=require",
+            "postgresql+asyncpg://ada:pw@db.example/app?ssl=require",
+        ),
     ],
 )
 def test_database_url_spellings_become_asyncpg(given: str, expected: str) -> None:
@@ -61,6 +66,7 @@ def test_database_url_spellings_become_asyncpg(given: str, expected: str) -> Non
         ("postgresql+psycopg2://db/app", "must be a postgresql+asyncpg:// URL"),
         ("not a url", "is not a valid database URL"),
         ("postgresql://db", "must name a database"),
+        ("postgresql://db/app?foo=bar", "the URL parameter foo= is none asyncpg takes"),
     ],
 )
 def test_database_url_that_is_not_postgresql_is_refused(given: str, message: str) -> None:
@@ -109,6 +115,8 @@ def test_defaults_follow_the_contract() -> None:
         ("PUBLIC_URL", "https://users.example.com/?next=1", "must have no query or fragment"),
         ("PUBLIC_URL", "https://users.example.com/#top", "must have no query or fragment"),
         ("PUBLIC_URL", "https://users.example.com:99999", "Port out of range"),
+        # Past PostgreSQL's integer: every connection would be refused, every request 503.
+        ("DB_STATEMENT_TIMEOUT_MS", "99999999999", "Input should be less than or equal to"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(
@@ -152,6 +160,26 @@ def test_a_dotenv_key_that_is_no_setting_is_an_error_naming_it(tmp_path: Path) -
     assert "unknown setting ALOW_REGISTRATION in .env (did you mean ALLOW_REGISTRATION?)" in line
     assert "unknown setting SMTP_URLL in .env" in line  # an empty value is no excuse
     assert "DB_POOL_SIZE" not in line
+
+
+@pytest.mark.parametrize(
+    "line", ["ALLOW_REGISTRATION: false", 'SMTP_URL="smtp://mail.example', "just words"]
+)
+def test_a_dotenv_line_that_is_no_key_value_pair_is_an_error_naming_it(
+    line: str, tmp_path: Path
+) -> None:
+    """python-dotenv skips such a line with a warning: the setting it meant would have
+    its default without a word (an open registration, say)."""
+    (tmp_path / ".env").write_text(f"DB_POOL_SIZE=7\n{line}\n")
+    with pytest.raises(DotEnvError, match=r"^line 2 of \.env is not KEY=value: ") as caught:
+        Settings()
+    assert line[:20] in str(caught.value)
+
+
+def test_a_dotenv_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / ".env").mkdir()
+    with pytest.raises(DotEnvError, match=r"^\.env is not a file"):
+        Settings()
 
 
 def test_a_variable_of_the_environment_that_is_no_setting_is_ignored(

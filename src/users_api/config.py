@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import email.policy
+import logging
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -40,7 +41,25 @@ def normalize_database_url(raw: str) -> str:
         raise ValueError(f"must be a postgresql+asyncpg:// URL, not {url.drivername}://")
     if not url.database:
         raise ValueError("must name a database")
+    if "sslmode" in url.query:  # libpq's spelling, as hosted databases hand URLs out
+        mode = url.query["sslmode"]
+        url = url.difference_update_query(["sslmode"])
+        if "ssl" not in url.query:
+            url = url.update_query_dict({"ssl": mode})
+    unknown = sorted(set(url.query) - _connect_parameters())
+    if unknown:
+        raise ValueError(f"the URL parameter {unknown[0]}= is none asyncpg takes")
     return url.set(drivername=_ASYNC_DRIVER).render_as_string(hide_password=False)
+
+
+def _connect_parameters() -> frozenset[str]:
+    """What a URL's query may carry: asyncpg's `connect` arguments (`ssl`, `host` for a
+    socket folder or several hosts, `server_settings`...)."""
+    import inspect
+
+    import asyncpg
+
+    return frozenset(inspect.signature(asyncpg.connect).parameters) | {"host", "port"}
 
 
 class _EveryDotEnvKey(PydanticBaseSettingsSource):
@@ -57,11 +76,41 @@ class _EveryDotEnvKey(PydanticBaseSettingsSource):
         return self.dotenv.get_field_value(field, field_name)
 
     def __call__(self) -> dict[str, object]:
+        _refuse_unreadable_lines(self.dotenv.env_file)
         values: dict[str, object] = self.dotenv()
         for key, value in self.dotenv.env_vars.items():
             if key not in self.settings_cls.model_fields:
                 values.setdefault(key, value or "")
         return values
+
+
+# python-dotenv's warning about a line it cannot read is ours to give, as the error that
+# stops start-up (`_refuse_unreadable_lines`): not a second line beside it.
+logging.getLogger("dotenv.main").setLevel(logging.ERROR)
+
+
+class DotEnvError(ValueError):
+    """A `.env` line that is no `KEY=value`: python-dotenv skips it with a warning, and the
+    setting it meant would fall back to its default without a word."""
+
+
+def _refuse_unreadable_lines(env_file: object) -> None:
+    from dotenv.parser import parse_stream
+
+    if not isinstance(env_file, str | Path) or not Path(env_file).exists():
+        return
+    if not Path(env_file).is_file():
+        raise DotEnvError(f"{env_file} is not a file")
+    try:
+        with Path(env_file).open(encoding="utf-8") as stream:
+            broken = [binding.original for binding in parse_stream(stream) if binding.error]
+    except (OSError, UnicodeError) as exc:
+        raise DotEnvError(f"cannot read {env_file}: {exc}") from exc
+    if broken:
+        first = broken[0]
+        raise DotEnvError(
+            f"line {first.line} of {env_file} is not KEY=value: {first.string.strip()[:80]!r}"
+        )
 
 
 # An origin as browsers send it (RFC 6454): scheme, host, optional port; nothing else.
@@ -185,7 +234,8 @@ class Settings(BaseSettings):
     # for free on checkout without it (see db/database.py).
     db_pool_pre_ping: bool = False
     db_echo: bool = False
-    db_statement_timeout_ms: Annotated[int, Field(ge=0)] = 5_000
+    # PostgreSQL's own bound for statement_timeout (an int of milliseconds).
+    db_statement_timeout_ms: Annotated[int, Field(ge=0, le=2_147_483_647)] = 5_000
     db_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
     # DATABASE_URL points at PgBouncer in transaction mode (or another pooler): no
     # prepared statement outlives its statement, every unit of work is a transaction that
