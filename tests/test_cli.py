@@ -239,6 +239,47 @@ def test_unknown_keys_in_dotenv_are_refused_and_named(tmp_path: Path) -> None:
     assert "DB_ECHO" not in line
 
 
+def test_a_dotenv_line_that_is_no_key_value_pair_is_refused_and_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DB_ECHO=false\nALLOW_REGISTRATION: false\n")
+    line = _one_error_line(
+        run_cli("migrate", "--sql", cwd=tmp_path, env=clean_environment(tmp_path))
+    )
+    assert "line 2 of .env is not KEY=value: 'ALLOW_REGISTRATION: false'" in line
+
+
+@pytest.mark.parametrize("content", [b"x", b"", None])
+def test_a_broken_stored_secret_key_stops_serve_with_one_line(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    """Before, the workers each died with a traceback once the database was up (and with
+    `--workers` were started again for ever)."""
+    (tmp_path / "data").mkdir()
+    key = tmp_path / "data" / "secret_key"
+    if content is None:
+        key.mkdir()  # not even a file
+    else:
+        key.write_bytes(content)
+    env = clean_environment(
+        tmp_path,
+        DATA_DIR="data",
+        DATABASE_URL="postgresql://postgres@127.0.0.1:1/x",
+        SMTP_URL="smtp://127.0.0.1:1",
+    )
+    line = _one_error_line(run_cli("serve", "--port", "0", cwd=tmp_path, env=env))
+    assert "secret key" in line
+    assert "data/secret_key" in line
+    assert "SECRET_KEY" in line  # what to do about it
+
+
+def test_a_failure_is_said_even_when_the_log_level_drops_errors(tmp_path: Path) -> None:
+    env = clean_environment(
+        tmp_path, LOG_LEVEL="critical", DATABASE_URL="postgresql://postgres@127.0.0.1:1/x"
+    )
+    line = _one_error_line(run_cli("migrate", cwd=tmp_path, env=env))
+    assert line.startswith("error: ")
+    assert "127.0.0.1:1" in line
+
+
 def test_unknown_variables_of_the_environment_are_not_checked(tmp_path: Path) -> None:
     env = clean_environment(tmp_path, ACESS_TOKEN_TTL_SECONDS="60")
     result = run_cli("migrate", "--sql", cwd=tmp_path, env=env)

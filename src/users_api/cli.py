@@ -81,14 +81,21 @@ _OFFLINE_URL = "postgresql+asyncpg://offline/users_api"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Say why in one log line (at error level) and exit with `code`."""
+    """Say why in one log line (at error level) and exit with `code`; on standard error
+    as plain text when LOG_LEVEL=critical would drop that line: a failure is never
+    silent."""
+    import logging
+
     import structlog
 
     from users_api import logs
 
     if not structlog.is_configured():
         logs.configure_logging()
-    log.error(message)
+    if logging.getLogger("users_api.cli").isEnabledFor(logging.ERROR):
+        log.error(message)
+    else:
+        typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -112,17 +119,18 @@ def load_settings() -> Settings:
     from pydantic import ValidationError
 
     from users_api import logs
-    from users_api.config import Settings, describe_error
+    from users_api.config import DotEnvError, Settings, describe_error
 
     try:
         settings = Settings()
-    except ValidationError as exc:
+    except (ValidationError, DotEnvError) as exc:
         # The settings are unread: log as the environment says, if it says something sane.
         logs.configure_logging(
             _from_environment("LOG_LEVEL", logs.LEVELS, "info"),
             _from_environment("LOG_FORMAT", logs.FORMATS, "auto"),
         )
-        fail(describe_error(exc), code=2)
+        message = describe_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        fail(message, code=2)
     logs.configure_logging(settings.log_level, settings.log_format)
     return settings
 
@@ -307,6 +315,7 @@ def serve(
     # Whatever would fail once the database is up and the app starts fails now.
     preflight(lambda: checks.check_first_admin(settings))
     preflight(lambda: checks.check_data_dir(settings, serving=True))
+    preflight(lambda: checks.check_secret_key(settings))
     preflight(lambda: checks.check_can_listen(host, port))
     # With workers, their metric files go to a directory of this run (metrics.py).
     with stop_on_signals(), database(settings) as url, multiprocess_directory(workers):

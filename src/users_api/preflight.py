@@ -47,6 +47,21 @@ def check_data_dir(settings: Settings, *, serving: bool) -> None:
         raise Refused(f"invalid setting DATA_DIR: cannot keep files in {path}: {reason}") from exc
 
 
+def check_secret_key(settings: Settings) -> None:
+    """Without SECRET_KEY, the key generated into DATA_DIR must be readable and long
+    enough (it is made now if no run has made it): a broken one stopped every worker
+    with a traceback, and with `--workers` they were started again for ever."""
+    from users_api.security.secret import SecretKeyError, resolve_secret_key
+
+    try:
+        resolve_secret_key(settings)
+    except SecretKeyError as exc:
+        raise Refused(f"{exc}: remove it to have a new one made, or set SECRET_KEY") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise Refused(f"cannot make the secret key in DATA_DIR: {reason}") from None
+
+
 def check_first_admin(settings: Settings) -> None:
     """FIRST_ADMIN_*: the admin must be one the service will create, by its own rules.
 
