@@ -279,6 +279,43 @@ def _serve_until_signal(cwd: Path, env: dict[str, str], stop: signal.Signals) ->
     return output_text, created.status_code
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_command_stopped_by_a_signal_stops_the_database_it_started(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """`migrate` interrupted once its embedded PostgreSQL is up: the database stops with
+    it, and the exit status says the work was cut short (before, SIGTERM killed the
+    command outright and left PostgreSQL running)."""
+    env = clean_environment(tmp_path, LOG_FORMAT="json")
+    pgdata = tmp_path.resolve() / ".data" / "pgdata"
+    process = subprocess.Popen(
+        [str(USERS_API), "migrate"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while (pid := server_pid(pgdata)) is None:
+            assert process.poll() is None, "migrate ended before its database was up"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(stop)
+        status = process.wait(timeout=STARTUP_TIMEOUT)
+        stderr = process.stderr.read() if process.stderr else ""
+        assert status == 128 + stop, stderr
+        assert "Traceback" not in stderr, stderr
+        assert _is_gone(pid), stderr
+        _assert_stopped(pgdata, pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        _stop_any_server(tmp_path / ".data")
+
+
 def test_serve_runs_on_the_embedded_database_and_stops_it(tmp_path: Path) -> None:
     env = clean_environment(tmp_path, LOG_FORMAT="json")
     cwd = tmp_path / "work"

@@ -138,20 +138,50 @@ def load_settings() -> Settings:
 class _StopRequested(BaseException):
     """SIGTERM or SIGINT asked us to stop; a BaseException so no `except Exception` eats it."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+# A stop asked for while the embedded database starts, answered once it has (`_held_stops`).
+_held: list[int] = []
+_holding = False
 
 
 def _request_stop(signum: int, frame: FrameType | None) -> None:
     # Once is enough: further signals must not interrupt the clean-up they asked for.
     for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    raise _StopRequested
+    if _holding:
+        _held.append(signum)
+        return
+    raise _StopRequested(signum)
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Make SIGTERM and SIGINT end the block by unwinding it, and then return normally.
+def _held_stops() -> Iterator[None]:
+    """A stop that comes while the block runs is answered when it ends: a start of the
+    embedded database cut short in the library's own code left a server that nobody
+    knew of to stop."""
+    global _holding
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+    if _held:
+        raise _StopRequested(_held.pop())
+
+
+@contextmanager
+def stop_on_signals(*, interrupted_fails: bool = False) -> Iterator[None]:
+    """Make SIGTERM and SIGINT end the block by unwinding it (so the embedded database it
+    started stops), and then return normally: a server asked to stop has done its job. A
+    command that had work to finish (`interrupted_fails`) exits with 128 + the signal's
+    number instead, as the shell reports a killed command.
 
     uvicorn handles both while it serves, then raises the signal again once it has shut
     down. SIGTERM's default handler then kills the process outright: the embedded
@@ -162,8 +192,9 @@ def stop_on_signals() -> Iterator[None]:
     previous = {sig: signal.signal(sig, _request_stop) for sig in _STOP_SIGNALS}
     try:
         yield
-    except _StopRequested:
-        pass
+    except _StopRequested as stop:
+        if interrupted_fails:
+            raise typer.Exit(128 + stop.signum) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -185,21 +216,24 @@ def database(settings: Settings) -> Iterator[str]:
     )
 
     embedded = EmbeddedPostgres(settings.data_dir)
-    try:
-        url = embedded.start().render_as_string(hide_password=False)
-    except EmbeddedDatabaseError as exc:
-        fail(str(exc))
-    except OSError as exc:  # the data folder, changed since it was checked
-        fail(f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc}")
     where = {"data_dir": str(embedded.pgdata)}
-    log.info(
-        # Another process (a server, most likely) runs it: this one must not claim it.
-        "embedded PostgreSQL already running" if embedded.reused else "embedded PostgreSQL started",
-        pid=server_pid(embedded.pgdata),
-        socket_dir=str(embedded.socket_dir),
-        **where,
-    )
     try:
+        with _held_stops():
+            try:
+                url = embedded.start().render_as_string(hide_password=False)
+            except EmbeddedDatabaseError as exc:
+                fail(str(exc))
+            except OSError as exc:  # the data folder, changed since it was checked
+                fail(f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc}")
+            log.info(
+                # Another process (a server, most likely) runs it: this one must not claim it.
+                "embedded PostgreSQL already running"
+                if embedded.reused
+                else "embedded PostgreSQL started",
+                pid=server_pid(embedded.pgdata),
+                socket_dir=str(embedded.socket_dir),
+                **where,
+            )
         yield url
     finally:
         try:
@@ -369,7 +403,7 @@ def migrate(
         apply_migrations(settings.migrations_database_url, revision)
         return
     preflight(lambda: checks.check_data_dir(settings, serving=False))
-    with database(settings) as url:
+    with stop_on_signals(interrupted_fails=True), database(settings) as url:
         if _pooled(settings, url):
             fail(
                 "DATABASE_URL is a connection pooler (DB_PGBOUNCER): migrations need a "
@@ -425,7 +459,7 @@ def _on_users(settings: Settings, work: Callable[[UserService], Awaitable[T]]) -
     from users_api.errors import DomainError, InvalidInput
 
     preflight(lambda: checks.check_data_dir(settings, serving=False))
-    with database(settings) as url:
+    with stop_on_signals(interrupted_fails=True), database(settings) as url:
         prepare_schema(settings, url, apart=False)
         configured = settings.model_copy(update={"database_url": url})
 
