@@ -134,6 +134,19 @@ def test_several_bad_settings_still_make_one_line() -> None:
     assert "SECRET_KEY" in line
 
 
+def test_an_empty_data_dir_is_the_default_folder() -> None:
+    assert Settings(data_dir="").data_dir == Path(".data")
+    assert Settings(data_dir="  ").data_dir == Path(".data")
+    assert Settings(data_dir="kept").data_dir == Path("kept")
+
+
+def test_a_previous_mfa_key_is_as_long_as_a_secret_key() -> None:
+    """It opened secrets sealed under an older SECRET_KEY, which was held to 32 bytes."""
+    assert _error_line(MFA_PREVIOUS_SECRET_KEY="short").startswith(
+        "invalid setting MFA_PREVIOUS_SECRET_KEY: must be at least 32 bytes long"
+    )
+
+
 def test_secret_key_is_measured_in_bytes() -> None:
     assert Settings(secret_key="é" * 16).secret_key is not None  # 16 characters, 32 bytes
     with pytest.raises(ValidationError, match="32 bytes"):

@@ -387,7 +387,14 @@ class Settings(BaseSettings):
             return tuple(_origin(str(part)) for part in value)
         return value
 
-    @field_validator("secret_key", mode="after")
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _blank_is_the_default_folder(cls, value: object) -> object:
+        """`DATA_DIR=` means the default, as every empty setting does: not the working
+        folder, which the embedded database and the secret key would fill."""
+        return Path(".data") if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret_key", "mfa_previous_secret_key", mode="after")
     @classmethod
     def _validate_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < 32:
