@@ -354,8 +354,11 @@ def serve(
     # With workers, their metric files go to a directory of this run (metrics.py).
     with stop_on_signals(), database(settings) as url, multiprocess_directory(workers):
         prepare_schema(settings, url, apart=True)
-        # Workers (and the reloader) build their own app from the environment.
+        # Workers (and the reloader) build their own app from the environment, and stop
+        # when this process dies, whatever kills it (`serving._end_with_supervisor`).
         os.environ["DATABASE_URL"] = url
+        if workers > 1 or reload:
+            os.environ["USERS_API_SUPERVISOR_PID"] = str(os.getpid())
         base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         log.info("starting the HTTP server", url=base, docs=f"{base}/docs", workers=workers)
         import uvicorn

@@ -12,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import os
+import signal
+import sys
 
 from fastapi import FastAPI
 
@@ -19,9 +22,14 @@ from users_api.app import create_app
 from users_api.config import Settings
 from users_api.logs import configure_logging
 
+# Set by `serve` when it supervises workers (or the reloader's child): its process id.
+SUPERVISOR_PID = "USERS_API_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 def app_factory() -> FastAPI:
     """Entry point for `uvicorn --factory`: settings come from the environment."""
+    _end_with_supervisor()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     return create_app(settings, on_started=settle_process)
@@ -46,3 +54,17 @@ def settle_process() -> None:
     gc.set_threshold(20_000, 20, 20)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
+
+
+def _end_with_supervisor() -> None:
+    """A worker gets SIGTERM (a graceful stop) when the `serve` that started it dies: killed
+    with SIGKILL, it left its workers serving and holding the port, and the next `serve`
+    could not start. Linux only (`prctl`); a worker whose supervisor is already gone stops
+    at once. Not for a lone server, whose parent is a shell."""
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if str(os.getppid()) != supervisor:  # it died before we asked
+        raise SystemExit(0)

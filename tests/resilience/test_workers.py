@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 
 from tests.resilience.conftest import SECRET_KEY
@@ -65,3 +67,25 @@ async def test_workers_share_the_embedded_database_and_one_holds_the_sender(
         assert await asyncio.to_thread(served.wait, 20) == 0, served.output
     assert served.output.count("Application startup complete") == WORKERS
     assert "embedded PostgreSQL stopped" in served.output
+
+
+def test_workers_stop_when_serve_is_killed(workdir: Path) -> None:
+    """SIGKILL to `serve` (no chance to stop them): its workers stop by themselves and the
+    port is free for the next start; before, they served on for ever and held it."""
+    with serve(workdir, "--workers", str(WORKERS), SECRET_KEY=SECRET_KEY) as served:
+        for _ in range(100):  # every worker has started
+            if served.output.count("Application startup complete") == WORKERS:
+                break
+            time.sleep(0.1)
+        workers = [  # not multiprocessing's resource tracker beside them
+            child
+            for child in psutil.Process(served.process.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(workers) == WORKERS
+        served.process.kill()
+        served.process.wait()
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert alive == []
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{served.base_url}/healthz", timeout=2)
