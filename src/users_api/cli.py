@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -374,6 +375,9 @@ def serve(
             port=port,
             workers=workers,
             reload=reload,
+            # The package's own code, not the working folder: the embedded database and the
+            # mail it keeps there (DATA_DIR) changed all the time, each a reload.
+            reload_dirs=[str(Path(__file__).parent)] if reload else None,
             timeout_graceful_shutdown=10,
             # No WebSocket route: its protocol modules are not loaded (~1 MiB a worker).
             ws="none",
