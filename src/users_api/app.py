@@ -163,7 +163,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         )
         app.state.scim_tokens = ScimTokens(db, events)
         app.state.webhooks = WebhookService(
-            db, webhook_box, allow_private=settings.webhook_allow_private, outbox=sender
+            db, webhook_box, events, allow_private=settings.webhook_allow_private, outbox=sender
         )
         app.state.audit = AuditService(db)
         pruner = Pruner(db, _retentions(settings))

@@ -57,9 +57,11 @@ async def app(settings: Settings, changes: dict[str, Any]) -> AsyncIterator[Fast
 async def register(
     client: httpx.AsyncClient, receiver: Receiver, events: list[str] | None = None
 ) -> str:
-    """An endpoint for `receiver`, whose secret the receiver then verifies with."""
+    """An endpoint for `receiver`, whose secret the receiver then verifies with; by
+    default it wants the `user.*` events `emit` writes (not the `webhook.*` ones that
+    managing endpoints writes)."""
     response = await client.post(
-        "/api/v1/webhooks", json={"url": receiver.url, "events": events or ["*"]}
+        "/api/v1/webhooks", json={"url": receiver.url, "events": events or ["user.*"]}
     )
     assert response.status_code == 201, response.text
     receiver.secret = response.json()["secret"]

@@ -204,9 +204,9 @@ async def test_an_endpoint_is_disabled_after_its_last_attempt(
     app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver, engine: AsyncEngine
 ) -> None:
     endpoint_id = await register(admin_client, receiver)
-    receiver.plan = [500] * 10
+    receiver.plan = [500] * 3
     counted = await _attempts_counted(admin_client)
-    await emit(app)
+    first = await emit(app)
     later = await emit(app)
     await eventually(lambda: _disabled(admin_client, endpoint_id))
     await eventually(lambda: _counted_since(admin_client, counted, {"failed": 2, "disabled": 1}))
@@ -216,18 +216,69 @@ async def test_an_endpoint_is_disabled_after_its_last_attempt(
     log = await _deliveries(admin_client, endpoint_id)
     assert [item["attempt"] for item in log] == [3, 2, 1]
     assert log[0]["next_retry_at"] is None
+    # Nothing queued is lost: both events wait for the endpoint.
+    assert await _pending(engine) == 2
+    ignored = await emit(app)  # while it is disabled, nothing is queued for it
+    await asyncio.sleep(0.3)
+    assert await _pending(engine) == 2
+    # Turned on again, it gets what waited, in order (attempts counted afresh), then
+    # what comes next.
+    response = await admin_client.patch(f"{WEBHOOKS}/{endpoint_id}", json={"enabled": True})
+    assert response.status_code == 200, response.text
+    latest = await emit(app)
+    await eventually(lambda: len(receiver.delivered()) == 3)
+    assert [item.webhook_id for item in receiver.delivered()] == [first, later, latest]
+    assert ignored not in {item.webhook_id for item in receiver.all()}
+    assert all(item.verified for item in receiver.all())
+    await eventually(lambda: _has_deliveries(admin_client, endpoint_id, 6))
+    log = await _deliveries(admin_client, endpoint_id)
+    assert [(item["event_id"], item["attempt"], item["status_code"]) for item in log[:3]] == [
+        (latest, 1, 200),
+        (later, 1, 200),
+        (first, 1, 200),
+    ]
+    assert await _pending(engine) == 0
+
+
+async def test_events_queued_for_an_endpoint_an_admin_disables_wait_for_it(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver, engine: AsyncEngine
+) -> None:
+    endpoint_id = await register(admin_client, receiver)
+    receiver.stop()  # the first event is retried, the second waits behind it
+    sent = [await emit(app, number=number) for number in range(2)]
+    await eventually(lambda: _has_deliveries(admin_client, endpoint_id, 1))
+    off = await admin_client.patch(f"{WEBHOOKS}/{endpoint_id}", json={"enabled": False})
+    assert off.status_code == 200, off.text
+    receiver.start()
+    await asyncio.sleep(0.5)  # past the retry's wait: the attempt due finds it disabled
+    assert receiver.all() == []
+    assert await _pending(engine) == 2
+    on = await admin_client.patch(f"{WEBHOOKS}/{endpoint_id}", json={"enabled": True})
+    assert on.status_code == 200, on.text
+    await eventually(lambda: len(receiver.delivered()) == 2)
+    assert [item.webhook_id for item in receiver.delivered()] == sent
+
+
+@pytest.mark.parametrize("changes", [{"outbox_poll_seconds": 60}])
+async def test_an_endpoints_backlog_goes_out_without_waiting_for_the_poll(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """An endpoint's events go out one after the other, each as soon as the one before
+    it was delivered: not one per poll (41 events took 41 s at a 1 s poll)."""
+    await register(admin_client, receiver)
+    sent = [await emit(app, number=number) for number in range(20)]
+    await eventually(lambda: len(receiver.delivered()) == 20, seconds=15)
+    assert [item.webhook_id for item in receiver.delivered()] == sent
+
+
+async def _pending(engine: AsyncEngine) -> int:
     async with engine.connect() as connection:
         pending = await connection.execute(
             text("SELECT count(*) FROM outbox WHERE kind = :kind AND delivered_at IS NULL"),
             {"kind": KIND},
         )
-    assert pending.scalar_one() == 0
-    # Turned on again, it gets what comes next.
-    await admin_client.patch(f"{WEBHOOKS}/{endpoint_id}", json={"enabled": True})
-    receiver.plan = []
-    latest = await emit(app)
-    await eventually(lambda: len(receiver.delivered()) == 1)
-    assert receiver.delivered()[0].webhook_id == latest
+    count: int = pending.scalar_one()
+    return count
 
 
 async def _disabled(client: httpx.AsyncClient, endpoint_id: str) -> bool:

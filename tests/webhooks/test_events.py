@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
+from tests.conftest import Admin
 from tests.webhooks.conftest import emit, eventually, register
 from tests.webhooks.receiver import Receiver
 from users_api.db.database import Unit
@@ -131,3 +132,65 @@ async def test_a_profile_change_and_its_event_reach_the_endpoint_as_one(
             )
         )
     assert same  # one transaction wrote both
+
+
+async def test_an_endpoints_changes_are_events_of_their_admin(
+    app: FastAPI,
+    admin: Admin,
+    admin_client: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    """Registering, changing and deleting an endpoint is audited like any change, without
+    its URL (a receiver's token may ride in it) or secret; an endpoint that wants
+    `webhook.*` hears of the others, not of its own creation."""
+    watching = await register(admin_client, receiver, events=["webhook.*"])
+    other = await admin_client.post(
+        "/api/v1/webhooks",
+        json={"url": "https://8.8.8.8/hook?token=abc", "events": ["user.*"]},
+        headers={"X-Request-ID": "register-other"},
+    )
+    assert other.status_code == 201, other.text
+    path = f"/api/v1/webhooks/{other.json()['id']}"
+    same = await admin_client.patch(path, json={"events": ["user.*"]})
+    assert same.status_code == 200
+    changed = await admin_client.patch(path, json={"enabled": False, "description": "off"})
+    assert changed.status_code == 200
+    assert (await admin_client.delete(path)).status_code == 204
+    audit = await admin_client.get("/api/v1/audit-events", params={"type": "webhook.*"})
+    items = list(reversed(audit.json()["items"]))
+    assert [(item["type"], item["subject"]["id"], item["data"]) for item in items] == [
+        ("webhook.created", watching, {"events": ["webhook.*"]}),
+        ("webhook.created", other.json()["id"], {"events": ["user.*"]}),
+        ("webhook.updated", other.json()["id"], {"fields": ["description", "enabled"]}),
+        ("webhook.deleted", other.json()["id"], {}),
+    ]
+    assert {item["actor"]["id"] for item in items} == {str(admin.id)}
+    assert {item["subject"]["type"] for item in items} == {"webhook"}
+    assert items[1]["request_id"] == "register-other"
+    assert "abc" not in audit.text
+    assert other.json()["secret"] not in audit.text
+    app.state.outbox.wake()
+    await eventually(lambda: len(receiver.delivered()) == 3)
+    await asyncio.sleep(0.3)
+    assert [item.document["type"] for item in receiver.all()] == [
+        "webhook.created",
+        "webhook.updated",
+        "webhook.deleted",
+    ]
+
+
+async def test_a_deleted_endpoint_leaves_nothing_queued(
+    app: FastAPI, admin_client: httpx.AsyncClient, receiver: Receiver, engine: AsyncEngine
+) -> None:
+    endpoint_id = await register(admin_client, receiver, events=["user.*"])
+    receiver.stop()
+    await emit(app, "user.created")
+    await emit(app, "user.deleted")
+    await admin_client.patch(f"/api/v1/webhooks/{endpoint_id}", json={"enabled": False})
+    await asyncio.sleep(0.5)  # the first event's next attempt finds it disabled: held
+    assert (await admin_client.delete(f"/api/v1/webhooks/{endpoint_id}")).status_code == 204
+    async with engine.connect() as connection:
+        left = await connection.scalar(
+            text("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
+        )
+    assert left == 0

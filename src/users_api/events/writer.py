@@ -65,6 +65,10 @@ EVENT_TYPES: tuple[str, ...] = (
     "group.member_removed",
     "scim_token.created",
     "scim_token.revoked",
+    # Beyond the contract's list: endpoints are changes of state too.
+    "webhook.created",
+    "webhook.updated",
+    "webhook.deleted",
     "webhook.disabled",
 )
 _KNOWN = frozenset(EVENT_TYPES)

@@ -8,11 +8,13 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
+    DateTime,
     Integer,
     Interval,
     Text,
     bindparam,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -83,6 +85,35 @@ DELIVERED = compile_statement(
         delivered_at=func.now(),
         last_error=null(),
         payload=OutboxMessage.payload.op("-")(_SECRET_KEYS),
+    )
+)
+
+# A message that cannot go out now and must not be lost (its webhook endpoint is
+# disabled): undelivered, due never, and held at the head of its sequence, so the
+# messages behind it wait too, until `RESUME` makes it due again.
+_NEVER = literal_column("'infinity'::timestamptz", DateTime(timezone=True))
+PARK = compile_statement(
+    sql_update(OutboxMessage)
+    .where(OutboxMessage.id == bindparam("id"))
+    .values(next_attempt_at=_NEVER, last_error=bindparam("error", type_=Text))
+)
+# A sequence's parked message due again at once, with its attempts counted afresh. Rows
+# merely waiting behind it, or leased by a sender, are left alone.
+RESUME = compile_statement(
+    sql_update(OutboxMessage)
+    .where(
+        OutboxMessage.sequence_key == bindparam("sequence_key", type_=Text),
+        OutboxMessage.delivered_at.is_(None),
+        OutboxMessage.next_attempt_at == _NEVER,
+    )
+    .values(next_attempt_at=func.now(), attempts=_NONE, last_error=null())
+)
+
+# A sequence's undelivered messages, gone with what they were for (a deleted endpoint).
+DISCARD = compile_statement(
+    delete(OutboxMessage).where(
+        OutboxMessage.sequence_key == bindparam("sequence_key", type_=Text),
+        OutboxMessage.delivered_at.is_(None),
     )
 )
 

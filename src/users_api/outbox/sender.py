@@ -42,6 +42,12 @@ class RetryAfter(Exception):  # an instruction to the sender, raised as an error
         self.delay = delay
 
 
+class Parked(Exception):  # an instruction to the sender, raised as an error
+    """Raised by a handler whose message cannot go out now and must not be dropped (its
+    webhook endpoint is disabled): the message waits, undelivered, with every later one
+    of its sequence, until `resume` is called for that sequence."""
+
+
 BATCH = 20
 # Longer than any one delivery may take (each handler bounds its own), so a row is not
 # taken by a second sender while the first is still delivering it.
@@ -126,8 +132,10 @@ class Sender:
             except Exception:
                 log.exception("outbox sender failed; trying again")
                 delivered = 0
-            if delivered >= BATCH:
-                continue  # there may be more; a smaller batch was all that was due
+            if delivered:
+                # More may be due: a claim takes one message per sequence (the next waits
+                # for the one before), so an endpoint's backlog goes out one claim each.
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wake.wait()
@@ -152,6 +160,10 @@ class Sender:
             if handler is None:
                 raise LookupError(f"no handler for outbox messages of kind {kind!r}")
             await handler(json.loads(row["payload"]), attempts)  # asyncpg reads jsonb as text
+        except Parked as exc:
+            log.warning("outbox %s message %d held back: %s", kind, row["id"], exc)
+            await self.db.run(_record(q.PARK, id=row["id"], error=str(exc)), transaction=False)
+            return
         except Exception as exc:
             if isinstance(exc, RetryAfter):
                 delay = exc.delay
@@ -193,6 +205,17 @@ async def enqueue(
     await unit.execute(
         q.ENQUEUE, kind=kind, payload=json.dumps(dict(payload)), sequence_key=sequence_key
     )
+
+
+async def resume(unit: Unit, sequence_key: str) -> None:
+    """Make the sequence's parked message (`Parked`) due again, in `unit`'s transaction;
+    the ones behind it follow in order. Wake the sender once it commits."""
+    await unit.execute(q.RESUME, sequence_key=sequence_key)
+
+
+async def discard(unit: Unit, sequence_key: str) -> None:
+    """Drop the sequence's undelivered messages, in `unit`'s transaction."""
+    await unit.execute(q.DISCARD, sequence_key=sequence_key)
 
 
 async def backlog(db: Database) -> tuple[int, Any]:

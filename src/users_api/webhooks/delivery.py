@@ -12,6 +12,11 @@ any other answer (a 3xx, a 4xx) is final: the receiver refused this event. After
 WEBHOOK_MAX_ATTEMPTS failed attempts the endpoint is disabled. The outbox delivers an
 endpoint's messages one at a time in order (one sequence per endpoint), so a later
 event waits while an earlier one is being retried.
+
+A disabled endpoint loses nothing already queued for it: the event whose last attempt
+disabled it, and every one behind it, are held (`Parked`) and go out in order once an
+admin enables the endpoint again (`WebhookService.update`). Events that happen while it
+is disabled are not queued for it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from users_api.db.database import Database, Record, Unit
 from users_api.events.writer import SYSTEM, EventWriter
 from users_api.ids import parse_uuid
 from users_api.metrics import count_webhook_delivery
-from users_api.outbox.sender import RetryAfter
+from users_api.outbox.sender import Parked, RetryAfter
 from users_api.security.mfa import SecretBox
 from users_api.webhooks import queries as q
 from users_api.webhooks.targets import RefusedTarget, Target, resolve
@@ -48,6 +53,7 @@ JITTER = 0.2
 # Answers worth trying again besides 5xx: the receiver timed out, or asked for less.
 _RETRYABLE = frozenset({408, 429})
 MAX_ERROR_LENGTH = 500
+DISABLED = "the webhook endpoint is disabled; its events wait until it is enabled"
 
 
 def wait_after(attempt: int, schedule: Sequence[float]) -> timedelta:
@@ -128,9 +134,11 @@ class WebhookSender:
         endpoint_id = parse_uuid(payload["endpoint_id"])
         event = payload["event"]
         endpoint = await self.db.run(_endpoint(endpoint_id), transaction=False)
-        if endpoint is None or not endpoint["enabled"]:
-            log.info("webhook endpoint %s is gone or disabled: event not sent", endpoint_id)
+        if endpoint is None:
+            log.info("webhook endpoint %s is gone: event not sent", endpoint_id)
             return
+        if not endpoint["enabled"]:
+            raise Parked(DISABLED)
         secret, current = self.box.open(endpoint["secret"], endpoint_id)
         if not current:  # sealed under MFA_PREVIOUS_SECRET_KEY: seal it under SECRET_KEY
             sealed = self.box.seal(secret, endpoint_id)
@@ -144,6 +152,8 @@ class WebhookSender:
         count_webhook_delivery(outcome.label(retried=wait is not None, disabled=disable))
         if wait is not None:
             raise RetryAfter(outcome.error or "not delivered", wait)
+        if disable:
+            raise Parked(DISABLED)
         if not outcome.delivered:
             log.warning(
                 "webhook event %s to endpoint %s failed for good (attempt %d): %s",

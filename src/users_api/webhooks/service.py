@@ -20,8 +20,8 @@ from uuid_utils.compat import uuid7
 
 from users_api.db.database import Database, Record, Unit
 from users_api.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from users_api.events.writer import Event, Fragment, matching_types
-from users_api.outbox.sender import Sender, enqueue
+from users_api.events.writer import Event, EventWriter, Fragment, matching_types, user_actor
+from users_api.outbox.sender import Sender, discard, enqueue, resume
 from users_api.security.mfa import SecretBox
 from users_api.security.tokens import AccessClaims
 from users_api.users import queries as users_q
@@ -36,6 +36,10 @@ SECRET_BYTES = 32
 RESOLVE_SECONDS = 2.0
 # The key the signing secrets are sealed under is SECRET_KEY's, for this use only.
 BOX_INFO = b"users-api webhook signing secrets v1"
+
+
+# What a PATCH may change, by the names `webhook.updated` lists.
+_CHANGEABLE = ("url", "events", "description", "enabled")
 
 
 def sequence_key(endpoint_id: uuid.UUID) -> str:
@@ -98,6 +102,7 @@ class WebhookService:
 
     db: Database
     box: SecretBox
+    events: EventWriter
     _: KW_ONLY
     allow_private: bool
     outbox: Sender | None = None
@@ -134,6 +139,8 @@ class WebhookService:
 
         async def create(unit: Unit) -> Record:
             await _require_admin(unit, caller)
+            # Written before the endpoint: it is not sent its own creation.
+            await self._record(unit, "webhook.created", endpoint_id, caller, {"events": events})
             record = await unit.one(
                 q.INSERT_ENDPOINT,
                 id=endpoint_id,
@@ -183,9 +190,19 @@ class WebhookService:
                 enabled=patch.enabled if patch.enabled is not None else current["enabled"],
             )
             assert record is not None  # the row is locked
+            changed = sorted(name for name in _CHANGEABLE if record[name] != current[name])
+            if changed:
+                await self._record(
+                    unit, "webhook.updated", endpoint_id, caller, {"fields": changed}
+                )
+            if record["enabled"] and not current["enabled"]:
+                await resume(unit, sequence_key(endpoint_id))  # what waited, in order
             return record
 
-        return await self.db.run(update)
+        record = await self.db.run(update)
+        if self.outbox is not None and record["enabled"]:
+            self.outbox.wake()
+        return record
 
     async def delete(self, endpoint_id: uuid.UUID, *, caller: AccessClaims) -> None:
         """The endpoint, its delivery log and its undelivered messages go."""
@@ -193,8 +210,29 @@ class WebhookService:
         async def delete(unit: Unit) -> None:
             await _require_admin(unit, caller)
             _found(await unit.value(q.DELETE_ENDPOINT, id=endpoint_id))
+            await discard(unit, sequence_key(endpoint_id))
+            await self._record(unit, "webhook.deleted", endpoint_id, caller)
 
         await self.db.run(delete)
+
+    async def _record(
+        self,
+        unit: Unit,
+        type: str,
+        endpoint_id: uuid.UUID,
+        caller: AccessClaims,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """One `webhook.*` event in the change's transaction (never the URL, which may
+        carry a receiver's own token, nor the secret)."""
+        await self.events.write(
+            unit,
+            type,
+            actor=user_actor(caller.user_id),
+            subject_type="webhook",
+            subject_id=endpoint_id,
+            data=data,
+        )
 
     async def deliveries(
         self, endpoint_id: uuid.UUID, *, limit: int, caller: AccessClaims
