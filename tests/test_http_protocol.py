@@ -75,3 +75,31 @@ async def test_a_keep_alive_connection_times_each_requests_headers(port: int) ->
     second = await asyncio.wait_for(reader.read(), timeout=5)
     assert second.startswith(b"HTTP/1.1 408"), second
     writer.close()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        # Each in one write: the read that starts a request is not counted as it comes.
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 130_000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (n, b"c" * 1000) for n in range(70))
+        + b"\r\n",
+    ],
+    ids=["one-big-field", "long-request-line", "many-fields"],
+)
+async def test_headers_past_the_bound_in_one_write_are_a_431(port: int, sent: bytes) -> None:
+    """Seen from outside: 130 KB of headers sent at once were answered 200, and a 70 KB
+    request line 400, where the bound (64 KiB) says 431."""
+    answer, _ = await _answer_to(port, sent)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["code"] == "headers-too-large"
+
+
+async def test_headers_under_the_bound_in_one_write_are_answered(port: int) -> None:
+    sent = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+    answer, _ = await _answer_to(port, sent + b"a" * 60_000 + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert b"hello" in answer

@@ -12,10 +12,12 @@
   closed. uvicorn times out idle keep-alive connections only, so 400 connections that
   sent half a request were held open for as long as their clients liked.
 
-The bound counts only the data that arrives while a request's headers are being read,
-in reads that began and ended inside them: the read that starts a request is not
-counted (it may hold the end of a pipelined predecessor), so a request is refused only
-when its headers alone passed the bound, and at most one read later than that.
+The bound is kept twice over, by one rule. While a request's headers are still coming,
+the reads that began and ended inside them are counted (the read that starts a request
+is not: it may hold the end of a pipelined predecessor), which bounds the memory a
+header in flight can take. When the headers are complete, the request line and fields
+the parser handed over are measured: a request whose headers came in one read (up to
+256 KiB) is held to the same bound.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ MAX_HEADER_BYTES = 64 * 1024
 HEADER_TIMEOUT_SECONDS = 30.0
 
 
+class _HeadersTooLarge(Exception):
+    """Stops the parser at a request whose line and fields are past the bound."""
+
+
 class ServiceHttpProtocol(HttpToolsProtocol):
     """`uvicorn.run(http=ServiceHttpProtocol)`; `serve` passes it."""
 
@@ -51,6 +57,7 @@ class ServiceHttpProtocol(HttpToolsProtocol):
         self._headers_since: float | None = None
         self._began = False
         self._header_bytes = 0
+        self._too_large = False
         self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -74,10 +81,7 @@ class ServiceHttpProtocol(HttpToolsProtocol):
             return
         self._header_bytes += len(data)
         if self._header_bytes > MAX_HEADER_BYTES:
-            self._refuse(
-                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                f"The request line and header fields take more than {MAX_HEADER_BYTES} bytes.",
-            )
+            self._refuse_too_large()
 
     def on_message_begin(self) -> None:
         self._began = True
@@ -87,6 +91,14 @@ class ServiceHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._headers_since = None
+        size = len(self.url)
+        for name, value in self.headers:
+            size += len(name) + len(value)
+        if size > MAX_HEADER_BYTES:
+            # Raised inside the parser's callback: it stops there, and uvicorn hands the
+            # refusal to `send_400_response`, which answers this one with the 431.
+            self._too_large = True
+            raise _HeadersTooLarge
         super().on_headers_complete()
 
     def _watch_headers(self) -> None:
@@ -108,7 +120,16 @@ class ServiceHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what its parser refuses, as a problem."""
+        if self._too_large:
+            self._refuse_too_large()
+            return
         self._refuse(HTTPStatus.BAD_REQUEST, "The request is not valid HTTP/1.1.")
+
+    def _refuse_too_large(self) -> None:
+        self._refuse(
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            f"The request line and header fields take more than {MAX_HEADER_BYTES} bytes.",
+        )
 
     def _refuse(self, status: HTTPStatus, detail: str) -> None:
         """Answer before there is a request (no app, no middleware), and close."""
