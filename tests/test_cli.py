@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.processes import clean_environment, run_cli
+from tests.processes import USERS_API, clean_environment, run_cli
 from users_api.db.migrations import alembic_config
 
 
@@ -356,3 +359,23 @@ async def test_set_admin_promotes_and_demotes_but_never_the_last_admin(
             assert [tuple(row) for row in rows] == [("ada", True, 3), ("root", True, 1)]
     finally:
         await engine.dispose()
+
+
+def test_migrate_sql_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    """`users-api migrate --sql | head -1`: was "cannot reach the database … Broken pipe"."""
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 4096)  # less than the SQL: the writer blocks
+    with subprocess.Popen(
+        [str(USERS_API), "migrate", "--sql"],
+        cwd=tmp_path,
+        env=clean_environment(tmp_path),
+        stdout=writer,
+        stderr=subprocess.PIPE,
+    ) as command:
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            assert pipe.read(6) == b"BEGIN;"
+            time.sleep(0.5)  # the pipe is full when it closes
+        _, errors = command.communicate(timeout=60)
+    assert errors == b""
+    assert command.returncode == 1

@@ -261,6 +261,8 @@ def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> 
 
     try:
         applied = migrations.upgrade(url, revision, sql=sql)
+    except BrokenPipeError:  # `migrate --sql | head`: click ends it quietly
+        raise
     except OSError as exc:  # refused, unknown host, timed out: no server to talk to
         where = make_url(url).render_as_string(hide_password=True)
         fail(f"cannot reach the database at {where}: {exc}".splitlines()[0])
