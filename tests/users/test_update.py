@@ -284,6 +284,11 @@ async def test_null_for_a_non_nullable_field_is_422(client: httpx.AsyncClient, f
         {"username": "ab"},
         {"full_name": "x" * 201},
         {"is_admin": "sometimes"},
+        # Strict booleans: lax mode would read these as true or false.
+        {"is_admin": "yes"},
+        {"is_active": "false"},
+        {"email_verified": 1},
+        {"full_name": 5},
         {"id": "0190f0c8-7a3e-7b6c-9d2e-4f5a6b7c8d9e"},
         {"version": 9},
         {"password_hash": "x"},

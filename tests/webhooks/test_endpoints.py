@@ -74,6 +74,11 @@ async def test_an_endpoint_changes_and_goes(
         ({"url": "https://8.8.8.8/hook", "events": []}, ["body", "events"]),
         ({"url": "https://8.8.8.8/hook"}, ["body", "events"]),
         ({"url": "https://8.8.8.8/hook", "events": ["*"], "x": 1}, ["body", "x"]),
+        (
+            {"url": "https://8.8.8.8/hook", "events": ["*"], "description": 5},
+            ["body", "description"],
+        ),
+        ({"url": 5, "events": ["*"]}, ["body", "url"]),
     ],
 )
 async def test_bad_input_is_422(
@@ -143,6 +148,7 @@ async def test_only_admins_manage_webhooks(
         "http://0.0.0.0/hook",
         "ftp://8.8.8.8/hook",
         "http://user:pass@8.8.8.8/hook",
+        "https://8.8.8.8/hook#x",
         "hooks.example.com",
     ],
 )
@@ -166,3 +172,50 @@ async def test_a_public_address_is_accepted_without_a_network(
         WEBHOOKS, json={"url": "https://[2606:4700:4700::1111]:8443/h?x=1", "events": ["*"]}
     )
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/hook\r\nX-Injected: 1",
+        "https://8.8.8.8/ho\x01ok",
+        "https://8.8.8.8/ho ok",
+        " https://8.8.8.8/hook",
+        "https://8.8.8.8/hook ",
+    ],
+)
+async def test_a_url_with_spaces_or_control_characters_is_422(
+    admin_client: httpx.AsyncClient, url: str
+) -> None:
+    """Refused as sent, not stored: the URL read would not be the URL stored."""
+    response = await admin_client.post(WEBHOOKS, json={"url": url, "events": ["*"]})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation"
+    assert response.json()["errors"][0]["loc"] == ["body", "url"]
+    endpoint = await admin_client.post(
+        WEBHOOKS, json={"url": "https://8.8.8.8/hook", "events": ["*"]}
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    path = f"{WEBHOOKS}/{endpoint.json()['id']}"
+    moved = await admin_client.patch(path, json={"url": url})
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["errors"][0]["loc"] == ["body", "url"]
+    assert (await admin_client.get(path)).json()["url"] == "https://8.8.8.8/hook"
+    assert [item["url"] for item in (await admin_client.get(WEBHOOKS)).json()["items"]] == [
+        "https://8.8.8.8/hook"
+    ]
+
+
+@pytest.mark.parametrize("enabled", ["yes", "true", "false", 1, 0, "1", "on"], ids=repr)
+async def test_enabled_must_be_a_json_boolean(
+    admin_client: httpx.AsyncClient, receiver: Receiver, enabled: object
+) -> None:
+    """Strict: `"enabled": "yes"` is a mistake in the body, not a request to enable."""
+    endpoint_id = await register(admin_client, receiver)
+    path = f"{WEBHOOKS}/{endpoint_id}"
+    assert (await admin_client.patch(path, json={"enabled": False})).status_code == 200
+    response = await admin_client.patch(path, json={"enabled": enabled})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation"
+    assert response.json()["errors"][0]["loc"] == ["body", "enabled"]
+    assert (await admin_client.get(path)).json()["enabled"] is False

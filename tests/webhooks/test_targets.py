@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from tests.webhooks.conftest import emit, eventually
 from tests.webhooks.receiver import Receiver
-from users_api.webhooks.targets import RefusedTarget, is_public, resolve
+from users_api.webhooks.targets import RefusedTarget, check_url, is_public, resolve
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,50 @@ async def test_the_request_goes_to_the_checked_address_with_the_name_as_host(
     [received] = receiver.all()
     assert received.headers["host"] == f"localhost:{receiver.port}"
     assert received.verified
+
+
+# What a URL may not hold, wherever it points: urlsplit drops CR, LF and tab and strips
+# leading spaces, so the URL stored would not be the URL sent.
+UNREADABLE_URLS = [
+    "https://8.8.8.8/hook\r\nX-Injected: 1",
+    "https://8.8.8.8/ho\nok",
+    "https://8.8.8.8/ho\tok",
+    "https://8.8.8.8/ho\x00ok",
+    "https://8.8.8.8/ho\x1bok",
+    "https://8.8.8.8/ho\x7fok",
+    "https://8.8.8.8/ho\x85ok",  # C1 next line
+    "https://8.8.8.8/ho ok",
+    " https://8.8.8.8/hook",
+    "https://8.8.8.8/hook ",
+    "https://8.8.8.8/ho\u00a0ok",  # no-break space
+    "https://8.8.8.8/ho\u2028ok",  # line separator
+    "https://8.8.8.8/ho\u202eok",  # right-to-left override
+    "https://8.8.8.8/ho\u200bok",  # zero-width space
+]
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize("url", UNREADABLE_URLS)
+def test_spaces_and_control_characters_are_refused(url: str, allow_private: bool) -> None:
+    with pytest.raises(RefusedTarget, match="spaces or control characters"):
+        check_url(url, allow_private=allow_private)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://user:pass@8.8.8.8/hook", "credentials"),
+        ("https://token@8.8.8.8/hook", "credentials"),
+        ("https://8.8.8.8/hook#x", "fragment"),
+    ],
+)
+def test_credentials_and_fragments_are_refused(url: str, why: str) -> None:
+    """Credentials would be stored and sent with every event; a fragment is never sent."""
+    for allow_private in (False, True):
+        with pytest.raises(RefusedTarget, match=why):
+            check_url(url, allow_private=allow_private)
+
+
+def test_an_encoded_space_and_a_non_ascii_name_are_fine() -> None:
+    check_url("https://8.8.8.8/a%20b?c=d%0A", allow_private=False)
+    check_url("https://bücher.example/hook", allow_private=False)

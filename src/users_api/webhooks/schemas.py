@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from users_api.events.writer import EVENT_TYPES
 from users_api.merge_patch import document_absent_not_null, refuse_null
+from users_api.users.schemas import _Input
 
 # Where the document says what a schema can: an http(s) URL (public addresses only is the
 # service's rule, `targets.py`), and the event patterns there are.
@@ -29,20 +30,22 @@ Description = Annotated[str, StringConstraints(max_length=500)]
 _NOT_NULLABLE = ("url", "events", "enabled")
 
 
-class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: Url = Field(description="`https://` or `http://`, to a public address.")
+# Every request body's base (`users.schemas._Input`): unknown fields refused, and strict,
+# so a boolean is JSON true or false, never "yes" or 1.
+class WebhookCreate(_Input):
+    url: Url = Field(
+        description="`https://` or `http://`, to a public address; no credentials, "
+        "`#fragment`, spaces or control characters (percent-encode them)."
+    )
     events: Events = Field(description="Event types, `prefix.*`, or `*` for every event.")
     description: Description | None = None
 
 
-class WebhookUpdate(BaseModel):
-    """A merge patch: only the fields sent change; `"description": null` clears it."""
+class WebhookUpdate(_Input):
+    """A merge patch: only the fields sent change; `"description": null` clears it.
+    `enabled` is JSON `true` or `false`: `"yes"` or `1` is a mistake, not a request."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra=document_absent_not_null(*_NOT_NULLABLE)
-    )
+    model_config = ConfigDict(json_schema_extra=document_absent_not_null(*_NOT_NULLABLE))
 
     url: Url | None = None
     events: Events | None = None

@@ -1,6 +1,8 @@
 """The one rule of where a webhook may be sent (SSRF), at registration and at send time.
 
-A URL must be `http://` or `https://`, with a host and no credentials. Its host must be,
+A URL must be `http://` or `https://`, with a host, no credentials (they would be stored
+and sent with every event), no fragment (never sent), and no space or control character
+(encoded as `%20`, `%0A` they are fine). Its host must be,
 or resolve only to, public addresses: loopback, private, link-local (which holds the
 cloud metadata service, 169.254.169.254), CGNAT, multicast, reserved and unspecified
 addresses are refused, and so are names of metadata services, unless
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import unicodedata
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from urllib.parse import SplitResult, urlsplit
@@ -65,9 +68,23 @@ class Target:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+# Control (C0, DEL, C1), format (bidi overrides, zero-width) and surrogate code points.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
+
+
+def _unsafe(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in _INVISIBLE
+
+
 def _parts(url: str) -> SplitResult:
     if len(url) > MAX_URL_LENGTH:
         raise RefusedTarget(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    # urlsplit silently drops CR, LF and tab and strips leading spaces: the URL stored
+    # would not be the URL sent, and a raw CR LF has no place in a request line.
+    if any(_unsafe(char) for char in url):
+        raise RefusedTarget(
+            "The URL must not hold spaces or control characters (percent-encode them)."
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # raises ValueError on a bad port
