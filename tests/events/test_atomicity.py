@@ -129,7 +129,13 @@ async def test_mfa_on_and_off(client: httpx.AsyncClient, engine: AsyncEngine) ->
         "/api/v1/auth/mfa/verify", json={"mfa_token": mfa_token, "code": wrong_code}
     )
     assert wrong.status_code in (400, 401, 403), wrong.text
-    assert (await one_event(engine, "auth.login_failed"))["data"] == {"reason": "wrong_code"}
+    failed = await one_event(engine, "auth.login_failed")
+    assert failed["data"] == {"reason": "wrong_code"}
+    assert (failed["actor_type"], failed["actor_id"], str(failed["subject_id"])) == (
+        "user",
+        None,
+        ada["id"],
+    )
     # the confirmation's code is used up: the recovery codes sign in too
     recovery = confirmed.json()["recovery_codes"][0]
     right = await client.post(

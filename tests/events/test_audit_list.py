@@ -191,3 +191,28 @@ async def test_events_written_by_requests_are_listed(
     assert updated["data"] == {"fields": ["full_name"]}
     assert updated["actor"] == {"type": "user", "id": str(admin.id)}
     assert page["items"][2]["actor"] == {"type": "system", "id": None}
+
+
+async def test_failed_logins_are_of_the_account_by_no_one(
+    admin_client: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    ada, _ = await register_and_login(client, "ada")
+    token = "/api/v1/auth/token"
+    wrong = await client.post(token, data={"username": "ada", "password": "not hers"})
+    assert wrong.status_code == 401
+    by_ada = await admin_client.get(AUDIT, params={"actor_id": ada["id"]})
+    # Her own acts only: the attempt on her account is not one of them.
+    assert [item["type"] for item in by_ada.json()["items"]] == [
+        "auth.login_succeeded",
+        "user.created",
+    ]
+    about_ada = await admin_client.get(
+        AUDIT, params={"subject_id": ada["id"], "type": "auth.login_failed"}
+    )
+    assert about_ada.status_code == 200, about_ada.text
+    [failed] = about_ada.json()["items"]
+    assert failed["actor"] == {"type": "user", "id": None}
+    assert failed["subject"] == {"type": "user", "id": ada["id"]}
+    schema = (await admin_client.get("/openapi.json")).json()["components"]["schemas"]
+    actor_id = schema["ActorOut"]["properties"]["id"]
+    assert {"type": "null"} in actor_id["anyOf"], actor_id

@@ -172,7 +172,7 @@ async def test_logins_succeed_fail_and_are_throttled(
     wrong = await client.post(token, data={"username": "ada", "password": "nope"}, headers=headers)
     assert wrong.status_code == 401
     failed = await one_event(engine, "auth.login_failed")
-    _is(failed, actor=("user", ada["id"]), subject=ada["id"])
+    _is(failed, actor=("user", None), subject=ada["id"])  # not an act of Ada's
     assert failed["data"] == {"reason": "wrong_password"}
     assert failed["request_id"] == REQUEST_ID
 
@@ -187,7 +187,7 @@ async def test_logins_succeed_fail_and_are_throttled(
     assert last.status_code == 429
     throttled = await events(engine, "auth.login_throttled")
     assert throttled
-    _is(throttled[-1], actor=("user", ada["id"]), subject=ada["id"])
+    _is(throttled[-1], actor=("user", None), subject=ada["id"])
 
 
 async def test_refresh_reuse_logout_and_ended_sessions(

@@ -84,6 +84,8 @@ class Client:
 
 
 _INVALID_REFRESH = "The refresh token is not valid."
+# Attempts someone made on an account: recorded of the account, by no one known.
+_ANONYMOUS_TYPES = frozenset({"auth.login_failed", "auth.login_throttled"})
 # How long the second step of a sign-in may wait (the contract's five minutes).
 MFA_TOKEN_TTL = timedelta(minutes=5)
 
@@ -307,11 +309,14 @@ class AuthService:
         await self.db.run(revoke)
 
     async def _record(self, unit: Unit, type_: str, user_id: uuid.UUID | None, **data: Any) -> None:
-        """An event of signing in or out: by the user (None: a name no user has), of them."""
+        """An event of signing in or out, of the user (None: a name no user has); by them,
+        except a failed or throttled attempt: whoever tried is unknown, not the account
+        (an anonymous user, as for a name no user has), so the account's own acts
+        (`actor_id`) never list the attacks on it."""
         await self.events.write(
             unit,
             type_,
-            actor=user_actor(user_id),
+            actor=user_actor(None if type_ in _ANONYMOUS_TYPES else user_id),
             subject_type="user",
             subject_id=user_id,
             data=data,
