@@ -127,6 +127,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
         verification = VerificationMail(
             mailer, timedelta(seconds=settings.email_verification_ttl_seconds)
         )
+        groups = GroupService(db, events)
         app.state.users = UserService(
             db,
             passwords,
@@ -134,6 +135,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             allow_registration=settings.allow_registration,
             throttle=throttle,
             events=events,
+            leave_groups=groups.leave_all,
             registrations_per_address=settings.registrations_per_address,
             mailer=mailer,
             outbox=sender,
@@ -157,7 +159,7 @@ def create_app(settings: Settings, *, on_started: Callable[[], None] | None = No
             events=events,
             require_verified_email=settings.require_verified_email,
         )
-        app.state.groups = GroupService(db, events)
+        app.state.groups = groups
         app.state.mfa = MfaService(
             db, passwords=passwords, throttle=throttle, factor=factor, events=events
         )

@@ -437,6 +437,7 @@ async def _users(settings: Settings) -> AsyncIterator[UserService]:
     from users_api.db.database import Database
     from users_api.db.metadata import UNIQUE_FIELDS
     from users_api.events.writer import build_writer
+    from users_api.groups.service import GroupService
     from users_api.security.passwords import Passwords
     from users_api.throttle.service import LoginThrottle
     from users_api.users.service import UserService
@@ -445,13 +446,15 @@ async def _users(settings: Settings) -> AsyncIterator[UserService]:
     database = await Database.open(small, unique_fields=UNIQUE_FIELDS)
     passwords = Passwords()
     try:
+        events = build_writer()
         yield UserService(
             database,
             passwords,
             password_min_length=settings.password_min_length,
             allow_registration=False,
             throttle=LoginThrottle.from_settings(settings),
-            events=build_writer(),
+            events=events,
+            leave_groups=GroupService(database, events).leave_all,
         )
     finally:
         passwords.close()

@@ -103,6 +103,37 @@ async def test_the_system_replacing_members_records_each_who_joined_or_left(
     assert {event["request_id"] for event in found} == {None}
 
 
+async def test_deleting_a_member_records_each_membership_it_ends(
+    admin_client: httpx.AsyncClient, admin: Admin, engine: AsyncEngine
+) -> None:
+    ada = (await register(admin_client, "ada"))["id"]
+    bob = (await register(admin_client, "bob"))["id"]
+    first = await create_group(admin_client, "First")
+    second = await create_group(admin_client, "Second")
+    for group, user in ((first, ada), (second, ada), (second, bob)):
+        joined = await admin_client.put(group_url(group["id"], f"/members/{user}"))
+        assert joined.status_code == 204
+    admin_client.headers["X-Request-ID"] = REQUEST_ID
+
+    assert (await admin_client.delete(f"/api/v1/users/{ada}")).status_code == 204
+
+    removed = await events(engine, "group.member_removed")
+    # As a removal through the groups API: one event a group, of the group, by the admin.
+    assert sorted(str(event["subject_id"]) for event in removed) == sorted(
+        [first["id"], second["id"]]
+    )
+    for event in removed:
+        assert event["data"] == {"user_id": ada}
+        assert (event["actor_type"], event["actor_id"]) == ("user", admin.id)
+        assert event["subject_type"] == "group"
+        assert event["request_id"] == REQUEST_ID
+    # Written with the delete, in its transaction; bob stays in his group.
+    deleted = await one_event(engine, "user.deleted")
+    assert {event["request_id"] for event in removed} == {deleted["request_id"]}
+    shown = (await admin_client.get(group_url(second["id"]))).json()
+    assert (shown["member_count"], shown["version"]) == (1, 4)
+
+
 async def test_scim_token_create_and_revoke_are_recorded_by_the_system_without_the_token(
     app: FastAPI, engine: AsyncEngine
 ) -> None:

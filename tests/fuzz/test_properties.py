@@ -194,6 +194,7 @@ _KEYS = st.one_of(
 _PAYLOADS = st.one_of(
     st.fixed_dictionaries(
         {
+            "l": st.sampled_from([cursor.USERS, cursor.GROUPS]) | st.text(max_size=10),
             "s": st.sampled_from([s.value for s in UserSort]) | st.text(max_size=10),
             "k": _KEYS,
             "i": st.uuids().map(str) | st.text(max_size=40),
@@ -208,19 +209,19 @@ _PAYLOADS = st.one_of(
 @given(payload=_PAYLOADS, sort=st.sampled_from(list(UserSort)))
 def test_decode_refuses_or_returns_a_position(payload: object, sort: UserSort) -> None:
     try:
-        position = cursor.decode(_b64(json.dumps(payload).encode()), sort)
+        position = cursor.decode(_b64(json.dumps(payload).encode()), sort, scope=cursor.USERS)
     except InvalidCursor:
         return
-    assert position.sort is sort
+    assert (position.scope, position.sort) == (cursor.USERS, sort)
     # What decodes must survive a round trip unchanged.
-    assert cursor.decode(cursor.encode(position), sort) == position
+    assert cursor.decode(cursor.encode(position), sort, scope=cursor.USERS) == position
 
 
 @PURE
 @given(text=st.text(max_size=1024), sort=st.sampled_from(list(UserSort)))
 def test_decode_of_arbitrary_text_never_raises_anything_else(text: str, sort: UserSort) -> None:
     with contextlib.suppress(InvalidCursor):
-        cursor.decode(text, sort)
+        cursor.decode(text, sort, scope=cursor.USERS)
 
 
 @pytest.fixture

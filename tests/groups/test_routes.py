@@ -11,8 +11,9 @@ from uuid_utils.compat import uuid7
 
 from tests.auth.helpers import bearer, register, register_and_login
 from tests.conftest import Admin
+from tests.events.helpers import AUDIT
 from tests.groups.helpers import GROUP_KEYS, GROUPS, create_group, group_url
-from tests.users.helpers import assert_problem, assert_validation_problem, user_url
+from tests.users.helpers import USERS, assert_problem, assert_validation_problem, user_url
 
 
 def _unknown() -> str:
@@ -61,6 +62,25 @@ async def test_invalid_groups_are_422(admin_client: httpx.AsyncClient) -> None:
         response = await admin_client.post(GROUPS, json=body)
         assert_validation_problem(response, field)
     assert (await admin_client.post(GROUPS, json={"display_name": "x" * 256})).status_code == 201
+
+
+async def test_a_display_name_is_trimmed_and_never_blank(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    group = await create_group(admin_client, "  Ops\t")
+    assert group["display_name"] == "Ops"
+    taken = await admin_client.post(GROUPS, json={"display_name": " ops "})
+    assert assert_problem(taken, 409)["field"] == "display_name"
+    for blank in (" ", "   ", "\t\n"):
+        created = await admin_client.post(GROUPS, json={"display_name": blank})
+        assert_validation_problem(created, "display_name")
+        patched = await admin_client.patch(group_url(group["id"]), json={"display_name": blank})
+        assert_validation_problem(patched, "display_name")
+    renamed = await admin_client.patch(group_url(group["id"]), json={"display_name": " Dev "})
+    assert renamed.json()["display_name"] == "Dev"
+    # 256 characters once trimmed
+    padded = await admin_client.post(GROUPS, json={"display_name": f" {'x' * 256} "})
+    assert padded.status_code == 201, padded.text
 
 
 # --- GET /groups/{id} ------------------------------------------------------------------
@@ -129,6 +149,46 @@ async def test_list_bad_cursor_and_parameters(admin_client: httpx.AsyncClient) -
     assert body["code"] == "invalid-cursor"
     assert_validation_problem(await admin_client.get(GROUPS, params={"limit": 0}), "limit")
     assert_validation_problem(await admin_client.get(GROUPS, params={"limit": 201}), "limit")
+
+
+async def test_an_empty_cursor_is_the_first_page_as_for_users(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    group = await create_group(admin_client, "Ops")
+    for url in (GROUPS, group_url(group["id"], "/members"), USERS, AUDIT):
+        first = await admin_client.get(url)
+        empty = await admin_client.get(f"{url}?cursor=")
+        assert empty.status_code == 200, (url, empty.text)
+        assert empty.json() == first.json()
+
+
+async def _next_cursor(client: httpx.AsyncClient, url: str) -> str:
+    page = await client.get(url, params={"limit": 1})
+    assert page.status_code == 200, page.text
+    next_cursor: str = page.json()["next_cursor"]
+    assert next_cursor is not None
+    return next_cursor
+
+
+async def test_a_cursor_is_refused_by_every_other_list(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    first = await create_group(admin_client, "First")
+    second = await create_group(admin_client, "Second")
+    for name in ("ada", "bob"):
+        user = await register(admin_client, name)
+        for group in (first, second):
+            await admin_client.put(group_url(group["id"], f"/members/{user['id']}"))
+    lists = [USERS, GROUPS, group_url(first["id"], "/members"), group_url(second["id"], "/members")]
+    cursors = {url: await _next_cursor(admin_client, url) for url in lists}
+    for made_for, made in cursors.items():
+        for url in lists:
+            response = await admin_client.get(url, params={"cursor": made})
+            if url == made_for:
+                assert response.status_code == 200, (url, response.text)
+            else:
+                body = assert_problem(response, 400)
+                assert body["code"] == "invalid-cursor", (made_for, url)
 
 
 # --- PATCH /groups/{id} ----------------------------------------------------------------

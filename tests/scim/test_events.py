@@ -60,3 +60,23 @@ async def test_users_and_groups_changed_by_scim_name_the_token(
         uuid.UUID(ada),
         uuid.UUID(bob),
     }
+
+
+async def test_a_user_deleted_by_scim_leaves_its_groups_on_record(
+    app: FastAPI, scim: httpx.AsyncClient, scim_token: str, engine: AsyncEngine
+) -> None:
+    tokens: ScimTokens = app.state.scim_tokens
+    token_id = await tokens.authenticate(scim_token)
+    ada = (await scim.post(f"{SCIM}/Users", json=new_user("ada"))).json()["id"]
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Ops", "members": [{"value": ada}]}
+    group = (await scim.post(f"{SCIM}/Groups", json=body)).json()
+    scim.headers["X-Request-ID"] = REQUEST_ID
+
+    assert (await scim.delete(f"{SCIM}/Users/{ada}")).status_code == 204
+
+    removed = [event for event in await events(engine) if event["type"] == "group.member_removed"]
+    assert [(str(event["subject_id"]), event["data"]) for event in removed] == [
+        (group["id"], {"user_id": ada})
+    ]
+    assert (removed[0]["actor_type"], removed[0]["actor_id"]) == ("scim", token_id)
+    assert removed[0]["request_id"] == REQUEST_ID

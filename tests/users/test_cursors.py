@@ -22,8 +22,9 @@ SOME_ID = str(uuid7())
 
 
 def encode(payload: Any) -> str:
-    # The standard library, not orjson: it also writes integers past 64 bits.
-    raw = json.dumps(payload).encode()
+    """A cursor of the users list (`"l"`, unless the payload names another) holding
+    `payload`. The standard library, not orjson: it also writes integers past 64 bits."""
+    raw = json.dumps({"l": "users", **payload}).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema, field_validator
 
 from users_api.events.writer import TYPE_FILTERS, matching_types
-from users_api.users.schemas import date_time_text, utc_bound
+from users_api.users.schemas import Cursor, date_time_text, utc_bound
 
 _TYPE_FILTERS_MAX = 30
 
@@ -18,7 +18,7 @@ class AuditEventQuery(BaseModel):
     """Query parameters of `GET /audit-events`; `type` may be repeated."""
 
     limit: Annotated[int, Field(ge=1, le=200)] = 50
-    cursor: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    cursor: Cursor = None
     type: Annotated[
         list[
             Annotated[

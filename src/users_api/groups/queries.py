@@ -135,6 +135,20 @@ REMOVE_MEMBERS = compile_statement(
     .returning(GroupMember.user_id)
 )
 
+# The groups a user is a member of, row-locked in id order (two deletes of users who
+# share groups lock them alike), for the user's delete: each membership then ends as a
+# removal does, under its group's lock (`GroupService.leave_all`).
+LOCK_GROUPS_OF_USER = compile_statement(
+    select(Group.id)
+    .where(
+        Group.id.in_(
+            select(GroupMember.group_id).where(GroupMember.user_id == bindparam("user_id"))
+        )
+    )
+    .order_by(Group.id)
+    .with_for_update(of=Group)
+)
+
 # Every member not in `user_ids` leaves (what a SCIM PUT or a replace of `members` does).
 REMOVE_OTHER_MEMBERS = compile_statement(
     delete(GroupMember)

@@ -17,7 +17,7 @@ from pydantic import (
 
 from users_api.groups.models import DISPLAY_NAME_MAX_LENGTH, EXTERNAL_ID_MAX_LENGTH
 from users_api.merge_patch import document_absent_not_null, refuse_null
-from users_api.users.schemas import SearchText
+from users_api.users.schemas import Cursor, SearchText
 
 
 def _no_nul(value: str) -> str:
@@ -28,12 +28,15 @@ def _no_nul(value: str) -> str:
 
 # PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
 _NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+# Trimmed before its length is checked: ` Ops` is `Ops` (and taken when `Ops` is), a name
+# of spaces alone is no name (422).
 DisplayName = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=DISPLAY_NAME_MAX_LENGTH),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=DISPLAY_NAME_MAX_LENGTH),
     AfterValidator(_no_nul),
     Field(
-        description="Unique case-insensitively; its case as given is kept.",
+        description="Unique case-insensitively; its case as given is kept, leading and "
+        "trailing white space is not (a name of white space alone is refused).",
         json_schema_extra={"pattern": "^[^\\x00]*$"},
     ),
 ]
@@ -98,14 +101,13 @@ class GroupList(BaseModel):
 
 
 Limit = Annotated[int, Field(ge=1, le=200)]
-Cursor = Annotated[str, StringConstraints(max_length=1024)]
 
 
 class GroupListQuery(BaseModel):
     """Query parameters of `GET /groups`: ordered by id (creation order)."""
 
     limit: Limit = 50
-    cursor: Cursor | None = None
+    cursor: Cursor = None
     q: SearchText | None = Field(
         None, description="A case-insensitive substring of the display name."
     )
@@ -115,4 +117,4 @@ class MemberListQuery(BaseModel):
     """Query parameters of `GET /groups/{id}/members`: users ordered by id."""
 
     limit: Limit = 50
-    cursor: Cursor | None = None
+    cursor: Cursor = None

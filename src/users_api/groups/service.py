@@ -72,11 +72,11 @@ class GroupService:
 
         async def read(unit: Unit) -> list[Record]:
             if query.cursor is not None:  # after 401 and 403 (`_read_as_admin`)
-                values["after_id"] = _after(query.cursor)
+                values["after_id"] = _after(query.cursor, cursor.GROUPS)
             return await unit.all(statement, **values)
 
         records = await self._read_as_admin(read, caller=caller)
-        return _page([as_group(record) for record in records], query.limit)
+        return _page([as_group(record) for record in records], query.limit, cursor.GROUPS)
 
     async def members(
         self, group_id: uuid.UUID, query: MemberListQuery, *, caller: AccessClaims | None
@@ -84,16 +84,17 @@ class GroupService:
         """A keyset page of the group's members, as the users API shows users, by id."""
         values: dict[str, Any] = {"group_id": group_id, "limit": query.limit + 1}
         statement = gq.MEMBERS_PAGE if query.cursor is None else gq.MEMBERS_PAGE_AFTER
+        scope = cursor.members_of(group_id)  # another group's cursor is refused
 
         async def read(unit: Unit) -> list[Record]:
             if query.cursor is not None:
-                values["after_id"] = _after(query.cursor)
+                values["after_id"] = _after(query.cursor, scope)
             await _group(unit, group_id)
             return await unit.all(statement, **values)
 
         # one snapshot: the group and its members
         records = await self._read_as_admin(read, caller=caller, transaction=True)
-        return _page([as_row(record) for record in records], query.limit)
+        return _page([as_row(record) for record in records], query.limit, scope)
 
     async def member_ids(
         self, group_ids: Sequence[uuid.UUID], *, caller: AccessClaims | None
@@ -328,6 +329,16 @@ class GroupService:
 
         return await self.db.run(change)
 
+    async def leave_all(self, unit: Unit, user_id: uuid.UUID, caller: AccessClaims | None) -> None:
+        """Every membership of a user being deleted ends, in the delete's unit: each as a
+        removal through this service ends (a new version of the group, its
+        `group.member_removed`), so a delete leaves no membership unrecorded. For
+        `UserService.delete`, which has authorized the caller and row-locked the user:
+        users before groups, the order `_users` takes them in."""
+        for record in await unit.all(gq.LOCK_GROUPS_OF_USER, user_id=user_id):
+            removed = await _remove(unit, record["id"], [user_id])
+            await self._members_changed(unit, record["id"], caller, removed=removed)
+
     async def _members_changed(
         self,
         unit: Unit,
@@ -467,15 +478,16 @@ async def _replace(
     return added, [record["user_id"] for record in records]
 
 
-def _after(text: str) -> uuid.UUID:
-    """The id a cursor ends at (the users' cursors, sorted by id)."""
-    return cursor.decode(text, UserSort.ID).id
+def _after(text: str, scope: str) -> uuid.UUID:
+    """The id a cursor of the list `scope` ends at (the users' cursors, sorted by id)."""
+    return cursor.decode(text, UserSort.ID, scope=scope).id
 
 
-def _page(rows: list[dict[str, Any]], limit: int) -> Page:
+def _page(rows: list[dict[str, Any]], limit: int, scope: str) -> Page:
     items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]["id"]
-        next_cursor = cursor.encode(cursor.Position(sort=UserSort.ID, key=last, id=last))
+        position = cursor.Position(scope=scope, sort=UserSort.ID, key=last, id=last)
+        next_cursor = cursor.encode(position)
     return Page(items=items, next_cursor=next_cursor)

@@ -1,7 +1,9 @@
-"""Opaque keyset cursors: the last row's sort key and id, base64url-encoded JSON.
+"""Opaque keyset cursors: the list, the last row's sort key and id, base64url-encoded JSON.
 
-A cursor is bound to the sort it was made for; anything that does not decode to exactly
-that shape is an `InvalidCursor` (400), never a server error.
+A cursor is bound to the list (`scope`: the users, the groups, one group's members) and
+the sort it was made for: a cursor of another list is refused, not read as a position in
+this one. Anything that does not decode to exactly that shape is an `InvalidCursor`
+(400), never a server error.
 """
 
 from __future__ import annotations
@@ -19,11 +21,21 @@ from users_api.users.schemas import UserSort, as_utc
 
 KeyValue = uuid.UUID | datetime | str
 
+# The lists that page with these cursors (`scope`).
+USERS = "users"
+GROUPS = "groups"
+
+
+def members_of(group_id: uuid.UUID) -> str:
+    """The scope of one group's members: a cursor of another group's list is refused."""
+    return f"groups/{group_id}/members"
+
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where the previous page ended: its last row's sort key and id."""
+    """Where the previous page ended in the list `scope`: its last row's sort key and id."""
 
+    scope: str
     sort: UserSort
     key: KeyValue
     id: uuid.UUID
@@ -32,16 +44,21 @@ class Position:
 def encode(position: Position) -> str:
     key = position.key
     raw = key.isoformat() if isinstance(key, datetime) else str(key)
-    payload = orjson.dumps({"s": position.sort.value, "k": raw, "i": str(position.id)})
+    payload = orjson.dumps(
+        {"l": position.scope, "s": position.sort.value, "k": raw, "i": str(position.id)}
+    )
     return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
 
 
-def decode(cursor: str, sort: UserSort) -> Position:
+def decode(cursor: str, sort: UserSort, *, scope: str) -> Position:
+    """The position `cursor` holds, when it was made for the list `scope` in `sort`."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if not isinstance(data, dict) or set(data) != {"s", "k", "i"}:
+        if not isinstance(data, dict) or set(data) != {"l", "s", "k", "i"}:
             raise InvalidCursor
+        if data["l"] != scope:
+            raise InvalidCursor("The cursor was made for another list.")
         if data["s"] != sort.value:
             raise InvalidCursor("The cursor was made for another sort order.")
         if not isinstance(data["i"], str):
@@ -59,7 +76,7 @@ def decode(cursor: str, sort: UserSort) -> Position:
         orjson.JSONDecodeError,
     ):
         raise InvalidCursor from None
-    return Position(sort=sort, key=key, id=row_id)
+    return Position(scope=scope, sort=sort, key=key, id=row_id)
 
 
 def _parse_key(sort: UserSort, raw: object, row_id: uuid.UUID) -> KeyValue:

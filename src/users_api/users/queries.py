@@ -55,7 +55,6 @@ from users_api.db.locks import (
 )
 from users_api.db.statements import Statement, compile_statement
 from users_api.events.queries import recording
-from users_api.groups.models import Group, GroupMember
 from users_api.security.tokens import AccessClaims
 from users_api.throttle.queries import per_address
 from users_api.users.models import SignUpAttempt, User, UserSession
@@ -192,21 +191,6 @@ COUNT_OTHER_ACTIVE_ADMINS = compile_statement(
 )
 
 DELETE_USER = compile_statement(delete(User).where(User.id == bindparam("user_id")))
-
-# Before a user's delete drops its memberships (ON DELETE CASCADE): each of its groups
-# changes, so each gets a new version (`groups.queries.set_group`'s bump; SCIM's
-# `meta.version` of a group must change with its members).
-BUMP_GROUPS_OF_USER = compile_statement(
-    update(Group)
-    .where(
-        Group.id.in_(
-            select(GroupMember.group_id).where(
-                GroupMember.user_id == bindparam("user_id", type_=GroupMember.user_id.type)
-            )
-        )
-    )
-    .values(version=Group.version + literal_column("1", Integer), updated_at=func.now())
-)
 
 # --- sessions ----------------------------------------------------------------------
 

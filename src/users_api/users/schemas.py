@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -240,6 +241,17 @@ SearchText = Annotated[
 ]
 
 
+def _empty_is_absent(value: Any) -> Any:
+    """`cursor=` (empty) asks for the first page, as leaving it out does: what a client
+    sends that puts the last `next_cursor` (null) back into its URL."""
+    return None if value == "" else value
+
+
+# A list's `cursor` parameter (every keyset list: users, groups, members, audit events).
+Cursor = Annotated[
+    Annotated[str, StringConstraints(max_length=1024)] | None, BeforeValidator(_empty_is_absent)
+]
+
 _DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -247,7 +259,7 @@ class UserListQuery(BaseModel):
     """Query parameters of `GET /users`."""
 
     limit: Annotated[int, Field(ge=1, le=200)] = 50
-    cursor: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    cursor: Cursor = None
     sort: UserSort = UserSort.ID
     q: SearchText | None = None
     email: SearchText | None = None

@@ -58,6 +58,8 @@ _UNSHOWN_FIELDS = frozenset({"password_hash", "auth_version"})
 
 # (unit, user id, address): a verification token mailed to the address, in that unit.
 MailVerification = Callable[[Unit, uuid.UUID, str], Awaitable[None]]
+# Called with the delete's unit, the user and the caller (None: the system).
+LeaveGroups = Callable[[Unit, uuid.UUID, AccessClaims | None], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,10 @@ class UserService:
     throttle: LoginThrottle
     # Writes the audit event of every change, in the change's transaction.
     events: EventWriter
+    # Ends every membership of a user being deleted, in the delete's transaction
+    # (`groups.service.GroupService.leave_all`: the groups' rule and events; `groups`
+    # builds on `users`, so it is handed in).
+    leave_groups: LeaveGroups
     # Sign-ups an hour per client address (REGISTRATIONS_PER_ADDRESS); the CLI creates
     # as the system, which is never counted.
     registrations_per_address: int = 20
@@ -117,7 +123,11 @@ class UserService:
     async def list(self, query: UserListQuery, *, caller: AccessClaims) -> RowPage:
         values: dict[str, Any] = caller_values(caller)
         try:
-            after = cursor.decode(query.cursor, query.sort) if query.cursor else None
+            after = (
+                None
+                if query.cursor is None
+                else cursor.decode(query.cursor, query.sort, scope=cursor.USERS)
+            )
         except InvalidCursor:
             # Who may ask is answered first (401, 403), as for every other request.
             policy.require_lister(await self.db.run(_caller_is_admin(values), transaction=False))
@@ -152,7 +162,9 @@ class UserService:
         if len(rows) > query.limit:
             last = items[-1]
             next_cursor = cursor.encode(
-                cursor.Position(sort=query.sort, key=last[query.sort.key], id=last["id"])
+                cursor.Position(
+                    scope=cursor.USERS, sort=query.sort, key=last[query.sort.key], id=last["id"]
+                )
             )
         return RowPage(items=items, next_cursor=next_cursor)
 
@@ -689,7 +701,7 @@ class UserService:
             target = await self._locked_target(unit, values, if_match, system=caller is None)
             await self._guard_last_admin(unit, target, removing=True)
             # After the user's row lock, as the groups service takes users before groups.
-            await unit.execute(q.BUMP_GROUPS_OF_USER, user_id=user_id)
+            await self.leave_groups(unit, user_id, caller)
             await unit.execute(q.DELETE_USER, user_id=user_id)
             await self.events.write(
                 unit,
