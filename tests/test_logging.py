@@ -157,3 +157,33 @@ def test_no_secret_reaches_a_log_whoever_logs_it(tmp_path: Path) -> None:
     assert event["user"] == "ada"
     for key in ("password", "refresh_token", "secret_key", "password_hash"):
         assert event[key] == "[redacted]"
+
+
+def test_serve_on_port_0_logs_no_url_with_port_0(tmp_path: Path, fresh_database_url: str) -> None:
+    """`--port 0` said `url: http://127.0.0.1:0`; the port is known once bound, and the
+    line that names it is uvicorn's, which is then the one URL in the log."""
+    env = clean_environment(tmp_path, DATABASE_URL=fresh_database_url, LOG_FORMAT="json")
+    executable = Path(sys.executable).with_name("users-api")
+    with subprocess.Popen(
+        [str(executable), "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        lines = []
+        try:
+            for line in process.stderr:
+                lines.append(line)
+                if "Uvicorn running on" in line:
+                    break
+        finally:
+            process.terminate()
+            process.wait(timeout=GRACE_SECONDS + 5)
+    events = _json_lines("".join(lines))
+    said = {event["event"]: event for event in events}
+    assert "starting the HTTP server on a free port" in said, lines
+    running = next(event["event"] for event in events if "Uvicorn running on" in event["event"])
+    assert ":0 " not in running
+    assert not any(":0/" in line or line.rstrip().endswith(':0"') for line in lines), lines

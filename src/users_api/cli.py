@@ -362,8 +362,11 @@ def serve(
         os.environ["DATABASE_URL"] = url
         if workers > 1 or reload:
             os.environ["USERS_API_SUPERVISOR_PID"] = str(os.getpid())
-        base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-        log.info("starting the HTTP server", url=base, docs=f"{base}/docs", workers=workers)
+        if port == 0:  # not known until bound: uvicorn's "running on" line names it
+            log.info("starting the HTTP server on a free port", host=host, workers=workers)
+        else:
+            base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            log.info("starting the HTTP server", url=base, docs=f"{base}/docs", workers=workers)
         import uvicorn
 
         from users_api.http.protocol import ServiceHttpProtocol
