@@ -150,6 +150,13 @@ async def test_only_admins_manage_webhooks(
         "http://user:pass@8.8.8.8/hook",
         "https://8.8.8.8/hook#x",
         "hooks.example.com",
+        # urlsplit drops CR, LF and tab and strips leading spaces: the URL read would
+        # not be the URL stored
+        "https://8.8.8.8/hook\r\nX-Injected: 1",
+        "https://8.8.8.8/ho\x01ok",
+        "https://8.8.8.8/ho ok",
+        " https://8.8.8.8/hook",
+        "https://8.8.8.8/hook ",
     ],
 )
 async def test_private_and_odd_targets_are_refused_at_registration(
@@ -161,8 +168,13 @@ async def test_private_and_odd_targets_are_refused_at_registration(
     assert response.json()["errors"][0]["loc"] == ["body", "url"]
     endpoint = await admin_client.post(WEBHOOKS, json={"url": "https://8.8.8.8/", "events": ["*"]})
     assert endpoint.status_code == 201  # a public address is fine
-    moved = await admin_client.patch(f"{WEBHOOKS}/{endpoint.json()['id']}", json={"url": url})
+    path = f"{WEBHOOKS}/{endpoint.json()['id']}"
+    moved = await admin_client.patch(path, json={"url": url})
     assert moved.status_code == 422
+    assert moved.json()["errors"][0]["loc"] == ["body", "url"]
+    assert [item["url"] for item in (await admin_client.get(WEBHOOKS)).json()["items"]] == [
+        "https://8.8.8.8/"
+    ]
 
 
 async def test_a_public_address_is_accepted_without_a_network(
@@ -172,38 +184,6 @@ async def test_a_public_address_is_accepted_without_a_network(
         WEBHOOKS, json={"url": "https://[2606:4700:4700::1111]:8443/h?x=1", "events": ["*"]}
     )
     assert response.status_code == 201, response.text
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "https://8.8.8.8/hook\r\nX-Injected: 1",
-        "https://8.8.8.8/ho\x01ok",
-        "https://8.8.8.8/ho ok",
-        " https://8.8.8.8/hook",
-        "https://8.8.8.8/hook ",
-    ],
-)
-async def test_a_url_with_spaces_or_control_characters_is_422(
-    admin_client: httpx.AsyncClient, url: str
-) -> None:
-    """Refused as sent, not stored: the URL read would not be the URL stored."""
-    response = await admin_client.post(WEBHOOKS, json={"url": url, "events": ["*"]})
-    assert response.status_code == 422, response.text
-    assert response.json()["code"] == "validation"
-    assert response.json()["errors"][0]["loc"] == ["body", "url"]
-    endpoint = await admin_client.post(
-        WEBHOOKS, json={"url": "https://8.8.8.8/hook", "events": ["*"]}
-    )
-    assert endpoint.status_code == 201, endpoint.text
-    path = f"{WEBHOOKS}/{endpoint.json()['id']}"
-    moved = await admin_client.patch(path, json={"url": url})
-    assert moved.status_code == 422, moved.text
-    assert moved.json()["errors"][0]["loc"] == ["body", "url"]
-    assert (await admin_client.get(path)).json()["url"] == "https://8.8.8.8/hook"
-    assert [item["url"] for item in (await admin_client.get(WEBHOOKS)).json()["items"]] == [
-        "https://8.8.8.8/hook"
-    ]
 
 
 @pytest.mark.parametrize("enabled", ["yes", "true", "false", 1, 0, "1", "on"], ids=repr)
