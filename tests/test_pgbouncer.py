@@ -312,4 +312,6 @@ async def test_unnamed_statements_leave_nothing_prepared_on_the_same_pooler(
         for _ in range(5):
             assert (await client.get("/readyz")).status_code == 200
             assert (await client.get("/api/v1/users")).status_code == 401
-    assert _server_prepared_statements(prepared_server) == before
+    # Not one more: PgBouncer may close a server connection meanwhile (its statements go
+    # with it: once in CI, 27 before and 18 after), but unnamed statements add none.
+    assert _server_prepared_statements(prepared_server) <= before
