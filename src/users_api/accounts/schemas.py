@@ -6,20 +6,20 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from users_api.users.schemas import Email, Password, _Input
+from users_api.users.schemas import Email, Password, RequestBody
 
 # A mailed token is 43 characters; anything much longer is no token of ours.
 Token = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-class PasswordResetRequest(_Input):
+class PasswordResetRequest(RequestBody):
     email: Email
 
 
-class PasswordResetConfirm(_Input):
+class PasswordResetConfirm(RequestBody):
     token: Token
     new_password: Password
 
 
-class EmailVerification(_Input):
+class EmailVerification(RequestBody):
     token: Token

@@ -17,7 +17,7 @@ from pydantic import (
 
 from users_api.groups.models import DISPLAY_NAME_MAX_LENGTH, EXTERNAL_ID_MAX_LENGTH
 from users_api.merge_patch import document_absent_not_null, refuse_null
-from users_api.users.schemas import Cursor, SearchText
+from users_api.users.schemas import Cursor, RequestBody, SearchText
 
 
 def _no_nul(value: str) -> str:
@@ -48,17 +48,12 @@ ExternalId = Annotated[
 ]
 
 
-class _Input(BaseModel):
-    # Unknown fields are an error, never silently dropped (no mass assignment).
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class GroupCreate(_Input):
+class GroupCreate(RequestBody):
     display_name: DisplayName
     external_id: ExternalId | None = None
 
 
-class GroupUpdate(_Input):
+class GroupUpdate(RequestBody):
     """A JSON merge patch: absent fields stay, `"external_id": null` clears it."""
 
     # `display_name` may be left out but never sent as null.

@@ -114,14 +114,16 @@ ProvidedPassword = Annotated[
 ]
 
 
-class _Input(BaseModel):
-    # Unknown fields are an error, never silently dropped: no mass assignment.
-    # Strict: a JSON body has real booleans; `"is_admin": "yes"` (or 1) is a mistake,
-    # not a request to make an admin.
+class RequestBody(BaseModel):
+    """The base of every JSON request body (users, accounts, groups, webhooks; SCIM reads
+    its own). Unknown fields are an error, never silently dropped: no mass assignment.
+    Strict: a JSON body has real booleans; `"is_admin": "yes"` (or 1) is a mistake, not
+    a request to make an admin."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
-class UserCreate(_Input):
+class UserCreate(RequestBody):
     email: Email
     username: Username
     password: Password
@@ -135,7 +137,7 @@ ExternalId = Annotated[
 ]
 
 
-class ProvisionedUser(_Input):
+class ProvisionedUser(RequestBody):
     """A user an identity provider creates (SCIM): no password until one is set; its
     own id for the user, and the SCIM attributes kept as sent (`scim.mapping`)."""
 
@@ -161,7 +163,7 @@ _NOT_NULLABLE = (
 )
 
 
-class UserUpdate(_Input):
+class UserUpdate(RequestBody):
     """A JSON merge patch: absent fields stay, `"full_name": null` clears the name."""
 
     model_config = ConfigDict(json_schema_extra=document_absent_not_null(*_NOT_NULLABLE))

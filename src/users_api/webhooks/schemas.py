@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from users_api.events.writer import EVENT_TYPES
 from users_api.merge_patch import document_absent_not_null, refuse_null
-from users_api.users.schemas import _Input
+from users_api.users.schemas import RequestBody
 
 # Where the document says what a schema can: an http(s) URL (public addresses only is the
 # service's rule, `targets.py`), and the event patterns there are.
@@ -30,9 +30,7 @@ Description = Annotated[str, StringConstraints(max_length=500)]
 _NOT_NULLABLE = ("url", "events", "enabled")
 
 
-# Every request body's base (`users.schemas._Input`): unknown fields refused, and strict,
-# so a boolean is JSON true or false, never "yes" or 1.
-class WebhookCreate(_Input):
+class WebhookCreate(RequestBody):
     url: Url = Field(
         description="`https://` or `http://`, to a public address; no credentials, "
         "`#fragment`, spaces or control characters (percent-encode them)."
@@ -41,7 +39,7 @@ class WebhookCreate(_Input):
     description: Description | None = None
 
 
-class WebhookUpdate(_Input):
+class WebhookUpdate(RequestBody):
     """A merge patch: only the fields sent change; `"description": null` clears it.
     `enabled` is JSON `true` or `false`: `"yes"` or `1` is a mistake, not a request."""
 

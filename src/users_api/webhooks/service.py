@@ -197,12 +197,11 @@ class WebhookService:
                 )
             if record["enabled"] and not current["enabled"]:
                 await resume(unit, sequence_key(endpoint_id))  # what waited, in order
+                if self.outbox is not None:
+                    unit.on_commit(self.outbox.wake)
             return record
 
-        record = await self.db.run(update)
-        if self.outbox is not None and record["enabled"]:
-            self.outbox.wake()
-        return record
+        return await self.db.run(update)
 
     async def delete(self, endpoint_id: uuid.UUID, *, caller: AccessClaims) -> None:
         """The endpoint, its delivery log and its undelivered messages go."""
