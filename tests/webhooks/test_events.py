@@ -153,6 +153,8 @@ async def test_an_endpoints_changes_are_events_of_their_admin(
     path = f"/api/v1/webhooks/{other.json()['id']}"
     same = await admin_client.patch(path, json={"events": ["user.*"]})
     assert same.status_code == 200
+    assert same.json()["version"] == other.json()["version"]  # no change, no new version
+    assert same.json()["updated_at"] == other.json()["updated_at"]
     changed = await admin_client.patch(path, json={"enabled": False, "description": "off"})
     assert changed.status_code == 200
     assert (await admin_client.delete(path)).status_code == 204

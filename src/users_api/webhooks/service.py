@@ -39,9 +39,6 @@ BOX_INFO = b"users-api webhook signing secrets v1"
 
 
 # What a PATCH may change, by the names `webhook.updated` lists.
-_CHANGEABLE = ("url", "events", "description", "enabled")
-
-
 def sequence_key(endpoint_id: uuid.UUID) -> str:
     """The outbox sequence of an endpoint: its messages go out one at a time, in order."""
     return f"{q.KIND}:{endpoint_id}"
@@ -179,22 +176,20 @@ class WebhookService:
         async def update(unit: Unit) -> Record:
             await _require_admin(unit, caller)
             current = _found(await unit.one(q.ENDPOINT_FOR_UPDATE, id=endpoint_id))
-            record = await unit.one(
-                q.UPDATE_ENDPOINT,
-                id=endpoint_id,
-                url=url if url is not None else current["url"],
-                events=events if events is not None else current["events"],
-                description=(
+            wanted = {
+                "url": url if url is not None else current["url"],
+                "events": events if events is not None else current["events"],
+                "description": (
                     patch.description if "description" in fields else current["description"]
                 ),
-                enabled=patch.enabled if patch.enabled is not None else current["enabled"],
-            )
+                "enabled": patch.enabled if patch.enabled is not None else current["enabled"],
+            }
+            changed = sorted(name for name, value in wanted.items() if value != current[name])
+            if not changed:
+                return current  # as a user's PATCH: no change, no new version
+            record = await unit.one(q.UPDATE_ENDPOINT, id=endpoint_id, **wanted)
             assert record is not None  # the row is locked
-            changed = sorted(name for name in _CHANGEABLE if record[name] != current[name])
-            if changed:
-                await self._record(
-                    unit, "webhook.updated", endpoint_id, caller, {"fields": changed}
-                )
+            await self._record(unit, "webhook.updated", endpoint_id, caller, {"fields": changed})
             if record["enabled"] and not current["enabled"]:
                 await resume(unit, sequence_key(endpoint_id))  # what waited, in order
                 if self.outbox is not None:
