@@ -33,6 +33,24 @@ hypothesis.settings.register_profile("explore", derandomize=False)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Through a pooler, run only the tests that reach it (`database_url`, the app's URL).
+
+    The others use the server directly or no database at all: through a pooler they would
+    run exactly as they do without one, as CI's direct stage runs them (about a fifth of
+    the suite, the slow command-line tests among them).
+    """
+    if not databases.through_pooler():
+        return
+    kept, dropped = [], []
+    for item in items:
+        reaches = "database_url" in getattr(item, "fixturenames", ())
+        (kept if reaches else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def direct_database_url() -> Iterator[str]:
     """A fresh, empty database for this run, reached directly (never through a pooler)."""

@@ -74,6 +74,11 @@ def server_url() -> str | None:
     return os.environ.get(SERVER_URL_VARIABLE) or None
 
 
+def through_pooler() -> bool:
+    """The app reaches this run's server through a pooler (`tests/pgbouncer.py`)."""
+    return bool(os.environ.get(DIRECT_URL_VARIABLE)) and server_url() is not None
+
+
 def direct_server_url() -> str | None:
     """The server itself, never through a pooler."""
     return os.environ.get(DIRECT_URL_VARIABLE) or server_url()

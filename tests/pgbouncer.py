@@ -1,5 +1,5 @@
 """A real PgBouncer in transaction mode in front of a PostgreSQL server: for the tests,
-and for CI's stage that runs the whole suite through one.
+and for CI's stage that runs the suite through one (the tests that reach it: conftest).
 
 PgBouncer refuses to run as root: run as root, it runs as the unprivileged owner of the
 server's socket folder (the embedded server's user) or as `nobody`. Its configuration,
