@@ -197,3 +197,72 @@ async def test_bulk_and_me_are_501_not_404(scim: httpx.AsyncClient) -> None:
         answer = await scim.request(method, f"{SCIM}{path}", json={})
         assert answer.status_code == 501, path
         assert answer.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+async def test_sub_attribute_names_are_case_insensitive_in_a_create(
+    scim: httpx.AsyncClient,
+) -> None:
+    """RFC 7643 2.1: `{"Value": …, "Type": "work"}` is an email; it was "emails is
+    required" (the top-level names and PATCH paths were case-insensitive already)."""
+    body = new_user("ada")
+    body["emails"] = [{"Value": "Ada@Example.com", "Type": "work", "PRIMARY": True}]
+    body["phoneNumbers"] = [{"VALUE": "+44 1", "type": "Mobile"}]
+    created = await scim.post(f"{SCIM}/Users", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["emails"] == [
+        {"value": "Ada@example.com", "type": "work", "primary": True}
+    ]
+    assert created.json()["phoneNumbers"] == [{"value": "+44 1", "type": "Mobile"}]
+
+
+async def test_a_full_name_made_from_the_name_parts_follows_a_patch_of_one(
+    scim: httpx.AsyncClient, admin_client: httpx.AsyncClient
+) -> None:
+    """A `formatted` the service made from `givenName` and `familyName` is made again when
+    a PATCH changes one of them (it kept "Ada Lovelace" after givenName became "Augusta");
+    one the client sent stays as sent."""
+    body = new_user("ada", name={"givenName": "Ada", "familyName": "Lovelace"})
+    ada: dict[str, Any] = (await scim.post(f"{SCIM}/Users", json=body)).json()
+    url = f"{SCIM}/Users/{ada['id']}"
+    given = {"op": "replace", "path": "name.givenName", "value": "Augusta"}
+    patched = await scim.patch(url, json=_patch(given))
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["name"] == {
+        "givenName": "Augusta",
+        "familyName": "Lovelace",
+        "formatted": "Augusta Lovelace",
+    }
+    rest = await admin_client.get(f"/api/v1/users/{ada['id']}")
+    assert rest.json()["full_name"] == "Augusta Lovelace"
+    sent = {"op": "replace", "path": "name.formatted", "value": "Countess of Lovelace"}
+    assert (await scim.patch(url, json=_patch(sent))).status_code == 200
+    family = {"op": "replace", "path": "name.familyName", "value": "King"}
+    kept = (await scim.patch(url, json=_patch(family))).json()["name"]
+    assert kept["formatted"] == "Countess of Lovelace"
+    assert kept["familyName"] == "King"
+
+
+async def test_an_extension_named_by_its_urn_is_chosen_or_left_out_whole(
+    scim: httpx.AsyncClient,
+) -> None:
+    """`attributes=<extension URN>` answered only `schemas` and `id`, and
+    `excludedAttributes=<extension URN>` still sent the extension."""
+    extension = {"employeeNumber": "7", "department": "Analytics"}
+    ada: dict[str, Any] = await _create(scim, "ada", title="Countess", **{ENTERPRISE: extension})
+    url = f"{SCIM}/Users/{ada['id']}"
+    chosen = (await scim.get(url, params={"attributes": f"{ENTERPRISE},userName"})).json()
+    assert chosen[ENTERPRISE] == extension
+    assert sorted(chosen) == sorted(["schemas", "id", "userName", ENTERPRISE])
+    left = (await scim.get(url, params={"excludedAttributes": ENTERPRISE.upper()})).json()
+    assert ENTERPRISE not in left
+    assert left["title"] == "Countess"
+
+
+async def test_a_managers_display_name_sent_by_a_client_is_not_kept(
+    scim: httpx.AsyncClient,
+) -> None:
+    """`manager.displayName` is read-only (RFC 7643 4.3); it was stored and returned."""
+    boss: dict[str, Any] = await _create(scim, "boss")
+    manager = {"value": boss["id"], "displayName": "Not Her Name"}
+    ada: dict[str, Any] = await _create(scim, "ada", **{ENTERPRISE: {"manager": manager}})
+    assert ada[ENTERPRISE] == {"manager": {"value": boss["id"]}}

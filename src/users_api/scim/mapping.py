@@ -66,6 +66,23 @@ NAME_PARTS = (
     "honorificSuffix",
 )
 _NAME_CANONICAL = {part.lower(): part for part in NAME_PARTS}
+# The sub-attributes of the multi-valued ones (RFC 7643 4.1.2; `addresses` has its own).
+_SUB_CANONICAL = {
+    sub.lower(): sub
+    for sub in (
+        "value",
+        "display",
+        "type",
+        "primary",
+        "$ref",
+        "formatted",
+        "streetAddress",
+        "locality",
+        "region",
+        "postalCode",
+        "country",
+    )
+}
 
 
 def canonical(name: str) -> str | None:
@@ -95,8 +112,40 @@ def normalize(resource: Any) -> dict[str, Any]:
             raise invalid_value(f"{key} is not an attribute of {USER_SCHEMA}.")
         if name == "name" and isinstance(value, dict):
             value = {_NAME_CANONICAL.get(part.lower(), part): sub for part, sub in value.items()}
+        elif name in MULTI_VALUED and isinstance(value, list):
+            value = [_canonical_subs(item) for item in value]
         result[name] = value
     return result
+
+
+def _canonical_subs(item: Any) -> Any:
+    """An element of a multi-valued attribute with its sub-attributes under the schema's
+    names: `{"Value": …, "Type": "work"}` is `{"value": …, "type": "work"}` (RFC 7643 2.1)."""
+    if not isinstance(item, dict):
+        return item
+    return {_SUB_CANONICAL.get(key.lower(), key): sub for key, sub in item.items()}
+
+
+def formatted_follows_parts(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """`after` (a patched User) with a `name.formatted` the service had made from the
+    name's parts made again from its new parts: a PATCH of `name.givenName` alone left
+    the old full name in place."""
+    old, new = before.get("name"), after.get("name")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return after
+    made = old.get("formatted") == _joined_parts(old)
+    if (
+        made
+        and new.get("formatted") == old.get("formatted")
+        and _joined_parts(new) != _joined_parts(old)
+    ):
+        return {**after, "name": {k: v for k, v in new.items() if k != "formatted"}}
+    return after
+
+
+def _joined_parts(name: dict[str, Any]) -> str | None:
+    parts = [name.get("givenName"), name.get("familyName")]
+    return " ".join(part for part in parts if isinstance(part, str) and part) or None
 
 
 def _primary_email(emails: Any) -> str | None:
@@ -123,9 +172,7 @@ def _full_name(name: Any) -> str | None:
     formatted = name.get("formatted")
     if isinstance(formatted, str) and formatted:
         return formatted
-    parts = [name.get("givenName"), name.get("familyName")]
-    joined = " ".join(part for part in parts if isinstance(part, str) and part)
-    return joined or None
+    return _joined_parts(name)
 
 
 def _kept(resource: dict[str, Any]) -> dict[str, Any] | None:
@@ -170,6 +217,8 @@ def _with_manager(enterprise: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in enterprise.items() if k != key}  # no manager
     if not isinstance(manager, dict):
         raise invalid_value("manager must be an object with a value.")
+    # `displayName` is read-only (RFC 7643 4.3): what a client sends of it is ignored.
+    manager = {k: v for k, v in manager.items() if k.lower() != "displayname"}
     return {**enterprise, key: manager}
 
 

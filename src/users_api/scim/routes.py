@@ -93,13 +93,31 @@ def _find(document: dict[str, Any], name: str) -> str | None:
     return next((key for key in document if key.lower() == name.lower()), None)
 
 
+def _extensions(text: str | None, document: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The extensions `text` names whole, by their URN (the document's keys), and the
+    rest of `text`: `attributes=urn:…:enterprise:2.0:User` is all of that extension."""
+    if not text:
+        return [], text
+    whole, rest = [], []
+    for part in text.split(","):
+        key = _find(document, part.strip()) if part.strip().lower().startswith("urn:") else None
+        if key is not None and isinstance(document[key], dict):
+            whole.append(key)
+        else:
+            rest.append(part)
+    return whole, ",".join(rest)
+
+
 def project(
     document: dict[str, Any], attributes: str | None, excluded: str | None
 ) -> dict[str, Any]:
     """RFC 7644 3.4.2.5: only `attributes` (with `id` and `schemas`), or all but `excluded`."""
+    extensions, attributes = _extensions(attributes, document)
     wanted = _names(attributes)
-    if wanted:
+    if wanted or extensions:
         result: dict[str, Any] = {"schemas": document["schemas"], "id": document["id"]}
+        for urn in extensions:
+            result[urn] = document[urn]
         for path in wanted:
             holder, target = document, result
             if path.uri is not None and path.uri.lower() != document["schemas"][0].lower():
@@ -125,7 +143,8 @@ def project(
                 ]
                 target[key] = [element for element in picked if element]
         return result
-    result = dict(document)
+    extensions, excluded = _extensions(excluded, document)
+    result = {key: value for key, value in document.items() if key not in extensions}
     for path in _names(excluded):
         key = _find(result, path.attr)
         if key is None or key in ("id", "schemas"):

@@ -197,7 +197,9 @@ class ScimUsers:
             current = await self.get(user_id)
             _guard(current, if_match)
             document = mapping.to_resource(current, "")
-            patched = apply_patch(document, body, mapping.USER_SHAPE)
+            patched = mapping.formatted_follows_parts(
+                document, apply_patch(document, body, mapping.USER_SHAPE)
+            )
             change = mapping.to_replacement(patched, current)
             await self.users.update(
                 user_id,
