@@ -42,7 +42,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if not databases.through_pooler():
         return
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         reaches = "database_url" in getattr(item, "fixturenames", ())
         (kept if reaches else dropped).append(item)
