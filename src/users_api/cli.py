@@ -509,7 +509,7 @@ def create_admin(
 
     async def create(users: UserService) -> UserRow:
         data = UserCreate(email=email, username=username, password=password, is_admin=True)
-        return await users.create(data, caller=None, system=True)
+        return await users.create(data, caller=None, system=True, verified=True)
 
     admin = _on_users(settings, create)
     log.info("admin created", username=username, id=str(admin["id"]))

@@ -4,6 +4,7 @@ resend, the admin's say, and REQUIRE_VERIFIED_EMAIL."""
 from __future__ import annotations
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -197,3 +198,56 @@ async def test_require_verified_email_refuses_only_after_the_right_password(
             "/api/v1/auth/token", data={"username": "ada", "password": PASSWORD}
         )
         assert after.status_code == 200
+
+
+async def test_with_verified_email_required_the_settings_first_admin_signs_in(
+    settings: Settings, smtp: SmtpServer, engine: AsyncEngine
+) -> None:
+    """The admin of FIRST_ADMIN_* (as `create-admin`'s) is verified: the operator vouched
+    for the address. It was unverified and mailed nothing, so no admin could sign in."""
+    first = {
+        "first_admin_email": "boss@example.com",
+        "first_admin_username": "boss",
+        "first_admin_password": SecretStr("the boss password is long"),
+    }
+    app = create_app(mail_settings(settings, smtp, require_verified_email=True, **first))
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
+        signed_in = await client.post(
+            "/api/v1/auth/token", data={"username": "boss", "password": "the boss password is long"}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        me = await _me(client, signed_in.json()["access_token"])
+        assert me["email_verified"] is True
+    async with engine.connect() as connection:
+        mailed = await connection.scalar(text("SELECT count(*) FROM mail_tokens"))
+    assert mailed == 0
+
+
+async def test_a_password_reset_verifies_the_address_it_was_mailed_to(
+    settings: Settings, smtp: SmtpServer, engine: AsyncEngine
+) -> None:
+    """A user whose verification mail was lost (or expired) could never sign in under
+    REQUIRE_VERIFIED_EMAIL: resending needs a sign-in. The reset token proves the
+    mailbox as the verification token does, so confirming one verifies the address."""
+    strict = create_app(mail_settings(settings, smtp, require_verified_email=True))
+    async with strict.router.lifespan_context(strict), asgi_client(strict) as client:
+        await register(client, "ada")
+        await client.post("/api/v1/auth/password-reset", json={"email": ADA})
+        [reset] = await arrived(smtp, ADA, "Reset your password")
+        new_password = "a brand new passphrase for ada"
+        confirmed = await client.post(
+            "/api/v1/auth/password-reset/confirm",
+            json={"token": token_in(reset, "reset-password"), "new_password": new_password},
+        )
+        assert confirmed.status_code == 204, confirmed.text
+        signed_in = await client.post(
+            "/api/v1/auth/token", data={"username": "ada", "password": new_password}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        me = await _me(client, signed_in.json()["access_token"])
+        assert me["email_verified"] is True
+    async with engine.connect() as connection:
+        types = await connection.scalars(
+            text("SELECT type FROM events WHERE subject_id = :id ORDER BY id"), {"id": me["id"]}
+        )
+        assert "user.email_verified" in list(types)

@@ -266,6 +266,7 @@ INSERTED = (
     "password_hash",
     "is_active",
     "is_admin",
+    "email_verified",
     "external_id",
 )
 _NEW_USER = {

@@ -176,9 +176,10 @@ class UserService:
         *,
         caller: AccessClaims | None,
         system: bool = False,
+        verified: bool = False,
         address: str = "unknown",
     ) -> UserRow:
-        """Register, or create as an admin (or as the system: start-up, the CLI).
+        """Register, or create as an admin (or as the system: start-up, the CLI, SCIM).
 
         No connection is held during the hash, and a creation that cannot succeed costs
         none. One statement first: who the caller is, and whether the email or username
@@ -187,7 +188,9 @@ class UserService:
         hour (429); a taken email or username is 409 and a weak password 422, all before
         the hash. Then the INSERT, where the unique indexes settle a race. An admin's
         INSERT checks again that its caller is still an admin, so a demotion during the
-        hash creates nobody.
+        hash creates nobody. `verified`: the operator vouches for the address (the
+        first admin of the settings, `create-admin`), which is then verified and mailed
+        nothing: with REQUIRE_VERIFIED_EMAIL an unverified admin could never sign in.
         """
         fields = data.model_fields_set
         if caller is None:  # no database needed to refuse
@@ -233,6 +236,7 @@ class UserService:
             "password_hash": password_hash,
             "is_active": True if data.is_active is None else data.is_active,
             "is_admin": bool(data.is_admin),
+            "email_verified": verified,
             "external_id": external_id,
             "scim": scim,
         }
@@ -311,7 +315,7 @@ class UserService:
         if await self.db.run(_user_id_by_email(data.email), transaction=False) is not None:
             return None
         try:
-            return await self.create(data, caller=None, system=True)
+            return await self.create(data, caller=None, system=True, verified=True)
         except Conflict as exc:
             if exc.field == "username":
                 log.warning(
@@ -574,14 +578,17 @@ class UserService:
         """Set the password of the user `find` names in the same transaction (the holder of
         a reset token; the password came as `new_password`), as every password change is
         set: the policy (a 422 rolls the whole transaction back, `find`'s part too), the
-        hash, a new `auth_version` (every token and session dies), the notice."""
+        hash, a new `auth_version` (every token and session dies), the notice. The token
+        was mailed to the user's address as it still is (`accounts.models.MailToken`), so
+        the address is verified too: with REQUIRE_VERIFIED_EMAIL, a user whose
+        verification mail was lost or expired signs in again this way."""
         async with self.passwords.turn() as hashing:
 
             async def change(unit: Unit) -> None:
                 user_id = await find(unit)
                 target = await unit.one(q.USER_FOR_UPDATE, user_id=user_id)
                 assert target is not None  # `find` found it
-                changes: dict[str, Any] = {"password": password}
+                changes: dict[str, Any] = {"password": password, "email_verified": True}
                 answer = _Answer(hashing, None, "", field="new_password")
                 refused = await self._new_password(unit, target, changes, None, answer)
                 assert refused is None  # no current password asked: nothing to refuse
