@@ -38,7 +38,6 @@ RESOLVE_SECONDS = 2.0
 BOX_INFO = b"users-api webhook signing secrets v1"
 
 
-# What a PATCH may change, by the names `webhook.updated` lists.
 def sequence_key(endpoint_id: uuid.UUID) -> str:
     """The outbox sequence of an endpoint: its messages go out one at a time, in order."""
     return f"{q.KIND}:{endpoint_id}"
@@ -176,7 +175,7 @@ class WebhookService:
         async def update(unit: Unit) -> Record:
             await _require_admin(unit, caller)
             current = _found(await unit.one(q.ENDPOINT_FOR_UPDATE, id=endpoint_id))
-            wanted = {
+            wanted = {  # what a PATCH may change, by the names `webhook.updated` lists
                 "url": url if url is not None else current["url"],
                 "events": events if events is not None else current["events"],
                 "description": (
