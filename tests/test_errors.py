@@ -71,6 +71,11 @@ async def test_a_nul_user_id_is_404_or_422_problem(admin_client: httpx.AsyncClie
         ("POST", f"{USERS}/{UNKNOWN_ID}", {"GET", "HEAD", "PATCH", "DELETE"}),
         ("PUT", f"{USERS}/{UNKNOWN_ID}", {"GET", "HEAD", "PATCH", "DELETE"}),
         ("POST", "/healthz", {"GET", "HEAD"}),
+        # `/users/me` is its own path: it listed (and routed PATCH and DELETE to) the
+        # id route's methods, whose `me` is no UUID (422).
+        ("PATCH", f"{USERS}/me", {"GET", "HEAD"}),
+        ("DELETE", f"{USERS}/me", {"GET", "HEAD"}),
+        ("PUT", f"{USERS}/me", {"GET", "HEAD"}),
     ],
 )
 async def test_wrong_method_is_405_problem_with_allow(
@@ -301,3 +306,12 @@ async def test_a_body_of_unannounced_length_is_counted(
     sent = await _through_limit(http_version, headers)
     assert sent[0]["status"] == 413
     assert json.loads(sent[1]["body"])["status"] == 413
+
+
+async def test_paths_under_users_me_are_no_user_ids(admin_client: httpx.AsyncClient) -> None:
+    """`/users/me/groups` is no route (it was 422: `me` is not a UUID); an id that is no
+    UUID is still 422 everywhere else."""
+    assert_problem(await admin_client.get(f"{USERS}/me/groups"), 404)
+    assert_problem(await admin_client.delete(f"{USERS}/me/mfa"), 404)
+    assert_problem(await admin_client.get(f"{USERS}/mine/groups"), 422)
+    assert_problem(await admin_client.patch(f"{USERS}/meh", json={}), 422)

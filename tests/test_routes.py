@@ -87,7 +87,7 @@ def test_every_api_route_is_in_the_document_with_what_it_reads(app: FastAPI) -> 
     assert len(api_routes) >= 9
     for route in api_routes:
         for method in route.methods or ():
-            assert method.lower() in document["paths"][route.path], route.path
+            assert method.lower() in document["paths"][route.path_format], route.path
     get_user = document["paths"][f"{USERS}/{{user_id}}"]["get"]
     assert {(p["in"], p["name"]) for p in get_user["parameters"]} == {
         ("path", "user_id"),

@@ -20,7 +20,7 @@ from users_api.groups.schemas import (
 from users_api.groups.service import GroupService
 from users_api.http import parse
 from users_api.http.openapi import Body, Header, PathId, Query, Reply, doc
-from users_api.http.routing import api_router, path_of
+from users_api.http.routing import USER_SEGMENT, api_router, path_of
 from users_api.responses import json_response
 from users_api.users.routes import page_response
 from users_api.users.schemas import UserPage
@@ -231,7 +231,7 @@ async def _change_member(request: Request, *, add: bool) -> Response:
 
 
 @user_groups_router.get(
-    "/{user_id}/groups",
+    f"/{USER_SEGMENT}/groups",
     **doc(
         "listUserGroups",
         "List a user's groups",

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
-from starlette.convertors import Convertor
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +53,25 @@ class RequestRoute(APIRoute):
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _UserSegment(Convertor[str]):
+    """A user's id in a path under `/api/v1/users`: any segment but `me`, the caller's own
+    path (`GET /users/me`). Without it `PATCH /users/me` reached the id route (422: not a
+    UUID), and a 405 on `/users/me` listed that route's methods in `Allow`."""
+
+    regex = "(?!me(?:/|$))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("user", _UserSegment())
+# The `{user_id}` of every path under `/api/v1/users` (OpenAPI shows it as `{user_id}`).
+USER_SEGMENT = "{user_id:user}"
 
 
 def _serve(handler: Handler, *, records_client: bool = False) -> ASGIApp:

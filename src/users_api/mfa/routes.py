@@ -7,7 +7,7 @@ from fastapi import Request, Response, status
 
 from users_api.http import parse
 from users_api.http.openapi import Body, PathId, Reply, doc
-from users_api.http.routing import api_router
+from users_api.http.routing import USER_SEGMENT, api_router
 from users_api.mfa import examples
 from users_api.mfa.schemas import (
     CodeRequest,
@@ -116,7 +116,7 @@ async def regenerate(request: Request) -> Response:
 
 
 @admin_router.delete(
-    "/{user_id}/mfa",
+    f"/{USER_SEGMENT}/mfa",
     status_code=status.HTTP_204_NO_CONTENT,
     **doc(
         "resetUserMfa",

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from users_api.etags import format_etag, if_none_match_hits, parse_if_match
 from users_api.http import parse
 from users_api.http.openapi import Auth, Body, Header, PathId, Query, Reply, doc
-from users_api.http.routing import api_router, path_of
+from users_api.http.routing import USER_SEGMENT, api_router, path_of
 from users_api.responses import json_response
 from users_api.users import examples
 from users_api.users.queries import UserRow
@@ -51,7 +51,7 @@ async def get_me(request: Request) -> Response:
 
 
 @router.get(
-    "/{user_id}",
+    f"/{USER_SEGMENT}",
     **doc("getUser", "Get a user", UserOut, (304, 401, 404), USER_ID, IF_NONE_MATCH, reply=A_USER),
 )
 async def get_user(request: Request) -> Response:
@@ -62,7 +62,7 @@ async def get_user(request: Request) -> Response:
 
 
 @router.patch(
-    "/{user_id}",
+    f"/{USER_SEGMENT}",
     **doc(
         "updateUser",
         "Change a user (JSON merge patch)",
@@ -176,7 +176,7 @@ async def create_user(request: Request) -> Response:
 
 
 @router.delete(
-    "/{user_id}",
+    f"/{USER_SEGMENT}",
     status_code=status.HTTP_204_NO_CONTENT,
     **doc("deleteUser", "Delete a user", None, (401, 404, 409, 412), USER_ID, IF_MATCH),
 )
