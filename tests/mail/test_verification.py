@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.auth.helpers import PASSWORD, bearer, register, register_and_login
-from tests.conftest import asgi_client
+from tests.conftest import ADMIN_PASSWORD, Admin, asgi_client, login
 from tests.mail.conftest import mail_settings
 from tests.mail.helpers import arrived, token_in
 from tests.mail.smtp import SmtpServer
@@ -251,3 +251,23 @@ async def test_a_password_reset_verifies_the_address_it_was_mailed_to(
             text("SELECT type FROM events WHERE subject_id = :id ORDER BY id"), {"id": me["id"]}
         )
         assert "user.email_verified" in list(types)
+
+
+async def test_an_admin_may_create_a_user_verified_and_no_one_else(
+    mail_client: httpx.AsyncClient, admin: Admin, engine: AsyncEngine
+) -> None:
+    """`email_verified` is an admin's to set at creation too (it was 422, an unknown
+    field); such a user is mailed no token. A sign-up sending it is 403."""
+    tokens = await login(mail_client, admin.username, ADMIN_PASSWORD)
+    body = {"email": ADA, "username": "ada", "password": PASSWORD, "email_verified": True}
+    created = await mail_client.post(
+        "/api/v1/users", json=body, headers=bearer(tokens["access_token"])
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["email_verified"] is True
+    async with engine.connect() as connection:
+        mailed = await connection.scalar(text("SELECT count(*) FROM mail_tokens"))
+    assert mailed == 0
+    own = {**body, "email": "bob@example.com", "username": "bob"}
+    refused = await mail_client.post("/api/v1/users", json=own)
+    assert refused.status_code == 403, refused.text

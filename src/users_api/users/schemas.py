@@ -130,6 +130,8 @@ class UserCreate(RequestBody):
     full_name: FullName | None = None
     is_active: bool | None = None
     is_admin: bool | None = None
+    # An admin's to set (as in a PATCH): a user created verified is mailed no token.
+    email_verified: bool | None = None
 
 
 ExternalId = Annotated[

@@ -224,6 +224,8 @@ class UserService:
             if not isinstance(data, ProvisionedUser):  # a provider's passed its own policy
                 await self._check_password(data.password, email=data.email, username=data.username)
             password_hash = await self.passwords.hash(data.password)
+        if isinstance(data, UserCreate) and data.email_verified:
+            verified = True  # an admin's say (a non-admin's was refused above)
         external_id, scim = None, None
         if isinstance(data, ProvisionedUser):
             external_id = data.external_id
@@ -240,7 +242,7 @@ class UserService:
             "external_id": external_id,
             "scim": scim,
         }
-        mail = not system and self.verification is not None
+        mail = not (system or verified) and self.verification is not None
         actor = SYSTEM if system else user_actor(caller.user_id if caller else values["id"])
         if not as_admin or caller is None:
             work = self._recording_creation(
