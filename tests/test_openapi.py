@@ -261,6 +261,11 @@ def test_documented_response_headers(document: dict[str, Any]) -> None:
     assert "Retry-After" in _headers(document, "/readyz", "get", "503")
     for path, method, status, response in responses(document):
         assert "X-Request-ID" in response.get("headers", {}), (path, method, status)
+        # Read-your-writes: every success of a write says where its commit is.
+        if method in ("post", "put", "patch", "delete") and status[0] in "23":
+            assert "X-Consistency-Token" in response["headers"], (path, method, status)
+    listed = document["paths"][USERS]["get"]["parameters"]
+    assert ("header", "X-Consistency-Token") in {(p["in"], p["name"]) for p in listed}
     headers = document["components"]["headers"]
     # Required where the service always sends them; `Link` only with a next page.
     for name in ("ETag", "Location", "Retry-After", "WWW-Authenticate"):

@@ -92,6 +92,7 @@ def test_every_api_route_is_in_the_document_with_what_it_reads(app: FastAPI) -> 
     assert {(p["in"], p["name"]) for p in get_user["parameters"]} == {
         ("path", "user_id"),
         ("header", "If-None-Match"),
+        ("header", "X-Consistency-Token"),
     }
     assert get_user["security"] == [{"OAuth2PasswordBearer": []}]
     patch = document["paths"][f"{USERS}/{{user_id}}"]["patch"]

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from users_api.db.replicas import HEADER as CONSISTENCY_TOKEN
 from users_api.errors import (
     EXAMPLE_REQUEST_ID,
     HEADER_REF,
@@ -78,6 +79,13 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "string"},
         "example": "Bearer",
+    },
+    CONSISTENCY_TOKEN: {
+        "description": "The primary's position after this write's commit (opaque): send it "
+        "back in `X-Consistency-Token` with a later read, and that read sees this write "
+        "even when a read replica answers it. Absent when the primary cannot say.",
+        "schema": {"type": "string"},
+        "example": "0/16B3748",
     },
     REQUEST_ID: {
         "required": True,
@@ -244,6 +252,7 @@ def install(app: FastAPI) -> None:
             components["responses"] = copy.deepcopy(problem_components())
             components["headers"] = copy.deepcopy(HEADERS)
             _add_request_id(document)
+            _add_consistency_token(document)
             document["components"]["securitySchemes"] = {
                 SECURITY_SCHEME: {
                     "type": "oauth2",
@@ -269,3 +278,23 @@ def _add_request_id(document: dict[str, Any]) -> None:
     for response in responses:
         if "$ref" not in response:
             response.setdefault("headers", {}).update(_header_refs((REQUEST_ID,)))
+
+
+_WRITES = ("post", "put", "patch", "delete")
+
+
+def _add_consistency_token(document: dict[str, Any]) -> None:
+    """Read-your-writes (`db.replicas.ConsistencyTokens`): every success of a write sends
+    `X-Consistency-Token`, and every read of the API may send it back."""
+    for path, path_item in document["paths"].items():
+        for method, operation in path_item.items():
+            if method in _WRITES:
+                for status, response in operation.get("responses", {}).items():
+                    if status.startswith(("2", "3")) and "$ref" not in response:
+                        headers = response.setdefault("headers", {})
+                        headers.update(_header_refs((CONSISTENCY_TOKEN,)))
+            elif method == "get" and path.startswith("/api/"):
+                Header(
+                    CONSISTENCY_TOKEN,
+                    "A write's `X-Consistency-Token`: this read then sees that write.",
+                ).document(operation)
