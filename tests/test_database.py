@@ -271,7 +271,7 @@ async def test_a_pool_with_nothing_free_is_unavailable_after_the_pool_timeout(
         release.set()
         await holder
         assert 0.2 <= waited < 2
-        assert "no database connection free within 0.2 s" in caplog.text
+        assert "no connection to the database free within 0.2 s" in caplog.text
         assert await database.run(fetch("SELECT 1")) == 1  # given back: free again
         assert database.in_use() == 0
 
@@ -364,3 +364,24 @@ async def test_the_watchdog_replaces_every_connection_after_the_recycle_time(
         await asyncio.sleep(2.2)
         after = await backend_pids(database)
         assert before.isdisjoint(after)
+
+
+async def test_an_unreachable_replica_is_logged_as_that_replica_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica that refuses connections was logged as DATABASE_URL ("cannot tell
+    whether DATABASE_URL is a pooler", "cannot connect to the database", each second),
+    and never as skipped; the primary still answers."""
+    caplog.set_level(logging.INFO)
+    async with open_database(
+        settings, database_replica_urls=(UNREACHABLE,), db_pgbouncer="auto"
+    ) as database:
+        assert database.replicas is not None
+        await database.replicas.check()
+        assert await database.run(fetch("SELECT 1")) == 1
+    said = caplog.text
+    assert "cannot tell whether DATABASE_URL" not in said  # the primary may be a pooler
+    assert "to the database" not in said
+    assert "cannot tell whether replica 127.0.0.1:1/none is a pooler" in said
+    assert "cannot connect to replica 127.0.0.1:1/none" in said
+    assert said.count("replica 127.0.0.1:1/none skipped") == 1

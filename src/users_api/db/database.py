@@ -114,9 +114,12 @@ class Database:
         hold_limit: float | None = None,
         recycle: float | None = None,
         begin: str | None = None,
+        name: str = "the database",
     ) -> None:
-        """`begin`: behind a pooler, the SQL that opens every unit of work (`_begin`)."""
+        """`begin`: behind a pooler, the SQL that opens every unit of work (`_begin`);
+        `name`: what its logs call it (a replica names itself, not DATABASE_URL)."""
         self._pool = pool
+        self._name = name
         self._begin = begin
         # Behind a pooler, whether a lone statement may run without a transaction of its
         # own: the server's own statement_timeout (set per role or database) is at least
@@ -136,7 +139,9 @@ class Database:
         self.replicas: Replicas | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, *, unique_fields: Mapping[str, str]) -> Database:
+    async def open(
+        cls, settings: Settings, *, unique_fields: Mapping[str, str], name: str | None = None
+    ) -> Database:
         """Open DB_POOL_SIZE connections now, so the first burst does not pay for them.
 
         Best effort: a database that is not up yet is no reason not to start (requests
@@ -144,7 +149,7 @@ class Database:
         """
         from users_api.db.pooler import behind_pooler
 
-        pooled = await behind_pooler(settings)
+        pooled = await behind_pooler(settings, name=name or "DATABASE_URL")
         pool: asyncpg.Pool = await asyncpg.create_pool(
             min_size=0,  # connected below, where a failure is only logged
             max_size=settings.db_pool_size + settings.db_max_overflow,
@@ -161,6 +166,7 @@ class Database:
             hold_limit=hold_limit(settings),
             recycle=settings.db_pool_recycle if settings.db_pool_recycle > 0 else None,
             begin=_begin(settings) if pooled else None,
+            **({"name": name} if name else {}),
         )
         await database._fill(settings.db_pool_size)
         if pooled:
@@ -301,11 +307,11 @@ class Database:
         try:
             connection: DriverConnection = await self._pool.acquire(timeout=timeout)
         except TimeoutError as exc:  # all in use, or a connect that did not finish
-            log.warning("no database connection free within %.1f s", self._timeout)
+            log.warning("no connection to %s free within %.1f s", self._name, self._timeout)
             STATEMENT_FAULTS.labels(DatabaseUnavailable.code).inc()
             raise DatabaseUnavailable from exc
         except Exception as exc:  # refused, unreachable, starting up, out of slots
-            log.warning("cannot connect to the database: %s", type(exc).__name__)
+            log.warning("cannot connect to %s: %s", self._name, type(exc).__name__)
             STATEMENT_FAULTS.labels(DatabaseUnavailable.code).inc()
             raise DatabaseUnavailable from exc
         self._lent[connection] = self._tick
@@ -354,7 +360,11 @@ class Database:
         failures = [outcome for outcome in taken if isinstance(outcome, BaseException)]
         if failures:  # unreachable, refused, starting up
             log.warning(
-                "opened %d of %d pooled connections: %s", size - len(failures), size, failures[0]
+                "opened %d of %d pooled connections to %s: %s",
+                size - len(failures),
+                size,
+                self._name,
+                failures[0],
             )
         for connection in taken:
             if not isinstance(connection, BaseException):
@@ -432,7 +442,9 @@ async def _open_replicas(settings: Settings) -> Replicas:
     opened = []
     for url in settings.database_replica_urls:
         own = settings.model_copy(update={"database_url": url, "database_replica_urls": ()})
-        opened.append(Replica(_where(make_url(url)), await Database.open(own, unique_fields={})))
+        where = _where(make_url(url))
+        db = await Database.open(own, unique_fields={}, name=f"replica {where}")
+        opened.append(Replica(where, db))
     replicas = Replicas(opened, max_lag=settings.replica_max_lag_seconds)
     await replicas.check()
     replicas.start()

@@ -28,15 +28,18 @@ from users_api.config import Settings
 log = logging.getLogger(__name__)
 
 
-async def behind_pooler(settings: Settings, *, url: str | None = None) -> bool:
+async def behind_pooler(
+    settings: Settings, *, url: str | None = None, name: str = "DATABASE_URL"
+) -> bool:
     """DB_PGBOUNCER, or with `auto` whether the database at `url` (DATABASE_URL) is
-    reached through a pooler; when that cannot be told, as if it were."""
+    reached through a pooler; when that cannot be told, as if it were. `name`: what the
+    logs call it."""
     pooled = await detect_pooler(settings, url=url)
     if pooled is None:
-        log.warning("cannot tell whether DATABASE_URL is a pooler: running as behind one")
+        log.warning("cannot tell whether %s is a pooler: running as behind one", name)
         return True
     if pooled and settings.db_pgbouncer == "auto":
-        log.info("DATABASE_URL is a connection pooler: no session state is relied on")
+        log.info("%s is a connection pooler: no session state is relied on", name)
     return pooled
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from users_api.errors import DomainError
+from users_api.errors import DatabaseUnavailable, DomainError
 
 if TYPE_CHECKING:
     from users_api.db.database import Database, Unit
@@ -85,6 +85,7 @@ class Replica:
     replayed: int = 0
     usable: bool = False
     benched_until: float = 0.0
+    checked: bool = False  # once: a replica down from the start is said to be skipped
 
 
 @dataclass(slots=True)
@@ -133,12 +134,13 @@ class Replicas:
         self._set(replica, usable=well, why=None if well else f"lagging {float(lag or 0):.1f} s")
 
     def _set(self, replica: Replica, *, usable: bool, why: str | None) -> None:
-        if usable != replica.usable:
+        if usable != replica.usable or not replica.checked:
             if usable:
                 log.info("replica %s in use", replica.name)
             else:
                 log.warning("replica %s skipped: %s", replica.name, why)
         replica.usable = usable
+        replica.checked = True
 
     async def _watch(self) -> None:
         while True:
@@ -168,10 +170,12 @@ class Replicas:
             attempt = _attempt(work, format_position(position) if check and position else None)
             try:
                 done, result = await replica.db.run(attempt, transaction=check or transaction)
-            except DomainError as exc:
+            except DatabaseUnavailable as exc:  # down, timed out: benched
                 replica.benched_until = time.monotonic() + BENCH_SECONDS
                 self._set(replica, usable=False, why=exc.code)
                 continue
+            except DomainError:  # the work's own refusal, maybe on data not replayed yet:
+                return False, None  # the primary answers (and refuses, if it still does)
             if done:
                 return True, result
         return False, None

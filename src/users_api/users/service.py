@@ -147,12 +147,14 @@ class UserService:
 
         async def read(unit: Unit) -> list[Record]:
             records = await unit.all(statement, **values)
-            if not records:  # nothing matched, not an admin, or not signed in
+            if not records and not replicated:  # nothing matched, not an admin, or signed out
                 policy.require_lister(await unit.value(q.CALLER_IS_ADMIN, **values))
             return records
 
-        if self.db.replicated:
-            # Who may list is decided on the primary; the page may be a moment old.
+        replicated = self.db.replicated
+        if replicated:
+            # Who may list is decided on the primary; the page may be a moment old. (On
+            # the replica, a caller who signed in a moment ago is not there yet.)
             policy.require_lister(await self.db.run(_caller_is_admin(values), transaction=False))
         records = await self.db.read(read)
         # as_row, inlined: one Python call fewer per row
