@@ -82,9 +82,8 @@ _OFFLINE_URL = "postgresql+asyncpg://offline/users_api"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Say why in one log line (at error level) and exit with `code`; on standard error
-    as plain text when LOG_LEVEL=critical would drop that line: a failure is never
-    silent."""
+    """Say why in one log line (at error level, in LOG_FORMAT) and exit with `code`; also
+    when LOG_LEVEL=critical would drop that line: a failure is never silent."""
     import logging
 
     import structlog
@@ -93,10 +92,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
     if not structlog.is_configured():
         logs.configure_logging()
-    if logging.getLogger("users_api.cli").isEnabledFor(logging.ERROR):
+    logger = logging.getLogger("users_api.cli")
+    if logger.isEnabledFor(logging.ERROR):
         log.error(message)
-    else:
-        typer.echo(f"error: {message}", err=True)
+    else:  # past the level's filter, straight to the handlers: the same line
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), None)
+        for handler in logging.getLogger().handlers:
+            handler.handle(record)
     raise typer.Exit(code)
 
 
