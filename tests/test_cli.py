@@ -386,3 +386,23 @@ def test_migrate_sql_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> No
         _, errors = command.communicate(timeout=60)
     assert errors == b""
     assert command.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (("bogus",), "No such command 'bogus'"),
+        (("serve", "--port", "abc"), "Invalid value for '--port'"),
+        (("serve", "--workers", "0"), "Invalid value for '--workers'"),
+        (("scim-token", "revoke"), "Missing argument 'ID'"),
+        (("create-admin", "--password", "x"), "No such option: --password"),
+    ],
+)
+def test_a_usage_mistake_is_one_line_with_status_2(
+    tmp_path: Path, arguments: tuple[str, ...], said: str
+) -> None:
+    """As every failure: one line (it was a box of four or more, drawn by Typer)."""
+    result = run_cli(*arguments, cwd=tmp_path, env=clean_environment(tmp_path))
+    line = _one_error_line(result)
+    assert result.returncode == 2
+    assert said in json.loads(line)["event"]

@@ -588,4 +588,29 @@ def scim_token_revoke(
 
 
 def main() -> None:
-    cli()
+    """The command line. A usage mistake (an unknown command or option, a bad value) is
+    one line too, as every failure (`fail`), with click's exit status 2; Typer drew a
+    box of four lines or more."""
+    # Typer's own copy of click raises these (typer exports only some of its names).
+    from typer._click import exceptions as errors
+
+    try:
+        code = cli(standalone_mode=False)
+    except errors.NoArgsIsHelpError as exc:  # `users-api` alone: the help, as before
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+        code = exc.exit_code
+    except errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "users-api"
+        try:
+            fail(f"{exc.format_message()} (see `{where} -h`)", exc.exit_code)
+        except typer.Exit as done:
+            code = done.exit_code
+    except errors.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
