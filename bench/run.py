@@ -1259,12 +1259,21 @@ def same_json(servers: list[Server], user_id: str) -> None:
             expected = _fields_of(expected, answer)
             # and its own cursors (their format may change between versions)
             expected, answer = _without_cursor(expected), _without_cursor(answer)
+            # and the seeded users: the bench's admin is set up by each version's rules
+            # (since "Setup admins start verified", its admin is verified, not before's)
+            expected, answer = _seeded_only(expected), _seeded_only(answer)
         if answer != expected:
             raise RuntimeError(
                 f"{name} and {first} answer with different JSON:"
                 f" {answers[name][0]!r} against {expected[0]!r}"
             )
     log(f"same JSON from {', '.join(answers)} for GET /users/{{id}} and the list")
+
+
+def _seeded_only(answers: tuple[Any, Any]) -> tuple[Any, Any]:
+    one, page = answers
+    items = [item for item in page["items"] if not item["is_admin"]]
+    return one, {**page, "items": items}
 
 
 def _without_cursor(answers: tuple[Any, Any]) -> tuple[Any, Any]:
