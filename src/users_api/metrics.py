@@ -40,6 +40,7 @@ from starlette.types import Scope
 
 from users_api.db.statements import compile_statement
 from users_api.outbox.models import OutboxMessage
+from users_api.request_log import route_template
 
 if TYPE_CHECKING:
     from users_api.db.database import Database, Unit
@@ -145,7 +146,7 @@ class RequestMetrics:
         pending.total += seconds
 
     def _make(self, route: Any, method: str, status: int) -> _Pending:
-        template = getattr(route, "path", None) or UNMATCHED
+        template = route_template(route) or UNMATCHED
         # A client chooses the method of a path nothing answers: keep the label set small.
         label = method if method in _METHODS else "other"
         labels = (label, template, str(int(status)))

@@ -26,6 +26,13 @@ USER_ID = "users_api.user_id"  # the scope key the token check leaves the caller
 RequestLog = Callable[[Scope, int, float, str], None]
 
 
+def route_template(route: object) -> str | None:
+    """The template of the route that answered (`/api/v1/users/{user_id}`), as logs,
+    metrics and traces label a request: never its ids, nor a path convertor's name."""
+    template: str | None = getattr(route, "path_format", None)
+    return template
+
+
 def request_logger() -> RequestLog | None:
     """What logs each request, as logging is configured now; None below info (then only
     `log_failure` logs, for the 5xx and the unanswered)."""
@@ -47,7 +54,7 @@ def request_logger() -> RequestLog | None:
                 "event": "request",
                 "logger": LOGGER_NAME,
                 "method": scope["method"],
-                "route": getattr(scope.get("route"), "path", None),
+                "route": route_template(scope.get("route")),
                 "path": scope["path"],
                 "status": status,
                 "duration_ms": round(seconds * 1000, 1),
@@ -63,7 +70,7 @@ def log_request(scope: Scope, status: int, seconds: float, request_id: str) -> N
     user_id = scope.get(USER_ID)
     fields: dict[str, Any] = {
         "method": scope["method"],
-        "route": getattr(scope.get("route"), "path", None),
+        "route": route_template(scope.get("route")),
         "path": scope["path"],
         "status": status or None,
         "duration_ms": round(seconds * 1000, 1),

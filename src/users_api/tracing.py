@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from users_api import __version__
+from users_api.request_log import route_template
 
 _provider: TracerProvider | None = None
 
@@ -73,7 +74,7 @@ class _NamedByRoute:
         async def naming_send(message: Message) -> None:
             # At the answer's start: the span ends with its last byte.
             if message["type"] == "http.response.start":
-                template = getattr(scope.get("route"), "path", None)
+                template = route_template(scope.get("route"))
                 if template is not None:
                     span.update_name(f"{scope['method']} {template}")
                     span.set_attribute("http.route", template)
