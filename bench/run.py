@@ -1263,11 +1263,24 @@ def same_json(servers: list[Server], user_id: str) -> None:
             # (since "Setup admins start verified", its admin is verified, not before's)
             expected, answer = _seeded_only(expected), _seeded_only(answer)
         if answer != expected:
+            which = 0 if answer[0] != expected[0] else 1
+            shown = (answer[which], expected[which])
+            if which == 1:  # the first item of the page that differs, or the rest of it
+                pairs = zip(answer[1]["items"], expected[1]["items"], strict=False)
+                shown = next(
+                    ((a, e) for a, e in pairs if a != e),
+                    (_without_items(answer[1]), _without_items(expected[1])),
+                )
+            what = "the list" if which else "GET /users/{id}"
             raise RuntimeError(
-                f"{name} and {first} answer with different JSON:"
-                f" {answers[name][0]!r} against {expected[0]!r}"
+                f"{name} and {first} answer with different JSON ({what}):"
+                f" {shown[0]!r} against {shown[1]!r}"
             )
     log(f"same JSON from {', '.join(answers)} for GET /users/{{id}} and the list")
+
+
+def _without_items(page: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in page.items() if name != "items"}
 
 
 def _seeded_only(answers: tuple[Any, Any]) -> tuple[Any, Any]:

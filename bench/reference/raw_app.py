@@ -299,7 +299,8 @@ class App:
         extra = None
         if len(rows) > limit:
             last = items[-1]["id"]
-            payload = orjson.dumps({"s": "id", "k": last, "i": last})
+            # The service's cursor: its list (`l`), sort, key and id (users_api.users.cursor).
+            payload = orjson.dumps({"l": "users", "s": "id", "k": last, "i": last})
             next_cursor = base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
             linked_limit = None if given is None else str(limit)
             link = f'<{next_page_url(scope, linked_limit, next_cursor)}>; rel="next"'

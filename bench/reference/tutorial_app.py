@@ -224,7 +224,8 @@ async def read_users(
     next_cursor = None
     if len(users) > limit:
         last = str(users[limit - 1].id)
-        payload = orjson.dumps({"s": "id", "k": last, "i": last})
+        # The service's cursor: its list (`l`), sort, key and id (users_api.users.cursor).
+        payload = orjson.dumps({"l": "users", "s": "id", "k": last, "i": last})
         next_cursor = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
     return UserPage(
         items=[UserOut.model_validate(u) for u in users[:limit]], next_cursor=next_cursor
