@@ -187,3 +187,47 @@ def test_serve_on_port_0_logs_no_url_with_port_0(tmp_path: Path, fresh_database_
     running = next(event["event"] for event in events if "Uvicorn running on" in event["event"])
     assert ":0 " not in running
     assert not any(":0/" in line or line.rstrip().endswith(':0"') for line in lines), lines
+
+
+def test_a_request_line_goes_straight_to_standard_errors_descriptor(tmp_path: Path) -> None:
+    """A served worker logs a line per request: on standard error as the interpreter opens
+    it (writing through to an unbuffered file, not line-buffered) the line is one `write`
+    to the descriptor, not a pass through the stream's own `write` (its slower way, which
+    every request took until this test), and lines still come out in the order logged."""
+    program = (
+        "import io, sys\n"
+        "from users_api import logs, request_log\n"
+        "class Counting(io.TextIOWrapper):\n"
+        "    calls = 0\n"
+        "    def write(self, text):\n"
+        "        Counting.calls += 1\n"
+        "        return super().write(text)\n"
+        "stream = Counting(io.FileIO(2, 'w', closefd=False), write_through=True)\n"
+        "def shape(s):\n"
+        "    return (s.write_through, s.line_buffering, isinstance(s.buffer, io.RawIOBase))\n"
+        "assert shape(stream) == shape(sys.stderr), (shape(stream), shape(sys.stderr))\n"
+        "logs.configure_logging('info', 'json', stream=stream)\n"
+        "line = request_log.request_logger()\n"
+        "scope = {'method': 'GET', 'path': '/healthz', 'route': None}\n"
+        "line(scope, 200, 0.002, 'first')\n"
+        "logs.get_logger('probe').info('between')\n"
+        "line(scope, 204, 0.003, 'last')\n"
+        "print(Counting.calls)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=tmp_path,
+        env=clean_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    events = _json_lines(done.stderr)
+    assert [(event["event"], event.get("request_id")) for event in events] == [
+        ("request", "first"),
+        ("between", None),
+        ("request", "last"),
+    ]
+    assert events[2]["status"] == 204
+    assert done.stdout.split() == ["1"]  # only the structlog line used the stream

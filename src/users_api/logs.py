@@ -9,6 +9,7 @@ served app's entry point call `configure_logging` once they know the settings.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -171,10 +172,10 @@ def json_line_writer() -> Callable[[dict[str, Any]], None] | None:
 
     `fields` must open with `timestamp` (an aware UTC `datetime`: orjson writes it as
     structlog's `TimeStamper` does, with a `Z`), `level`, `event` and `logger`, hold no
-    secret (nothing here redacts) and only what orjson writes. On a line-buffered file
-    (standard error is one, on a terminal or not) the line goes straight to its file
-    descriptor in one `write`, as the stream would have flushed it: a third of the
-    instructions of the stream's own `write` under the handler's lock.
+    secret (nothing here redacts) and only what orjson writes. On a stream that passes
+    each line on at once (standard error, or a line-buffered file) the
+    line goes straight to its file descriptor in one `write`, as the stream would have:
+    a third of the instructions of the stream's own `write` under the handler's lock.
     """
     handler = _json_handler
     if handler is None:
@@ -183,8 +184,14 @@ def json_line_writer() -> Callable[[dict[str, Any]], None] | None:
     lock = handler.lock
     assert lock is not None  # made by every Handler's __init__
     options = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+    # Standard error writes through to an unbuffered file (not line-buffered, as was
+    # assumed here until 2026-12-05: every line took the stream's slower way).
+    unbuffered = getattr(stream, "write_through", False) and isinstance(
+        getattr(stream, "buffer", None), io.RawIOBase
+    )
+    passes_on = unbuffered or getattr(stream, "line_buffering", False)
     try:
-        descriptor = stream.fileno() if getattr(stream, "line_buffering", False) else None
+        descriptor = stream.fileno() if passes_on else None
     except (AttributeError, OSError, ValueError):  # no file under it (a StringIO)
         descriptor = None
 
