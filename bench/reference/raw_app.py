@@ -28,7 +28,9 @@ found nothing asks again (is the caller still signed in, an admin?) to tell 401 
 from 404. Each login writes a session row (users-api's `sessions` table), whose id is the
 token's `sid`. Every answer carries the headers users-api's carry: `X-Request-ID` (the
 client's when sane, else a new one), `X-Content-Type-Options: nosniff`,
-`Cache-Control: no-store`.
+`Cache-Control: no-store`. And every request leaves users-api's log line (its contract's
+"Operations"): one JSON line with the same keys, orjson, one `write` to standard error,
+as `users_api.logs.json_line_writer` writes it (RAW_REQUEST_LOG=false leaves it out).
 
 What raw still does not do (none of it on a measured success path, except the login's
 throttle and stored refresh token): no login throttle, no dummy hash for unknown names,
@@ -62,6 +64,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
 from random import getrandbits
+from time import perf_counter
 from typing import Any
 from urllib.parse import parse_qs, quote_plus
 
@@ -145,6 +148,10 @@ LOGIN_BY_USERNAME = f"{LOGIN_COLUMNS} WHERE lower(username) = $1"
 USER_PATH = re.compile(r"^/api/v1/users/([^/]+)$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 JSON = orjson.OPT_UTC_Z
+LOG_LINE = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+# users-api logs a JSON line for every request (its contract's "Operations"), so raw does
+# too; RAW_REQUEST_LOG=false leaves it out, to see what the line costs.
+LOG_REQUESTS = os.environ.get("RAW_REQUEST_LOG", "true").lower() != "false"
 
 # Access tokens, as users_api.security.tokens signs and checks them.
 ALGORITHM = "HS256"
@@ -213,9 +220,13 @@ class App:
         stamp = (b"x-request-id", request_id)
         scope["request_id"] = request_id.decode()  # an event records it
         plain_send = send
+        started = perf_counter()
+        status = 0
 
         async def send(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = message["headers"]  # respond() builds a new list every time
                 if any(name == b"cache-control" for name, _ in headers):
                     headers += (stamp, NOSNIFF)
@@ -225,8 +236,10 @@ class App:
 
         path: str = scope["path"]
         method: str = scope["method"]
+        route = None
         try:
             if path == "/api/v1/users":
+                route = path
                 if method == "GET":
                     await self.list_users(scope, send)
                 elif method == "POST":
@@ -234,10 +247,13 @@ class App:
                 else:
                     await problem(send, 405)
             elif path == "/api/v1/auth/token" and method == "POST":
+                route = path
                 await self.token(scope, receive, send)
             elif path == "/healthz":
+                route = path
                 await respond(send, 200, b'{"status":"ok"}')
             elif (match := USER_PATH.match(path)) is not None:
+                route = "/api/v1/users/{user_id}"
                 if method == "GET":
                     await self.get_user(scope, send, match.group(1))
                 elif method == "PATCH":
@@ -250,6 +266,29 @@ class App:
             await problem(send, 401, [(b"www-authenticate", b"Bearer")])
         except BadRequest:
             await problem(send, 422)
+        if LOG_REQUESTS:
+            # users-api's line for every answered request (`request_log.py`, written by
+            # `logs.json_line_writer`): the same keys, orjson, one write to standard error.
+            user_id = scope.get("user_id")
+            os.write(
+                2,
+                orjson.dumps(
+                    {
+                        "timestamp": datetime.now(UTC),
+                        "level": "info",
+                        "event": "request",
+                        "logger": "users_api.requests",
+                        "method": method,
+                        "route": route,
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round((perf_counter() - started) * 1000, 1),
+                        "request_id": scope["request_id"],
+                        "user_id": user_id,
+                    },
+                    option=LOG_LINE,
+                ),
+            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -443,7 +482,9 @@ class App:
 
     def caller(self, scope: Scope) -> tuple[str, int, str]:
         """The verified token's user id, auth_version and session; Unauthorized (401)."""
-        return self.tokens.verify(bearer(scope))
+        caller = self.tokens.verify(bearer(scope))
+        scope["user_id"] = caller[0]  # for the request's log line, as users-api
+        return caller
 
     async def caller_is_admin(self, caller_id: str, auth_version: int, session_id: str) -> bool:
         """Only when a statement found nothing, as users-api: whether the caller is an
