@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import io
 import os
 import shutil
 import subprocess
@@ -73,9 +74,9 @@ async def _measure(url: str, server: str, requests: int) -> None:
     await engine.dispose()
     raw = _raw_app(url)
     await raw.startup()
-    # As a served worker logs (serving.py): JSON lines at info to a line-buffered file
-    # (as standard error is), here into nothing.
-    devnull = open(os.devnull, "w", buffering=1)  # noqa: SIM115, ASYNC230  # for the run
+    # As a served worker logs (serving.py): JSON lines at info to standard error, which
+    # the interpreter opens writing through to an unbuffered file; here into nothing.
+    devnull = io.TextIOWrapper(io.FileIO(os.devnull, "w"), write_through=True)
     configure_logging("info", "json", stream=devnull)
     app = create_app(Settings(database_url=url, secret_key=SECRET_KEY, _env_file=None))
     async with app.router.lifespan_context(app):

@@ -29,23 +29,23 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from standardwebhooks import Webhook
 
 from users_api import __version__
-from users_api.lean import leaving_out
-
-with leaving_out("pygments", "rich"):  # httpx's command-line client: not this service's
-    import httpx
 from users_api.db.database import Database, Record, Unit
 from users_api.events.writer import SYSTEM, EventWriter
 from users_api.ids import parse_uuid
+from users_api.lean import leaving_out
 from users_api.metrics import count_webhook_delivery
 from users_api.outbox.sender import Parked, RetryAfter
 from users_api.security.mfa import SecretBox
 from users_api.webhooks import queries as q
 from users_api.webhooks.targets import RefusedTarget, Target, resolve
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,11 @@ class WebhookSender:
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
+            # Loaded by the first attempt: ~1.7 MiB that a worker which sends no webhook
+            # never needs. Without its command-line client's pygments and rich.
+            with leaving_out("pygments", "rich"):
+                import httpx
+
             # No proxies from the environment (the address checked is the one reached),
             # no redirects (a 3xx could point anywhere), a bound on every phase, and no
             # kept connections: they are pooled by address, and one whose TLS was checked
@@ -202,10 +207,13 @@ class WebhookSender:
         headers: dict[str, str],
         extensions: dict[str, Any],
     ) -> Outcome:
+        client = self.client()
+        import httpx  # loaded by `client()`
+
         response: httpx.Response | None = None
         failure: Exception | None = None
         for address in target.addresses:  # the next one only when one refuses
-            request = self.client().build_request(
+            request = client.build_request(
                 "POST",
                 target.request_url(address),
                 content=content,
@@ -214,7 +222,7 @@ class WebhookSender:
             )
             try:
                 # Streamed and not read: a receiver's answer can be as large as it likes.
-                response = await self.client().send(request, stream=True)
+                response = await client.send(request, stream=True)
                 await response.aclose()
                 break
             except httpx.ConnectError as exc:
