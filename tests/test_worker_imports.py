@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 # Loaded only by what needs them: the SCIM app at its first request (scim/mount.py),
-# SMTP when mail goes out over it, httpx at the first webhook attempt, and nothing of the optional extras that structlog,
-# httpx and PyJWT would otherwise import (lean.py).
+# SMTP when mail goes out over it, httpx at the first webhook attempt, and nothing of
+# the optional extras that structlog, httpx and PyJWT would otherwise import (lean.py).
 KEPT_OUT = (
     "scim2_models",
     "lark",
