@@ -137,14 +137,9 @@ def test_logs_are_readable_lines_on_a_terminal(tmp_path: Path) -> None:
     assert not text.lstrip().startswith("{")
 
 
-def test_no_secret_reaches_a_log_whoever_logs_it(tmp_path: Path) -> None:
-    program = (
-        "from users_api import logs\n"
-        "logs.configure_logging(log_format='json')\n"
-        "logs.get_logger('probe').info('signed in', user='ada', password='hunter2-pw',\n"
-        "    refresh_token='rt-value', secret_key='sk-value', password_hash='$argon2id$x')\n"
-    )
-    done = subprocess.run(
+def _python(program: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`program` run by a fresh interpreter, its standard error captured as a pipe."""
+    return subprocess.run(
         [sys.executable, "-c", program],
         cwd=tmp_path,
         env=clean_environment(tmp_path),
@@ -153,6 +148,16 @@ def test_no_secret_reaches_a_log_whoever_logs_it(tmp_path: Path) -> None:
         timeout=60,
         check=True,
     )
+
+
+def test_no_secret_reaches_a_log_whoever_logs_it(tmp_path: Path) -> None:
+    program = (
+        "from users_api import logs\n"
+        "logs.configure_logging(log_format='json')\n"
+        "logs.get_logger('probe').info('signed in', user='ada', password='hunter2-pw',\n"
+        "    refresh_token='rt-value', secret_key='sk-value', password_hash='$argon2id$x')\n"
+    )
+    done = _python(program, tmp_path)
     (event,) = _json_lines(done.stderr)
     assert event["user"] == "ada"
     for key in ("password", "refresh_token", "secret_key", "password_hash"):
@@ -214,15 +219,7 @@ def test_a_request_line_goes_straight_to_standard_errors_descriptor(tmp_path: Pa
         "line(scope, 204, 0.003, 'last')\n"
         "print(Counting.calls)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=tmp_path,
-        env=clean_environment(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = _python(program, tmp_path)
     events = _json_lines(done.stderr)
     assert [(event["event"], event.get("request_id")) for event in events] == [
         ("request", "first"),
