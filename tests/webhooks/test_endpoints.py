@@ -79,6 +79,12 @@ async def test_an_endpoint_changes_and_goes(
             ["body", "description"],
         ),
         ({"url": 5, "events": ["*"]}, ["body", "url"]),
+        # PostgreSQL's text holds no NUL: it was a 500 from the database.
+        (
+            {"url": "https://8.8.8.8/hook", "events": ["*"], "description": "d\x00"},
+            ["body", "description"],
+        ),
+        ({"url": "https://8.8.8.8/ho\x00ok", "events": ["*"]}, ["body", "url"]),
     ],
 )
 async def test_bad_input_is_422(

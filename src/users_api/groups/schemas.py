@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,23 +16,15 @@ from pydantic import (
 
 from users_api.groups.models import DISPLAY_NAME_MAX_LENGTH, EXTERNAL_ID_MAX_LENGTH
 from users_api.merge_patch import document_absent_not_null, refuse_null
+from users_api.texts import NO_NUL, NO_NUL_PATTERN
 from users_api.users.schemas import Cursor, RequestBody, SearchText
 
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-# PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
-_NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 # Trimmed before its length is checked: ` Ops` is `Ops` (and taken when `Ops` is), a name
 # of spaces alone is no name (422).
 DisplayName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=DISPLAY_NAME_MAX_LENGTH),
-    AfterValidator(_no_nul),
+    NO_NUL,
     Field(
         description="Unique case-insensitively; its case as given is kept, leading and "
         "trailing white space is not (a name of white space alone is refused).",
@@ -43,8 +34,8 @@ DisplayName = Annotated[
 ExternalId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=EXTERNAL_ID_MAX_LENGTH),
-    AfterValidator(_no_nul),
-    _NO_NUL,
+    NO_NUL,
+    NO_NUL_PATTERN,
 ]
 
 

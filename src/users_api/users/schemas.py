@@ -23,6 +23,7 @@ from pydantic import (
 
 from users_api.merge_patch import document_absent_not_null, refuse_null
 from users_api.security.scripts import mixed_scripts
+from users_api.texts import NO_NUL, NO_NUL_PATTERN
 
 # email-validator refuses the special-use domains (RFC 6761), `.local` among them. A
 # company's directory often is a `.local` domain (Active Directory's `corp.local`, whose
@@ -61,12 +62,6 @@ def _labels(domain: str) -> list[tuple[str, str]]:
     return [(f"The domain label {label!r}", label) for label in domain.split(".")]
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 # 254: the longest address email-validator (and RFC 5321's path) allows.
 Email = Annotated[
     str,
@@ -89,9 +84,7 @@ Username = Annotated[
         "equal the user's own email, never another user's (409).",
     ),
 ]
-# PostgreSQL text cannot hold a NUL: refused, and documented as a pattern.
-_NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
-FullName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul), _NO_NUL]
+FullName = Annotated[str, StringConstraints(max_length=200), NO_NUL, NO_NUL_PATTERN]
 # Kept exactly as given: no stripping, no truncation. Further rules live in the service.
 Password = Annotated[
     str,
@@ -134,9 +127,7 @@ class UserCreate(RequestBody):
     email_verified: bool | None = None
 
 
-ExternalId = Annotated[
-    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)
-]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255), NO_NUL]
 
 
 class ProvisionedUser(RequestBody):
@@ -240,9 +231,7 @@ class UserSort(StrEnum):
         return self.value.startswith("-")
 
 
-SearchText = Annotated[
-    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul), _NO_NUL
-]
+SearchText = Annotated[str, StringConstraints(min_length=1, max_length=200), NO_NUL, NO_NUL_PATTERN]
 
 
 def _empty_is_absent(value: Any) -> Any:

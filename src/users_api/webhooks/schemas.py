@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from users_api.events.writer import EVENT_TYPES
 from users_api.merge_patch import document_absent_not_null, refuse_null
+from users_api.texts import NO_NUL, NO_NUL_PATTERN
 from users_api.users.schemas import RequestBody
 
 # Where the document says what a schema can: an http(s) URL (public addresses only is the
@@ -25,7 +26,7 @@ EventPattern = Annotated[
     str, StringConstraints(max_length=64), Field(json_schema_extra={"enum": list(PATTERNS)})
 ]
 Events = Annotated[list[EventPattern], Field(min_length=1, max_length=64)]
-Description = Annotated[str, StringConstraints(max_length=500)]
+Description = Annotated[str, StringConstraints(max_length=500), NO_NUL, NO_NUL_PATTERN]
 # Only `description` takes null; the others may be left out, never sent as null.
 _NOT_NULLABLE = ("url", "events", "enabled")
 
