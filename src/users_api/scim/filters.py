@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from scim2_models.exceptions import SCIMException
@@ -58,6 +58,7 @@ from users_api.scim.mapping import (
     USER_SCHEMA,
 )
 from users_api.users.models import User
+from users_api.users.schemas import utc_bound
 
 _ORDERED = {CompareOperator.gt, CompareOperator.ge, CompareOperator.lt, CompareOperator.le}
 _TEXT_ONLY = {CompareOperator.co, CompareOperator.sw, CompareOperator.ew}
@@ -121,11 +122,9 @@ def compare(operand: Operand, op: CompareOperator, value: Any) -> ColumnElement[
         if op in _TEXT_ONLY:
             raise invalid_filter("A dateTime attribute does not take co, sw or ew.")
         try:
-            moment = datetime.fromisoformat(_text_value(value))
+            moment = utc_bound(datetime.fromisoformat(_text_value(value)))
         except ValueError:
             raise invalid_filter("A dateTime attribute compares with an RFC 3339 time.") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
         condition = _ordered(expression, op, literal(moment))
     else:
         text = _text_value(value)

@@ -36,6 +36,7 @@ from users_api.scim.filters import UserFilter, parse, user_operand
 from users_api.scim.groups import ScimGroups, group_condition, group_order
 from users_api.scim.tokens import ScimTokens
 from users_api.scim.users import ScimUsers
+from users_api.texts import holds_nul
 
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -59,9 +60,13 @@ def _bearer(request: Request) -> str | None:
 async def _json(request: Request) -> Any:
     body = await request.body()
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ScimError(400, "The body is not JSON.", "invalidSyntax") from None
+    # A NUL can only arrive escaped: the walk is for the bodies that hold the escape.
+    if b"\\u0000" in body and holds_nul(document):
+        raise invalid_value("No value may hold a NUL character.")
+    return document
 
 
 def _user_id(request: Request) -> uuid.UUID:
@@ -170,10 +175,15 @@ def _integer(value: Any, name: str) -> int | None:
         raise invalid_value(f"{name} must be an integer.") from None
 
 
+# Past any result there can be (PostgreSQL's OFFSET is a bigint): a larger startIndex
+# answers the same empty page.
+_LAST_INDEX = 2**63 - 1
+
+
 def _window(query: dict[str, Any]) -> tuple[int, int]:
     """A list request's `startIndex` (1-based, at least 1) and `count` (DEFAULT_COUNT when
     absent, else 0 to MAX_RESULTS): the same for Users, Groups and the root `.search`."""
-    start = max(_integer(query.get("startIndex"), "startIndex") or 1, 1)
+    start = min(max(_integer(query.get("startIndex"), "startIndex") or 1, 1), _LAST_INDEX)
     count = _integer(query.get("count"), "count")
     count = DEFAULT_COUNT if count is None else min(max(count, 0), discovery.MAX_RESULTS)
     return start, count
@@ -511,8 +521,16 @@ def build(state: Any) -> Starlette:
 
         return serve
 
-    def route(path: str, handler: Handler, *methods: str) -> Route:
-        return Route(path, guarded(handler), methods=list(methods))
+    def route(path: str, **handlers: Handler) -> Route:
+        """One route per path, whatever its methods, so that a 405 names them all in
+        `Allow` (a route per method named only the first's)."""
+        by_method = {method: guarded(handler) for method, handler in handlers.items()}
+
+        async def serve(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await by_method[method](request)
+
+        return Route(path, serve, methods=list(by_method))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's refusals in SCIM's form: no route (404), a wrong method (405, with
@@ -524,28 +542,35 @@ def build(state: Any) -> Starlette:
 
     return Starlette(
         routes=[
-            route("/Bulk", not_implemented, "POST"),
-            route("/Me", not_implemented, "GET", "POST", "PUT", "PATCH", "DELETE"),
-            route("/ServiceProviderConfig", service_provider_config, "GET"),
-            route("/ResourceTypes", resource_types, "GET"),
-            route("/ResourceTypes/{id}", resource_types, "GET"),
-            route("/Schemas", schemas, "GET"),
-            route("/Schemas/{id}", schemas, "GET"),
-            route("/Users", list_users, "GET"),
-            route("/Users", create_user, "POST"),
-            route("/Users/.search", search_users, "POST"),
-            route("/.search", search_all, "POST"),
-            route("/Users/{id}", get_user, "GET"),
-            route("/Users/{id}", replace_user, "PUT"),
-            route("/Users/{id}", patch_user, "PATCH"),
-            route("/Users/{id}", delete_user, "DELETE"),
-            route("/Groups", list_groups, "GET"),
-            route("/Groups", create_group, "POST"),
-            route("/Groups/.search", search_groups, "POST"),
-            route("/Groups/{id}", get_group, "GET"),
-            route("/Groups/{id}", replace_group, "PUT"),
-            route("/Groups/{id}", patch_group, "PATCH"),
-            route("/Groups/{id}", delete_group, "DELETE"),
+            route("/Bulk", POST=not_implemented),
+            route(
+                "/Me",
+                GET=not_implemented,
+                POST=not_implemented,
+                PUT=not_implemented,
+                PATCH=not_implemented,
+                DELETE=not_implemented,
+            ),
+            route("/ServiceProviderConfig", GET=service_provider_config),
+            route("/ResourceTypes", GET=resource_types),
+            route("/ResourceTypes/{id}", GET=resource_types),
+            route("/Schemas", GET=schemas),
+            route("/Schemas/{id}", GET=schemas),
+            route("/Users", GET=list_users, POST=create_user),
+            route("/Users/.search", POST=search_users),
+            route("/.search", POST=search_all),
+            route(
+                "/Users/{id}", GET=get_user, PUT=replace_user, PATCH=patch_user, DELETE=delete_user
+            ),
+            route("/Groups", GET=list_groups, POST=create_group),
+            route("/Groups/.search", POST=search_groups),
+            route(
+                "/Groups/{id}",
+                GET=get_group,
+                PUT=replace_group,
+                PATCH=patch_group,
+                DELETE=delete_group,
+            ),
         ],
         exception_handlers={HTTPException: http_error},
     )

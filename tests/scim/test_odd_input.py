@@ -1,0 +1,119 @@
+"""Input a provisioning client may send that once reached the database or the JSON
+encoder and came back as a plain-text 500: each is a SCIM answer now."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.scim.conftest import PATCH_SCHEMA, SCIM, new_user
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def _scim_error(response: httpx.Response, status: int, scim_type: str | None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/scim+json")
+    body = response.json()
+    assert body["schemas"] == [ERROR_SCHEMA]
+    assert body["status"] == str(status)
+    assert body.get("scimType") == scim_type
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"nickName": "a\x00b"},
+        {"title": "x\x00"},
+        {"phoneNumbers": [{"value": "+1 555", "type": "w\x00rk"}]},
+        {"name": {"givenName": "Ada", "familyName": "Love\x00lace"}},
+    ],
+)
+async def test_a_nul_in_a_kept_attribute_is_400_invalid_value(
+    scim: httpx.AsyncClient, extra: dict[str, object]
+) -> None:
+    refused = await scim.post(f"{SCIM}/Users", json=new_user("nul", **extra))
+    _scim_error(refused, 400, "invalidValue")
+    listed = await scim.get(f"{SCIM}/Users", params={"filter": 'userName eq "nul"'})
+    assert listed.json()["totalResults"] == 0
+
+
+async def test_a_nul_in_a_patch_value_is_400_and_changes_nothing(
+    scim: httpx.AsyncClient,
+) -> None:
+    created = await scim.post(f"{SCIM}/Users", json=new_user("nulpatch", nickName="Ada"))
+    assert created.status_code == 201, created.text
+    url = f"{SCIM}/Users/{created.json()['id']}"
+    patch = {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "replace", "path": "nickName", "value": "x\x00y"}],
+    }
+    _scim_error(await scim.patch(url, json=patch), 400, "invalidValue")
+    shown = await scim.get(url)
+    assert shown.json()["nickName"] == "Ada"
+    assert shown.json()["meta"]["version"] == created.json()["meta"]["version"]
+
+
+@pytest.mark.parametrize("start", [10**19, 10**30, 99999999999999999999999])
+async def test_a_start_index_past_every_result_is_an_empty_page(
+    scim: httpx.AsyncClient, start: int
+) -> None:
+    assert (await scim.post(f"{SCIM}/Users", json=new_user("paged"))).status_code == 201
+    for answer in (
+        await scim.get(f"{SCIM}/Users", params={"startIndex": str(start)}),
+        await scim.post(f"{SCIM}/Users/.search", json={"startIndex": start}),
+        await scim.get(f"{SCIM}/Groups", params={"startIndex": str(start)}),
+    ):
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert page["Resources"] == []
+        assert page["itemsPerPage"] == 0
+        assert page["startIndex"] >= 2**62
+
+
+@pytest.mark.parametrize(
+    ("resource", "text"),
+    [
+        ("Users", 'meta.created gt "0001-01-01T00:00:00+01:00"'),
+        ("Users", 'meta.lastModified lt "9999-12-31T23:59:59-01:00"'),
+        ("Groups", 'meta.lastModified ge "0001-01-01T00:30:00+14:00"'),
+    ],
+)
+async def test_a_time_beyond_the_calendar_in_utc_still_filters(
+    scim: httpx.AsyncClient, resource: str, text: str
+) -> None:
+    """Such a bound is moved to the first or last moment a timestamp holds, which selects
+    the same rows: every row is within years 1 to 9999."""
+    user = await scim.post(f"{SCIM}/Users", json=new_user("timely"))
+    group = await scim.post(f"{SCIM}/Groups", json={"displayName": "Timely"})
+    assert user.status_code == group.status_code == 201
+    answer = await scim.get(f"{SCIM}/{resource}", params={"filter": text})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["totalResults"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", "/Users", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/Groups", {"GET", "HEAD", "POST"}),
+        (
+            "POST",
+            "/Users/0190f0c8-7a3e-7b6c-9d2e-4f5a6b7c8d9e",
+            {"GET", "HEAD", "PUT", "PATCH", "DELETE"},
+        ),
+        (
+            "POST",
+            "/Groups/0190f0c8-7a3e-7b6c-9d2e-4f5a6b7c8d9e",
+            {"GET", "HEAD", "PUT", "PATCH", "DELETE"},
+        ),
+    ],
+)
+async def test_a_wrong_method_names_every_method_of_its_path(
+    scim: httpx.AsyncClient, method: str, path: str, allowed: set[str]
+) -> None:
+    """RFC 9110 15.5.6: `Allow` lists the methods the resource supports (it named only
+    the first route's)."""
+    answer = await scim.request(method, f"{SCIM}{path}", json={})
+    _scim_error(answer, 405, None)
+    assert set(answer.headers["allow"].split(", ")) == allowed
