@@ -266,3 +266,26 @@ async def test_a_managers_display_name_sent_by_a_client_is_not_kept(
     manager = {"value": boss["id"], "displayName": "Not Her Name"}
     ada: dict[str, Any] = await _create(scim, "ada", **{ENTERPRISE: {"manager": manager}})
     assert ada[ENTERPRISE] == {"manager": {"value": boss["id"]}}
+
+
+@pytest.mark.parametrize("with_path", [True, False])
+async def test_an_added_primary_email_takes_primary_from_the_others(
+    scim: httpx.AsyncClient, admin_client: httpx.AsyncClient, with_path: bool
+) -> None:
+    """RFC 7644 3.5.2: a value added as `primary` makes the others not primary, so the
+    added address becomes the user's email (the old primary kept it, and the new one was
+    stored as not primary)."""
+    user: dict[str, Any] = await _create(scim, f"adds{int(with_path)}")
+    new = {"value": f"new{int(with_path)}@example.com", "type": "work", "primary": True}
+    operation: dict[str, Any] = (
+        {"op": "add", "path": "emails", "value": [new]}
+        if with_path
+        else {"op": "add", "value": {"emails": [new]}}
+    )
+    answer = await scim.patch(f"{SCIM}/Users/{user['id']}", json=_patch(operation))
+    assert answer.status_code == 200, answer.text
+    primaries = [email["value"] for email in answer.json()["emails"] if email.get("primary")]
+    assert primaries == [new["value"]]
+    assert len(answer.json()["emails"]) == 2
+    shown = await admin_client.get(f"/api/v1/users/{user['id']}")
+    assert shown.json()["email"] == new["value"]

@@ -200,7 +200,7 @@ def _apply(document: dict[str, Any], kind: str, text: str, value: Any, shape: Sh
         holder.pop(name, None)
     elif kind == "add" and isinstance(holder.get(name), list):
         added = value if isinstance(value, list) else [value]
-        holder[name] = _without_duplicates([*holder[name], *added])
+        holder[name] = _one_primary(_without_duplicates([*holder[name], *added]), added)
     elif kind == "add" and isinstance(value, list):
         holder[name] = _without_duplicates(value)
     else:
@@ -278,7 +278,11 @@ def _apply_filtered(
 def _one_primary(elements: list[Any], changed: list[Any]) -> list[Any]:
     """RFC 7643 2.4: `primary` is true on one value at most. When a change made one
     primary, the others are not any more."""
-    made = [element for element in changed if _primary(element)]
+    made = [
+        element
+        for element in changed
+        if _primary(element) and any(element is kept for kept in elements)
+    ]
     if made:
         for element in elements:
             chosen = any(element is one for one in made)
