@@ -3,6 +3,8 @@ encoder and came back as a plain-text 500: each is a SCIM answer now."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -30,7 +32,7 @@ def _scim_error(response: httpx.Response, status: int, scim_type: str | None) ->
     ],
 )
 async def test_a_nul_in_a_kept_attribute_is_400_invalid_value(
-    scim: httpx.AsyncClient, extra: dict[str, object]
+    scim: httpx.AsyncClient, extra: dict[str, Any]
 ) -> None:
     refused = await scim.post(f"{SCIM}/Users", json=new_user("nul", **extra))
     _scim_error(refused, 400, "invalidValue")
