@@ -256,7 +256,11 @@ def database(settings: Settings) -> Iterator[str]:
                 log.warning("embedded PostgreSQL had stopped already", **where)
 
 
-def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> None:
+def apply_migrations(
+    url: str, revision: str = "head", *, sql: bool = False, quiet: bool = False
+) -> None:
+    """`quiet`: what was applied is told at debug, for a command whose output is its own
+    one line (create-admin, set-admin, scim-token), which a failure must be too."""
     from sqlalchemy.engine import make_url
 
     from users_api.db import migrations
@@ -272,10 +276,11 @@ def apply_migrations(url: str, revision: str = "head", *, sql: bool = False) -> 
         fail(f"migrations failed: {type(exc).__name__}: {exc}".splitlines()[0])
     if sql:
         return
+    say = log.debug if quiet else log.info
     if applied:
-        log.info("migrations applied", revisions=applied, target=revision)
+        say("migrations applied", revisions=applied, target=revision)
     else:
-        log.info("no migrations to apply", target=revision)
+        say("no migrations to apply", target=revision)
 
 
 def _pooled(settings: Settings, url: str) -> bool:
@@ -300,7 +305,7 @@ def prepare_schema(settings: Settings, url: str, *, apart: bool) -> None:
     if apart:
         migrate_apart(direct or url)
     else:
-        apply_migrations(direct or url)
+        apply_migrations(direct or url, quiet=True)
 
 
 def _check_at_head(settings: Settings, url: str) -> None:
