@@ -289,3 +289,32 @@ async def test_an_added_primary_email_takes_primary_from_the_others(
     assert len(answer.json()["emails"]) == 2
     shown = await admin_client.get(f"/api/v1/users/{user['id']}")
     assert shown.json()["email"] == new["value"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'emails.type eq "work"',
+        'emails[type eq "work"]',
+        "emails.primary eq true",
+        "emails[primary eq true]",
+        "emails.type pr",
+        "emails[type pr]",
+    ],
+)
+async def test_both_forms_of_an_email_filter_find_a_user_made_over_rest(
+    scim: httpx.AsyncClient, admin_client: httpx.AsyncClient, text: str
+) -> None:
+    """RFC 7644 3.4.2.2: `emails.type eq "work"` tests the same as `emails[type eq "work"]`.
+    A user made over REST keeps no SCIM emails and shows their address as the primary work
+    one: only the bracketed forms found them."""
+    made = await admin_client.post(
+        "/api/v1/users",
+        json={"email": "rest@example.com", "username": "rest", "password": "a long pass phrase 9"},
+    )
+    assert made.status_code == 201, made.text
+    found = await scim.get(f"{SCIM}/Users", params={"filter": f'({text}) and userName eq "rest"'})
+    assert found.status_code == 200, found.text
+    assert [user["id"] for user in found.json()["Resources"]] == [made.json()["id"]]
+    shown = found.json()["Resources"][0]["emails"]
+    assert shown == [{"value": "rest@example.com", "type": "work", "primary": True}]

@@ -257,7 +257,7 @@ class UserFilter(ConditionFilter):
                     return true()  # every user has an email
                 return func.jsonb_array_length(json_array(_kept(multi))) > 0
             return _any_element(
-                _kept(multi),
+                _shown(multi),
                 lambda element: _ElementFilter(element).visit(
                     Present(AttrPath(path.sub_attr or ""))
                 ),
@@ -273,7 +273,7 @@ class UserFilter(ConditionFilter):
             sub = path.sub_attr or "value"
             element_test = Comparison(AttrPath(sub), node.op, node.value)
             kept = _any_element(
-                _kept(multi), lambda element: _ElementFilter(element).visit(element_test)
+                _shown(multi), lambda element: _ElementFilter(element).visit(element_test)
             )
             if multi == "emails" and sub.lower() == "value":
                 if node.op == CompareOperator.ne:  # no address of the user's is the value
@@ -295,14 +295,8 @@ class UserFilter(ConditionFilter):
             raise invalid_filter(f"{path} is not a multi-valued attribute.")
         if multi == "emails":
             wanted = _value_eq(node.val_filter)
-            array = func.coalesce(
-                _kept("emails"),
-                func.jsonb_build_array(
-                    func.jsonb_build_object("value", User.email, "type", "work", "primary", True)
-                ),
-            )
             found = _any_element(
-                array, lambda element: _ElementFilter(element).visit(node.val_filter)
+                _shown(multi), lambda element: _ElementFilter(element).visit(node.val_filter)
             )
             if wanted is None:
                 return found
@@ -354,6 +348,16 @@ def _value_eq(node: FilterNode) -> str | None:
 
 def _kept(name: str) -> Any:
     return func.jsonb_extract_path(User.scim, name)
+
+
+def _shown(name: str) -> Any:
+    """A multi-valued attribute as the resource shows it (`mapping.to_resource`), so that
+    `emails[type eq "work"]` and `emails.type eq "work"` find the same users: a user who
+    kept no emails (one made over REST) shows their address as the primary work one."""
+    if name != "emails":
+        return _kept(name)
+    shown = func.jsonb_build_object("value", User.email, "type", "work", "primary", True)
+    return func.coalesce(_kept(name), func.jsonb_build_array(shown))
 
 
 def user_operand(path: AttrPath) -> Operand | None:
