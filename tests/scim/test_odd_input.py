@@ -119,3 +119,51 @@ async def test_a_wrong_method_names_every_method_of_its_path(
     answer = await scim.request(method, f"{SCIM}{path}", json={})
     _scim_error(answer, 405, None)
     assert set(answer.headers["allow"].split(", ")) == allowed
+
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"name": {"givenName": "Ada", "weird": "x"}}, "weird"),
+        ({"title": {"nested": "obj"}}, "title"),
+        ({"nickName": ["a", "b"]}, "nickName"),
+        ({"phoneNumbers": [{"value": "+1 555", "zzz": "1"}]}, "zzz"),
+        ({"phoneNumbers": {"value": "+1 555"}}, "phoneNumbers"),
+        ({"addresses": [{"locality": 5}]}, "addresses.locality"),
+        ({"roles": [{"value": "r", "primary": "maybe"}]}, "primary"),
+        ({ENTERPRISE: {"department": "R&D", "bogus": "x"}}, "bogus"),
+    ],
+)
+async def test_a_kept_attribute_the_schema_does_not_describe_is_400(
+    scim: httpx.AsyncClient, extra: dict[str, Any], named: str
+) -> None:
+    """What is stored is what `/Schemas` says can be: an unlisted sub-attribute or a value
+    of another type was stored and returned as sent."""
+    refused = await scim.post(f"{SCIM}/Users", json=new_user("shaped", **extra))
+    _scim_error(refused, 400, "invalidValue")
+    assert named in refused.json()["detail"]
+    listed = await scim.get(f"{SCIM}/Users", params={"filter": 'userName eq "shaped"'})
+    assert listed.json()["totalResults"] == 0
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        {"op": "replace", "path": "name.bogus", "value": "x"},
+        {"op": "replace", "path": "title", "value": {"nested": "obj"}},
+        {"op": "add", "path": f"{ENTERPRISE}:bogus", "value": "x"},
+        {"op": "add", "path": "emails", "value": [{"value": "b@example.com", "bogusSub": 1}]},
+    ],
+)
+async def test_a_patch_the_schema_does_not_describe_is_400_and_changes_nothing(
+    scim: httpx.AsyncClient, operation: dict[str, Any]
+) -> None:
+    created = await scim.post(f"{SCIM}/Users", json=new_user("patched", title="Engineer"))
+    assert created.status_code == 201, created.text
+    url = f"{SCIM}/Users/{created.json()['id']}"
+    refused = await scim.patch(url, json={"schemas": [PATCH_SCHEMA], "Operations": [operation]})
+    _scim_error(refused, 400, "invalidValue")
+    assert (await scim.get(url)).json() == created.json()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.scim.conftest import PATCH_SCHEMA, SCIM, new_user
-from users_api.scim.mapping import ENTERPRISE_SCHEMA as ENTERPRISE
+from users_api.scim.discovery import ENTERPRISE_SCHEMA as ENTERPRISE
 
 
 async def _create(scim: httpx.AsyncClient, name: str, **extra: Any) -> dict[str, object]:

@@ -11,13 +11,16 @@ be removed (scim2-tester checks that a PATCH removes whatever is not required).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from scim2_models import EnterpriseUser, Group, ResourceType, User
 
-from users_api.scim.mapping import ENTERPRISE_SCHEMA, USER_SCHEMA
+from users_api.scim.errors import invalid_value
 
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 MAX_RESULTS = 1000
 
@@ -102,4 +105,73 @@ def service_provider_config(base_url: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["ENTERPRISE_SCHEMA", "GROUP_SCHEMA", "USER_SCHEMA"]
+# --- what a kept attribute may hold -------------------------------------------------
+
+# The JSON a value of each SCIM type is (RFC 7643 2.3); a boolean is no integer.
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "reference": str,
+    "binary": str,
+    "dateTime": str,
+    "boolean": bool,
+    "integer": int,
+    "decimal": (int, float),
+    "complex": dict,
+}
+
+
+@cache
+def _described() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The User's and the enterprise extension's attributes as `/Schemas` gives them, by
+    lower-cased name."""
+    user, enterprise = _schemas(False)[:2]
+    return (
+        {attribute["name"].lower(): attribute for attribute in user["attributes"]},
+        {attribute["name"].lower(): attribute for attribute in enterprise["attributes"]},
+    )
+
+
+def check_kept(kept: Mapping[str, Any]) -> None:
+    """Refuse (400 invalidValue) a kept attribute that `/Schemas` does not describe: a
+    sub-attribute it does not list (`name.bogus`), or a value of another type (`title`
+    as an object). What is stored is then what `/Schemas` says is."""
+    core, extension = _described()
+    for name, value in kept.items():
+        if name == ENTERPRISE_SCHEMA:
+            if not isinstance(value, dict):
+                raise invalid_value(f"{ENTERPRISE_SCHEMA} must be an object.")
+            for key, sub_value in value.items():
+                attribute = extension.get(key.lower())
+                if attribute is None:
+                    raise invalid_value(f"{key} is not an attribute of {ENTERPRISE_SCHEMA}.")
+                _check(attribute, sub_value, key)
+        else:
+            _check(core[name.lower()], value, name)
+
+
+def _check(attribute: dict[str, Any], value: Any, where: str) -> None:
+    if attribute.get("multiValued"):
+        if value is None:
+            return
+        if not isinstance(value, list):
+            raise invalid_value(f"{where} is multi-valued: a list.")
+        for item in value:
+            _check_one(attribute, item, where)
+    else:
+        _check_one(attribute, value, where)
+
+
+def _check_one(attribute: dict[str, Any], value: Any, where: str) -> None:
+    if value is None:
+        return
+    kind = attribute["type"]
+    expected = _JSON_TYPES.get(kind, object)
+    if not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool)):
+        raise invalid_value(f"{where} must be a {kind}.")
+    if isinstance(value, dict):  # a complex value
+        subs = {sub["name"].lower(): sub for sub in attribute.get("subAttributes", [])}
+        for key, sub_value in value.items():
+            sub = subs.get(key.lower())
+            if sub is None:
+                raise invalid_value(f"{key} is not a sub-attribute of {where}.")
+            _check_one(sub, sub_value, f"{where}.{sub['name']}")

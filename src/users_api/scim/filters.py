@@ -48,15 +48,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from users_api.groups.models import GroupMember
+from users_api.scim.discovery import ENTERPRISE_SCHEMA, USER_SCHEMA
 from users_api.scim.errors import invalid_filter
-from users_api.scim.mapping import (
-    EMAIL_VALUES,
-    ENTERPRISE_SCHEMA,
-    KEPT_STRINGS,
-    MULTI_VALUED,
-    NAME_PARTS,
-    USER_SCHEMA,
-)
+from users_api.scim.mapping import EMAIL_VALUES, KEPT_STRINGS, MULTI_VALUED, NAME_PARTS
 from users_api.users.models import User
 from users_api.users.schemas import utc_bound
 

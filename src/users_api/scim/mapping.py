@@ -14,13 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from users_api.scim.bodies import lifted
+from users_api.scim.discovery import ENTERPRISE_SCHEMA, USER_SCHEMA, check_kept
 from users_api.scim.errors import ScimError, invalid_value, mutability
 from users_api.scim.patch import Shape
 from users_api.timestamps import rfc3339
 from users_api.users.schemas import ProvisionedUpdate, ProvisionedUser
-
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 # Multi-valued core attributes kept as sent: lists of objects, each maybe `primary`.
 MULTI_VALUED = (
@@ -186,7 +184,13 @@ def _kept(resource: dict[str, Any]) -> dict[str, Any] | None:
             kept[name] = _primaries(values)
     enterprise = kept.get(ENTERPRISE_SCHEMA)
     if isinstance(enterprise, dict):
-        kept[ENTERPRISE_SCHEMA] = _with_manager(enterprise)
+        # A client built on scim2-models writes the extension's own `schemas` inside it.
+        enterprise = _with_manager({k: v for k, v in enterprise.items() if k.lower() != "schemas"})
+        if enterprise:
+            kept[ENTERPRISE_SCHEMA] = enterprise
+        else:
+            del kept[ENTERPRISE_SCHEMA]
+    check_kept(kept)
     return kept or None
 
 
