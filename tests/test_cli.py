@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -75,6 +77,34 @@ def test_an_unreachable_database_fails_with_one_clear_line(tmp_path: Path) -> No
     )
     assert "127.0.0.1:1" in line
     assert "hunter2-secret" not in line
+    assert (json.loads(line)["event"] if line.startswith("{") else line).startswith("DATABASE_URL")
+
+
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "MIGRATIONS_DATABASE_URL"])
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"database": "no_such_database_here"}, 'database "no_such_database_here" does not exist'),
+        ({"username": "no_such_role_here"}, 'role "no_such_role_here" does not exist'),
+    ],
+)
+def test_a_database_that_refuses_the_connection_is_a_bad_setting_named(
+    tmp_path: Path,
+    direct_database_url: str,
+    variable: str,
+    change: dict[str, Any],
+    said: str,
+) -> None:
+    """No such database, no such role: the server refuses before any migration runs, and
+    the line names the variable to fix (it said "migrations failed: DBAPIError ...")."""
+    url = make_url(direct_database_url).set(**change).render_as_string(hide_password=False)
+    line = _one_error_line(
+        run_cli("migrate", cwd=tmp_path, env=clean_environment(tmp_path, **{variable: url}))
+    )
+    said_first = json.loads(line)["event"] if line.startswith("{") else line
+    assert said_first.startswith(f"{variable}: "), line
+    assert said in said_first
+    assert "migrations failed" not in line
 
 
 def test_an_unknown_revision_fails_with_one_line(tmp_path: Path) -> None:

@@ -257,22 +257,34 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 def apply_migrations(
-    url: str, revision: str = "head", *, sql: bool = False, quiet: bool = False
+    url: str,
+    revision: str = "head",
+    *,
+    sql: bool = False,
+    quiet: bool = False,
+    setting: str | None = "DATABASE_URL",
 ) -> None:
     """`quiet`: what was applied is told at debug, for a command whose output is its own
-    one line (create-admin, set-admin, scim-token), which a failure must be too."""
+    one line (create-admin, set-admin, scim-token), which a failure must be too.
+    `setting`: the variable `url` came from (None: the embedded database), named when the
+    database cannot be reached or refuses the connection, as a bad setting is."""
     from sqlalchemy.engine import make_url
 
     from users_api.db import migrations
 
+    named = f"{setting}: " if setting else ""
     try:
         applied = migrations.upgrade(url, revision, sql=sql)
     except BrokenPipeError:  # `migrate --sql | head`: click ends it quietly
         raise
     except OSError as exc:  # refused, unknown host, timed out: no server to talk to
         where = make_url(url).render_as_string(hide_password=True)
-        fail(f"cannot reach the database at {where}: {exc}".splitlines()[0])
+        fail(f"{named}cannot reach the database at {where}: {exc}".splitlines()[0])
     except Exception as exc:  # a CLI reports any failure as one line
+        refusal = _connection_refusal(exc)
+        if refusal is not None:
+            where = make_url(url).render_as_string(hide_password=True)
+            fail(f"{named}the database at {where} refused the connection: {refusal}")
         fail(f"migrations failed: {type(exc).__name__}: {exc}".splitlines()[0])
     if sql:
         return
@@ -281,6 +293,29 @@ def apply_migrations(
         say("migrations applied", revisions=applied, target=revision)
     else:
         say("no migrations to apply", target=revision)
+
+
+def _source(settings: Settings) -> str | None:
+    """Which setting the migrations' URL comes from (None: the embedded database)."""
+    if settings.migrations_database_url is not None:
+        return "MIGRATIONS_DATABASE_URL"
+    return "DATABASE_URL" if settings.database_url is not None else None
+
+
+# SQLSTATE classes of a server that refuses the connection itself: no such database
+# (3D), no such role or a wrong password (28). The setting is wrong, not the schema.
+_REFUSED_CONNECTION = ("3D", "28")
+
+
+def _connection_refusal(exc: BaseException) -> str | None:
+    """The server's words when `exc` (or what caused it) is its refusal of the connection."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in _REFUSED_CONNECTION:
+            return str(getattr(seen, "args", ("",))[0] or seen).splitlines()[0]
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
 
 
 def _pooled(settings: Settings, url: str) -> bool:
@@ -305,7 +340,7 @@ def prepare_schema(settings: Settings, url: str, *, apart: bool) -> None:
     if apart:
         migrate_apart(direct or url)
     else:
-        apply_migrations(direct or url, quiet=True)
+        apply_migrations(direct or url, quiet=True, setting=_source(settings))
 
 
 def _check_at_head(settings: Settings, url: str) -> None:
@@ -321,7 +356,10 @@ def _check_at_head(settings: Settings, url: str) -> None:
         current = asyncio.run(migrations.current_revision(arguments))
     except Exception as exc:  # a CLI reports any failure as one line
         where = make_url(url).render_as_string(hide_password=True)
-        fail(f"cannot read the schema's revision at {where}: {type(exc).__name__}: {exc}")
+        fail(
+            f"DATABASE_URL: cannot read the schema's revision at {where}: "
+            f"{type(exc).__name__}: {exc}"
+        )
     head = migrations.head()
     if current != head:
         fail(
@@ -419,7 +457,7 @@ def migrate(
         apply_migrations(settings.database_url or _OFFLINE_URL, revision, sql=True)
         return
     if settings.migrations_database_url is not None:
-        apply_migrations(settings.migrations_database_url, revision)
+        apply_migrations(settings.migrations_database_url, revision, setting=_source(settings))
         return
     preflight(lambda: checks.check_data_dir(settings, serving=False))
     with stop_on_signals(interrupted_fails=True), database(settings) as url:
@@ -428,7 +466,7 @@ def migrate(
                 "DATABASE_URL is a connection pooler (DB_PGBOUNCER): migrations need a "
                 "direct connection; set MIGRATIONS_DATABASE_URL"
             )
-        apply_migrations(url, revision)
+        apply_migrations(url, revision, setting=_source(settings))
 
 
 def _read_password(from_stdin: bool) -> str:
