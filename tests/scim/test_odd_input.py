@@ -167,3 +167,29 @@ async def test_a_patch_the_schema_does_not_describe_is_400_and_changes_nothing(
     refused = await scim.patch(url, json={"schemas": [PATCH_SCHEMA], "Operations": [operation]})
     _scim_error(refused, 400, "invalidValue")
     assert (await scim.get(url)).json() == created.json()
+
+
+async def test_every_operator_compares_ids_and_members_as_their_text(
+    scim: httpx.AsyncClient,
+) -> None:
+    """The contract: every operator on every attribute. `eq` and `ne` compare ids as ids
+    (indexed); the others compare their canonical text, case-insensitively (they were
+    400 invalidFilter)."""
+    ada = (await scim.post(f"{SCIM}/Users", json=new_user("idtext"))).json()
+    group = await scim.post(
+        f"{SCIM}/Groups", json={"displayName": "Id text", "members": [{"value": ada["id"]}]}
+    )
+    assert group.status_code == 201, group.text
+    head, tail = ada["id"][:23].upper(), ada["id"][-12:]
+    for resource, text, expected in (
+        ("Users", f'id sw "{head}"', ada["id"]),
+        ("Users", f'id ew "{tail}" and userName eq "idtext"', ada["id"]),
+        ("Users", f'groups.value co "{group.json()["id"][9:18]}"', ada["id"]),
+        ("Groups", f'members.value sw "{head}"', group.json()["id"]),
+        ("Groups", f'members[value ew "{tail}"]', group.json()["id"]),
+    ):
+        found = await scim.get(f"{SCIM}/{resource}", params={"filter": text})
+        assert found.status_code == 200, (text, found.text)
+        assert [item["id"] for item in found.json()["Resources"]] == [expected], text
+    nothing = await scim.get(f"{SCIM}/Users", params={"filter": 'id sw "ffffffff-ffff"'})
+    assert nothing.json()["totalResults"] == 0

@@ -32,6 +32,7 @@ from scim2_models.path import (
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Text,
     and_,
     case,
     cast,
@@ -107,7 +108,8 @@ def compare(operand: Operand, op: CompareOperator, value: Any) -> ColumnElement[
         condition = expression == value
     elif kind == "uuid":
         if op not in (CompareOperator.eq, CompareOperator.ne):
-            raise invalid_filter("id compares with eq or ne.")
+            # The other operators compare the id's canonical text (`id sw "0190"`).
+            return compare(Operand(cast(expression, Text), "text"), op, value)
         try:
             condition = expression == uuid.UUID(_text_value(value))
         except ValueError:

@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import ValidationError
 from scim2_models.path import (
     AttrPath,
-    CompareOperator,
     Comparison,
     FilterNode,
     Present,
@@ -160,11 +159,8 @@ def member_condition(node: FilterNode, group: Any = Group.id) -> ColumnElement[b
 
 class _MemberFilter(MembershipFilter):
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
-        if node.attr_path.attr.lower() != "value" or node.op not in (
-            CompareOperator.eq,
-            CompareOperator.ne,
-        ):
-            raise invalid_filter("A member is filtered by `value eq` or `value ne`.")
+        if node.attr_path.attr.lower() != "value":
+            raise invalid_filter("A member is filtered by its value.")
         return compare(Operand(GroupMember.user_id, "uuid"), node.op, node.value)
 
 
