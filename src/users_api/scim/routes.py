@@ -544,12 +544,7 @@ def build(state: Any) -> Starlette:
         routes=[
             route("/Bulk", POST=not_implemented),
             route(
-                "/Me",
-                GET=not_implemented,
-                POST=not_implemented,
-                PUT=not_implemented,
-                PATCH=not_implemented,
-                DELETE=not_implemented,
+                "/Me", **dict.fromkeys(("GET", "POST", "PUT", "PATCH", "DELETE"), not_implemented)
             ),
             route("/ServiceProviderConfig", GET=service_provider_config),
             route("/ResourceTypes", GET=resource_types),
