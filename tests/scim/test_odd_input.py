@@ -193,3 +193,20 @@ async def test_every_operator_compares_ids_and_members_as_their_text(
         assert [item["id"] for item in found.json()["Resources"]] == [expected], text
     nothing = await scim.get(f"{SCIM}/Users", params={"filter": 'id sw "ffffffff-ffff"'})
     assert nothing.json()["totalResults"] == 0
+
+
+async def test_a_group_attribute_the_schema_does_not_name_is_400_as_for_a_user(
+    scim: httpx.AsyncClient,
+) -> None:
+    """It was dropped (201), where a User's is refused: the same answer for both now. An
+    extension's attributes are still passed over."""
+    refused = await scim.post(f"{SCIM}/Groups", json={"displayName": "Odd", "foo": "bar"})
+    _scim_error(refused, 400, "invalidValue")
+    assert "foo" in refused.json()["detail"]
+    extension = "urn:example:params:scim:schemas:extension:acme:2.0:Group"
+    kept = await scim.post(f"{SCIM}/Groups", json={"displayName": "Odd", extension: {"x": 1}})
+    assert kept.status_code == 201, kept.text
+    replaced = await scim.put(
+        f"{SCIM}/Groups/{kept.json()['id']}", json={"displayName": "Odd", "bar": 1}
+    )
+    _scim_error(replaced, 400, "invalidValue")

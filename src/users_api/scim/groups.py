@@ -95,10 +95,15 @@ def _fields(resource: Any) -> tuple[GroupUpdate, list[uuid.UUID] | None]:
     """A Group body as the service's fields and member ids (None: none sent)."""
     if not isinstance(resource, dict):
         raise ScimError(400, "The body must be a JSON object.", "invalidSyntax")
-    normalized = {
-        _CANONICAL.get(key.lower(), key): value
-        for key, value in lifted(resource, GROUP_SCHEMA).items()
-    }
+    normalized: dict[str, Any] = {}
+    for key, value in lifted(resource, GROUP_SCHEMA).items():
+        name = _CANONICAL.get(key.lower())
+        if name is None:
+            if key.lower().startswith("urn:"):  # an extension schema the service keeps none of
+                continue
+            # As for a User: an attribute the schema does not name is refused, not dropped.
+            raise invalid_value(f"{key} is not an attribute of {GROUP_SCHEMA}.")
+        normalized[name] = value
     display_name = normalized.get("displayName")
     if not isinstance(display_name, str) or not display_name:
         raise invalid_value("displayName is required.")
