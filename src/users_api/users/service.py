@@ -133,10 +133,12 @@ class UserService:
             policy.require_lister(await self.db.run(_caller_is_admin(values), transaction=False))
             raise
         filters = {name: getattr(query, name) for name in q.FILTERS}
+        replicated = self.db.replicated
         shape = q.PageShape(
             sort=query.sort,
             filters=frozenset(name for name, value in filters.items() if value is not None),
             after=after is not None,
+            guarded=not replicated,
         )
         values.update(filters, limit=query.limit + 1)
         if query.q is not None:
@@ -151,10 +153,9 @@ class UserService:
                 policy.require_lister(await unit.value(q.CALLER_IS_ADMIN, **values))
             return records
 
-        replicated = self.db.replicated
         if replicated:
-            # Who may list is decided on the primary; the page may be a moment old. (On
-            # the replica, a caller who signed in a moment ago is not there yet.)
+            # Who may list is decided on the primary; the page may be a moment old, and
+            # holds no check of the caller (a session made a moment ago is not there yet).
             policy.require_lister(await self.db.run(_caller_is_admin(values), transaction=False))
         records = await self.db.read(read)
         # as_row, inlined: one Python call fewer per row
