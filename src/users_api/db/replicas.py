@@ -52,9 +52,15 @@ required_position: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 )
 
 _LSN = re.compile(r"([0-9A-F]{1,8})/([0-9A-F]{1,8})", re.IGNORECASE)
+# How far behind: nothing, when it has replayed all it received and is still receiving
+# (a WAL receiver runs: the view shows its row to every role, details to privileged
+# ones); else the age of the last transaction it replayed. A replica cut off from its
+# primary has replayed all it received too: it counted as current for ever, and served
+# reads of any age.
 _STATE = """
 SELECT pg_last_wal_replay_lsn()::text,
-       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+                 AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END
 """
 _REPLAYED = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
