@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -196,3 +197,64 @@ async def test_audit_and_groups_lists_read_your_writes_and_admins_only(
         anyone.headers["Authorization"] = f"Bearer {tokens['access_token']}"
         assert (await anyone.get("/api/v1/audit-events")).status_code == 403
         assert (await anyone.get("/api/v1/groups")).status_code == 403
+
+
+def _replica_dsn(replication: Replication) -> str:
+    return replication.replica.url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def test_a_caller_who_signed_in_a_moment_ago_gets_the_replica_s_page(
+    replicated_app: FastAPI, replication: Replication
+) -> None:
+    """Who may list is decided on the primary; the page from the replica held the same
+    check of the caller, whose new session was not replayed yet: an empty page."""
+    await _replica_in_use(replicated_app)
+    replica = await asyncpg.connect(_replica_dsn(replication))
+    try:
+        deadline = time.monotonic() + 30
+        while not await replica.fetchval("SELECT count(*) FROM users"):  # root, replayed
+            assert time.monotonic() < deadline, "the first admin never reached the replica"
+            await asyncio.sleep(0.1)
+        await replica.execute("SELECT pg_wal_replay_pause()")
+        async with asgi_client(replicated_app) as fresh:
+            tokens = await login(fresh, "root", ADMIN_PASSWORD)  # a session made now
+            fresh.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+            assert _replica_reads(replicated_app)
+            listed = await fresh.get("/api/v1/users")
+            assert listed.status_code == 200, listed.text
+            assert [user["username"] for user in listed.json()["items"]] == ["root"]
+            assert _replica_reads(replicated_app)  # the page came from it, not the primary
+    finally:
+        await replica.execute("SELECT pg_wal_replay_resume()")
+        await replica.close()
+
+
+async def test_a_replica_cut_off_from_its_primary_is_skipped_once_it_is_too_old(
+    client: httpx.AsyncClient, replicated_app: FastAPI, replication: Replication
+) -> None:
+    """It has replayed all it received, so it looked current for ever, and a client
+    without a token read data of any age. Its data's age is now its last replayed
+    transaction's, so it is skipped past REPLICA_MAX_LAG_SECONDS (5)."""
+    await _replica_in_use(replicated_app)
+    replica = await asyncpg.connect(_replica_dsn(replication))
+    try:
+        conninfo = await replica.fetchval("SHOW primary_conninfo")
+        await replica.execute("ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1'")
+        await replica.execute("SELECT pg_reload_conf()")
+        created = await client.post(
+            "/api/v1/users",
+            json={"email": "late@example.com", "username": "late", "password": PASSWORD},
+        )
+        assert created.status_code == 201, created.text
+        deadline = time.monotonic() + 20
+        while _replica_reads(replicated_app):
+            assert time.monotonic() < deadline, "a replica cut off was still read"
+            await asyncio.sleep(0.2)
+        # Reads go to the primary now: the user is there for a client without a token.
+        assert [user["username"] for user in await _listed(client, "late", None)] == ["late"]
+    finally:
+        quoted = conninfo.replace("'", "''")
+        await replica.execute(f"ALTER SYSTEM SET primary_conninfo = '{quoted}'")
+        await replica.execute("SELECT pg_reload_conf()")
+        await replica.close()
+    await _replica_in_use(replicated_app)  # streaming again: used again
