@@ -57,13 +57,41 @@ def fresh_name() -> str:
     return f"users_api_test_{secrets.token_hex(6)}"
 
 
+# A throw-away cluster need not survive a crash: no fsync of every commit's WAL, and no
+# flush of the whole cluster at each DROP DATABASE's checkpoint (seconds a test, on a
+# slow disk). The service's own embedded database keeps PostgreSQL's defaults.
+_THROW_AWAY = (
+    "ALTER SYSTEM SET fsync = off",
+    "ALTER SYSTEM SET synchronous_commit = off",
+    "ALTER SYSTEM SET full_page_writes = off",
+    "SELECT pg_reload_conf()",
+)
+
+
+async def _throw_away(url: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(make_url(normalize_database_url(url))))
+    try:
+        for statement in _THROW_AWAY:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
 @contextmanager
-def embedded_server() -> Iterator[tuple[EmbeddedPostgres, str]]:
-    """An embedded PostgreSQL in a temporary folder, deleted afterwards."""
+def embedded_server(*, durable: bool = False) -> Iterator[tuple[EmbeddedPostgres, str]]:
+    """An embedded PostgreSQL in a temporary folder, deleted afterwards. `durable`: with
+    PostgreSQL's defaults, for a test that crashes it and counts what survived."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     folder = Path(tempfile.mkdtemp(prefix="users-api-test-"))
     embedded = EmbeddedPostgres(folder)
     try:
         url = embedded.start().render_as_string(hide_password=False)
+        if not durable:
+            # On a thread of its own: the caller may be a fixture in a running event loop.
+            with ThreadPoolExecutor(1) as apart:
+                apart.submit(asyncio.run, _throw_away(url)).result()
         yield embedded, url
     finally:
         embedded.stop()

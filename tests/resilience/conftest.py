@@ -125,7 +125,8 @@ class Postgres:
 
 @pytest.fixture(scope="session")
 async def postgres_server() -> AsyncIterator[Postgres]:
-    with databases.embedded_server() as (embedded, url):
+    # Durable: the outage tests crash it and count the acknowledged writes that survived.
+    with databases.embedded_server(durable=True) as (embedded, url):
         engine = create_async_engine(url)
         async with engine.begin() as connection:
             await upgrade_on(connection)
