@@ -221,6 +221,9 @@ async def sample_forever(db: Database, requests: RequestMetrics) -> None:
         await asyncio.sleep(SAMPLE_SECONDS)
 
 
+OUTBOX_READ_SECONDS = 1.0
+
+
 async def _outbox_state(unit: Unit) -> tuple[int, float]:
     row = await unit.one(_OUTBOX_STATE)
     assert row is not None  # an aggregate: one row always
@@ -233,7 +236,10 @@ async def render(db: Database | None, requests: RequestMetrics) -> bytes:
     if db is not None:
         sample_pool(db)
         with contextlib.suppress(Exception):  # no database now: the last values stand
-            backlog, age = await db.run(_outbox_state, transaction=False)
+            # Within a second, as /readyz: a scrape that waited for a frozen database
+            # (10-11 s) outlasted Prometheus' 10 s and lost the incident's metrics.
+            async with asyncio.timeout(OUTBOX_READ_SECONDS):
+                backlog, age = await db.run(_outbox_state, transaction=False)
             OUTBOX_BACKLOG.set(backlog)
             OUTBOX_OLDEST_AGE.set(age)
     if folder := os.environ.get(MULTIPROC_ENV):

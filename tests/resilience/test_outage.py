@@ -231,6 +231,26 @@ async def test_readyz_answers_in_time_when_the_open_connections_stop_answering(
         await assert_every_connection_returned(app)
 
 
+async def test_a_scrape_answers_in_time_when_the_database_host_is_frozen(
+    postgres: Postgres, resilience_settings: Settings
+) -> None:
+    """Prometheus gives a scrape 10 s by default. The outbox's gauges waited for a frozen
+    database for 10-11 s, so the metrics of that very incident were lost; they wait a
+    second now, and keep their last values."""
+    async with running_app(resilience_settings, db_pool_size=1, db_max_overflow=0) as (
+        app,
+        client,
+    ):
+        assert (await client.get("/metrics")).status_code == 200
+        with postgres.host_frozen():
+            scraped, took = await timed(client, "GET", "/metrics")
+            assert scraped.status_code == 200
+            assert took < 3.0
+            assert "users_api_outbox_backlog" in scraped.text
+        await wait_until_ready(client)
+        await assert_every_connection_returned(app)
+
+
 async def test_a_database_that_is_shutting_down_gets_503(
     postgres: Postgres, resilience_settings: Settings
 ) -> None:
