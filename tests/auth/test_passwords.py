@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
+import pytest
 from argon2 import PasswordHasher, Type
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.auth.helpers import PASSWORD, register
-from tests.conftest import login
+from tests.conftest import asgi_client, login
+from users_api.app import create_app
+from users_api.config import Settings
 from users_api.security import strength
 from users_api.security.passwords import Passwords, policy_violation
 
@@ -44,9 +49,21 @@ async def _stored_hash(engine: AsyncEngine, username: str) -> str:
     return stored
 
 
+@pytest.fixture
+async def production_client(
+    production_argon2: None, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of its own that hashes at the production cost (the session's does not:
+    tests/conftest.py)."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
+        yield client
+
+
 async def test_hash_is_argon2id_with_owasp_parameters(
-    client: httpx.AsyncClient, engine: AsyncEngine
+    production_client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
+    client = production_client
     await register(client, "ada")
     stored = await _stored_hash(engine, "ada")
     assert_documented_argon2id(stored)
@@ -54,8 +71,9 @@ async def test_hash_is_argon2id_with_owasp_parameters(
 
 
 async def test_login_rehashes_old_parameters(
-    client: httpx.AsyncClient, engine: AsyncEngine
+    production_client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
+    client = production_client
     await register(client, "ada")
     # The parameters of earlier releases (OWASP's 19 MiB row), as stored hashes have them.
     earlier = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1, type=Type.ID)
@@ -85,6 +103,7 @@ async def _version(engine: AsyncEngine, username: str) -> int:
     return value
 
 
+@pytest.mark.usefixtures("production_argon2")
 async def test_hash_and_verify_round_trip_in_threads() -> None:
     passwords = Passwords(concurrency=2)
     hashed = await passwords.hash("ünïcödé pässwörd 🔑")
