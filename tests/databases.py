@@ -53,6 +53,36 @@ async def drop_database(server_url: str, name: str) -> None:
         await connection.close()
 
 
+# Every table of the schema but Alembic's, each after the tables whose foreign keys point
+# at it (a table that points at itself is no matter: one DELETE takes all its rows).
+_TABLES_CHILDREN_FIRST = """
+WITH RECURSIVE tables AS (
+    SELECT c.oid, c.relname
+    FROM pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+      AND c.relname <> 'alembic_version'
+), below (oid, depth) AS (
+    SELECT oid, 0 FROM tables
+    UNION ALL
+    SELECT f.conrelid, below.depth + 1
+    FROM below JOIN pg_constraint f ON f.confrelid = below.oid
+    WHERE f.contype = 'f' AND f.conrelid <> f.confrelid AND below.depth < 100
+)
+SELECT format('DELETE FROM %I', t.relname) FROM tables t JOIN below b USING (oid)
+GROUP BY t.relname ORDER BY max(b.depth) DESC, t.relname
+"""
+
+
+async def emptying_sql(connection: asyncpg.Connection) -> str:
+    """Statements that empty every table of the schema, in one round trip.
+
+    DELETE, not TRUNCATE: TRUNCATE gives each table and index a new file, 18-25 ms for
+    the schema's tables whatever they hold, and the suite empties them after every test
+    (a tenth of a run's time); a DELETE of the few rows a test leaves takes under 1 ms.
+    """
+    return "; ".join(row[0] for row in await connection.fetch(_TABLES_CHILDREN_FIRST))
+
+
 def fresh_name() -> str:
     return f"users_api_test_{secrets.token_hex(6)}"
 
