@@ -55,6 +55,9 @@ def _key_of(data_dir: str, start: Any) -> bytes:
     return _stored_key(Path(data_dir) / "secret_key")
 
 
+# Python 3.12+ warns of fork() in a process with threads (pytest's, coverage's): a child
+# could inherit a lock some thread held. The children here only write and read one file.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_workers_starting_at_once_agree_on_one_whole_key(tmp_path: Path) -> None:
     """`serve --workers N` on a fresh DATA_DIR: every worker creates or reads the key at
     once; none may read it half written (it failed 1 start in 6, seen from outside)."""
