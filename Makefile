@@ -21,7 +21,9 @@ UV_VERSION := 0.13.9
 
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-VENV := .venv
+# Another interpreter gets an environment of its own: CI runs the suite once more on the
+# newest Python of the machine, `make test PYTHON=python3.13 VENV=.venv-3.13`.
+VENV ?= .venv
 # One stamp per set installed. The serving set is synced with --inexact: it never removes
 # the development tools a `make test` installed, so neither stamp undoes the other.
 STAMP := $(VENV)/.installed-stamp

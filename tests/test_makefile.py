@@ -41,7 +41,7 @@ def _make(project: Path, target: str) -> list[str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith("MAKE")
-        and key not in {"MFLAGS", "PYTEST_ARGS", "BENCH_ARGS", "TEST_WORKERS"}
+        and key not in {"MFLAGS", "PYTEST_ARGS", "BENCH_ARGS", "TEST_WORKERS", "PYTHON", "VENV"}
     }
     subprocess.run(
         ["make", "--no-print-directory", target],
