@@ -132,6 +132,8 @@ async def test_racing_claims_of_one_name_as_email_and_username(
 
 
 async def test_racing_change_and_creation_of_one_name(admin_client: httpx.AsyncClient) -> None:
+    """A rename and a sign-up race for one name: exactly one wins, whichever comes first
+    (the sign-up usually loses, as it hashes first; on a loaded machine it may not)."""
     for round_ in range(6):
         name = f"taken{round_}@example.com"
         bob = await _created(admin_client, f"bob{round_}@example.com", f"bob{round_}")
@@ -140,7 +142,7 @@ async def test_racing_change_and_creation_of_one_name(admin_client: httpx.AsyncC
             _create(admin_client, name, f"carol{round_}"),
         )
         statuses = sorted(response.status_code for response in responses)
-        assert statuses == [200, 409], [response.text for response in responses]
+        assert statuses in ([200, 409], [201, 409]), [response.text for response in responses]
 
 
 async def test_a_login_looks_for_the_username_first(

@@ -35,6 +35,7 @@ async def _wait_until_a_request_waits_for_a_lock(watcher: AsyncConnection) -> No
             text(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE application_name = :name AND wait_event_type = 'Lock'"
+                " AND datname = current_database()"
             ),
             {"name": APPLICATION_NAME},
         )

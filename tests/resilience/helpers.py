@@ -106,7 +106,8 @@ async def wait_until_blocked(observer: asyncpg.Connection, count: int = 1) -> No
         await observer.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await observer.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            " WHERE application_name = $1 AND wait_event_type = 'Lock'"
+            " AND datname = current_database()",  # not another test's, on a shared server
             APPLICATION_NAME,
         )
         if waiting >= count:

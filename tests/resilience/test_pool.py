@@ -119,7 +119,8 @@ async def test_statement_timeout_cancels_the_statement_and_the_connection_stays_
             # background jobs (the outbox's lease, its poll) may be using it this instant.
             for _ in range(50):
                 states = await holder.fetch(
-                    "SELECT state FROM pg_stat_activity WHERE application_name = $1",
+                    "SELECT state FROM pg_stat_activity"
+                    " WHERE application_name = $1 AND datname = current_database()",
                     APPLICATION_NAME,
                 )
                 if [row["state"] for row in states] == ["idle"]:
